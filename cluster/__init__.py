@@ -1,0 +1,1 @@
+"""Operating the studio: settings, the `studio` CLI, cluster configuration."""

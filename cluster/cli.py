@@ -1,0 +1,196 @@
+"""`studio`: the command line (also `python -m cluster.cli`).
+
+    studio db upgrade|downgrade REV|current
+    studio serve                      the API and engines on a local Ray, until Ctrl-C
+    studio render SPEC -o DIR         render a film spec here, with a progress bar
+    studio submit MANIFEST            batch renders on the cluster (Ray Data)
+    studio admin create-admin EMAIL   make a user an admin
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cluster.preflight import ConfigError, check
+from cluster.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from pipeline.render import EngineChoice
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="studio", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    db = commands.add_parser("db", help="database migrations")
+    db_commands = db.add_subparsers(dest="action", required=True)
+    db_commands.add_parser("upgrade", help="apply every migration").add_argument(
+        "revision", nargs="?", default="head"
+    )
+    db_commands.add_parser("downgrade", help="undo migrations down to REV").add_argument("revision")
+    db_commands.add_parser("current", help="the database's revision")
+
+    commands.add_parser("serve", help="run the API and engines on a local Ray until Ctrl-C")
+
+    render = commands.add_parser("render", help="render a film spec to a folder")
+    render.add_argument("spec", type=Path)
+    render.add_argument("-o", "--output", type=Path, required=True)
+    render.add_argument("--quality", choices=["animatic", "final"], default="animatic")
+    render.add_argument("--stop-at", choices=["plan", "voice", "animatic"], default=None)
+
+    submit = commands.add_parser("submit", help="render a JSONL manifest of specs as a batch")
+    submit.add_argument("manifest", type=Path)
+    submit.add_argument("-o", "--output", type=Path, default=Path("batch-results.jsonl"))
+
+    admin = commands.add_parser("admin", help="administration")
+    admin_commands = admin.add_subparsers(dest="action", required=True)
+    admin_commands.add_parser("create-admin", help="give a user the admin role").add_argument(
+        "email"
+    )
+
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    try:
+        return int(COMMANDS[args.command](settings, args) or 0)
+    except ConfigError as error:
+        print(f"studio: configuration error: {error}", file=sys.stderr)
+        return 2
+
+
+def _prepare(settings: Settings) -> None:
+    """Preflight checks, then migrations: nothing is created when a setting is wrong."""
+    from db.migrate import upgrade
+
+    check(settings)
+    settings.jwt_key()
+    settings.token_key()
+    upgrade(settings.resolved_database_url)
+
+
+def cmd_db(settings: Settings, args: argparse.Namespace) -> None:
+    from db import migrate
+
+    url = settings.resolved_database_url
+    if args.action == "upgrade":
+        check(settings)
+        migrate.upgrade(url, args.revision)
+    elif args.action == "downgrade":
+        migrate.downgrade(url, args.revision)
+    print(f"database at revision {migrate.current(url)}")
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
+    import ray
+    from ray import serve
+
+    from cluster.runtime import start_studio
+
+    _prepare(settings)
+    start_studio(settings)
+    print(f"studio: API on http://{settings.host}:{settings.port} (docs at /docs); Ctrl-C stops")
+    stop = False
+
+    def on_signal(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    while not stop:
+        time.sleep(0.5)
+    serve.shutdown()
+    ray.shutdown()
+
+
+def cmd_render(settings: Settings, args: argparse.Namespace) -> int:
+    """Renders in this process's Ray (local unless STUDIO_RAY_ADDRESS): no account, no credits."""
+    from tqdm import tqdm
+
+    from cluster.runtime import deploy, start_ray
+    from models.registry import Capability
+    from pipeline.render import EngineChoice, RenderInputs, render_film
+    from pipeline.spec import FilmSpec
+
+    spec = FilmSpec.from_file(args.spec)
+    check(settings)
+    start_ray(settings)
+    engines = EngineChoice() if args.quality == "animatic" else _final_engines(settings)
+    deploy(settings, {engines.info(c).deployment for c in Capability})
+    inputs = RenderInputs(
+        settings=settings, spec=spec, engines=engines, stop_at=args.stop_at,
+        spec_dir=str(args.spec.resolve().parent),
+    )  # fmt: skip
+    bar = tqdm(total=100, unit="%", desc="render", bar_format="{desc}: {percentage:3.0f}%|{bar}|")
+    weights = {"voice": (0, 15), "video": (15, 70), "assemble": (85, 15), "plan": (0, 100)}
+
+    def report(stage: str, status: str, progress: float) -> None:
+        start, span = weights.get(stage, (0, 0))
+        bar.set_description(f"render: {stage}")
+        bar.n = round(start + span * progress / 100)
+        bar.refresh()
+
+    started = time.monotonic()
+    report_, files = render_film(inputs, report)
+    bar.close()
+    args.output.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (args.output / name).write_bytes(data)
+    elapsed = time.monotonic() - started
+    hits = len(report_.cache_hits)
+    print(
+        f"studio: {report_.duration_s:.1f} s film rendered in {elapsed:.1f} s "
+        f"({hits} cached stage(s)); files in {args.output}"
+    )
+    for warning in report_.warnings:
+        print(f"warning: {warning}")
+    if "film.mp4" in files:
+        print(f"film: {args.output / 'film.mp4'}")
+    return 0
+
+
+def _final_engines(settings: Settings) -> EngineChoice:
+    from pipeline.render import EngineChoice
+
+    return EngineChoice(
+        video=settings.video_engine, image=settings.image_engine, voice=settings.voice_engine,
+        lipsync=settings.lipsync_engine, music=settings.music_engine,
+    )  # fmt: skip
+
+
+def cmd_submit(settings: Settings, args: argparse.Namespace) -> None:
+    from pipeline.batch import run_batch
+
+    run_batch(settings, args.manifest, args.output)
+
+
+def cmd_admin(settings: Settings, args: argparse.Namespace) -> int:
+    from sqlmodel import select
+
+    from db.models import Role, User
+    from db.session import session_scope
+
+    with session_scope(settings.resolved_database_url) as session:
+        user = session.exec(select(User).where(User.email == args.email)).first()
+        if user is None:
+            print(f"studio: no user {args.email}", file=sys.stderr)
+            return 1
+        user.role = Role.admin
+    print(f"studio: {args.email} is now an admin")
+    return 0
+
+
+COMMANDS = {
+    "db": cmd_db,
+    "serve": cmd_serve,
+    "render": cmd_render,
+    "submit": cmd_submit,
+    "admin": cmd_admin,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Starting the studio's Ray side: a local Ray (or a connection to a cluster), then every Serve
+application of the Serve config YAML (the API and one application per engine), then the
+scheduler. The YAML is the one place that sets replicas, autoscaling and resources."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+import yaml
+from ray.serve import status as serve_status
+from ray.serve._private import api as serve_api
+from ray.serve.schema import ServeDeploySchema
+
+from cluster.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SERVE_CONFIG = ROOT / "deployments" / "serve_config.yaml"
+SECRET_FIELDS = {
+    "jwt_secret", "token_encryption_key", "s3_access_key_id", "s3_secret_access_key",
+    "openai_api_key", "elevenlabs_api_key", "google_client_secret",
+}  # fmt: skip
+
+
+def start_ray(settings: Settings) -> None:
+    """Connects to `STUDIO_RAY_ADDRESS`, or starts a local Ray. Locally, logical CPUs are more
+    than the cores on purpose: Serve replicas and tasks that wait on engines take fractions,
+    and the CPU-heavy stages (clip encoding, assembly) are limited by `render_slot` resources
+    instead, so that the API, the engines and the render DAG never starve each other."""
+    if ray.is_initialized():
+        return
+    if settings.ray_address:
+        ray.init(address=settings.ray_address, namespace="studio")
+        return
+    ray.init(
+        num_cpus=max(8, 2 * (os.cpu_count() or 2)),
+        resources={"render_slot": settings.render_workers},
+        namespace="studio",
+        include_dashboard=False,
+        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}},
+    )
+
+
+def serve_config(settings: Settings, applications: set[str] | None = None) -> ServeDeploySchema:
+    """The Serve config YAML with this process's settings passed to every application's
+    builder (secrets stay out: replicas read them from STUDIO_* or the data folder)."""
+    path = settings.serve_config or DEFAULT_SERVE_CONFIG
+    raw: dict[str, Any] = yaml.safe_load(Path(path).read_text())
+    overrides = settings.model_dump(
+        mode="json", exclude=SECRET_FIELDS, exclude_defaults=True, exclude_computed_fields=True
+    )
+    overrides["data_dir"] = str(settings.data_dir.resolve())
+    raw["http_options"] = {**raw.get("http_options", {}), "host": settings.host,
+                           "port": settings.port}  # fmt: skip
+    raw["applications"] = [
+        {**app, "args": {**app.get("args", {}), "settings": overrides}}
+        for app in raw["applications"]
+        if applications is None or app["name"] in applications
+    ]
+    return ServeDeploySchema.model_validate(raw)
+
+
+def deploy(settings: Settings, applications: set[str] | None = None, timeout_s: float = 180) -> None:
+    """Deploys the config's applications (all, or those named) and waits until they run."""
+    config = serve_config(settings, applications)
+    client = serve_api.serve_start(http_options=config.http_options.model_dump())
+    client.deploy_apps(config)
+    wait_running({app.name for app in config.applications}, timeout_s)
+
+
+def wait_running(names: set[str], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        apps = serve_status().applications
+        states = {name: apps[name].status if name in apps else "MISSING" for name in names}
+        if all(state == "RUNNING" for state in states.values()):
+            return
+        failed = {n: apps[n].message for n, s in states.items() if s == "DEPLOY_FAILED"}
+        if failed:
+            raise RuntimeError(f"Serve applications failed to deploy: {failed}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Serve applications not running after {timeout_s} s: {states}")
+        time.sleep(0.5)
+
+
+def start_studio(settings: Settings) -> None:
+    """Ray, every application of the Serve config, and the scheduler (which resumes jobs left
+    queued or running by an earlier run)."""
+    from pipeline.scheduler import scheduler
+
+    start_ray(settings)
+    deploy(settings)
+    scheduler(settings)

@@ -1,0 +1,142 @@
+"""The studio's one `Settings`, read from `STUDIO_*` environment variables and an optional `.env`.
+
+Nothing else reads `os.environ`. The defaults are the embedded ones: a SQLite file and a storage
+folder under `STUDIO_DATA_DIR` (./var), a local Ray, CPU engines.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import secrets
+import tempfile
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, computed_field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STUDIO_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path("var")
+    database_url: str | None = None
+    storage_url: str | None = None
+    models_dir: Path | None = None
+    ray_address: str | None = None
+
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_path_style: bool = False
+    s3_multipart_threshold_mb: int = 16
+    s3_multipart_chunk_mb: int = 16
+    presign_expiry_s: int = 3600
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str = "http://127.0.0.1:8000"
+    serve_config: Path | None = None
+
+    jwt_secret: SecretStr | None = None
+    token_encryption_key: SecretStr | None = Field(
+        default=None, description="base64 of 32 bytes: AES-256-GCM key for OAuth tokens at rest"
+    )
+    jwt_issuer: str = "ai-film-studio"
+    jwt_audience: str = "ai-film-studio-api"
+    access_token_ttl_s: int = 900
+    refresh_token_ttl_s: int = 30 * 24 * 3600
+
+    max_request_body_mb: int = 2
+    rate_limit_per_minute_ip: int = 600
+    redis_url: str | None = None
+
+    video_engine: Literal["animatic", "ltx", "cogvideox", "svd"] = "animatic"
+    image_engine: Literal["card", "diffusers"] = "card"
+    voice_engine: Literal["espeak", "coqui-vits", "coqui-xtts", "openai", "elevenlabs"] = "espeak"
+    lipsync_engine: Literal["mouth", "wav2lip"] = "mouth"
+    music_engine: Literal["midi"] = "midi"
+    render_workers: int = 2
+
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str = "https://api.openai.com"
+    elevenlabs_api_key: SecretStr | None = None
+    elevenlabs_base_url: str = "https://api.elevenlabs.io"
+
+    google_client_id: str | None = None
+    google_client_secret: SecretStr | None = None
+    google_auth_uri: str = "https://accounts.google.com/o/oauth2/v2/auth"
+    google_token_uri: str = "https://oauth2.googleapis.com/token"
+    google_revoke_uri: str = "https://oauth2.googleapis.com/revoke"
+    google_jwks_uri: str = "https://www.googleapis.com/oauth2/v3/certs"
+    google_issuer: str = "https://accounts.google.com"
+    youtube_api_url: str = "https://youtube.googleapis.com"
+
+    sentry_dsn: str | None = None
+    log_json: bool = True
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'studio.db').resolve()}"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def resolved_storage_url(self) -> str:
+        if self.storage_url:
+            return self.storage_url
+        return f"file://{(self.data_dir / 'storage').resolve()}"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def resolved_models_dir(self) -> Path:
+        return self.models_dir or self.data_dir / "models"
+
+    def jwt_key(self) -> bytes:
+        """The JWT signing key: given, or generated once into data_dir/secrets."""
+        if self.jwt_secret:
+            return self.jwt_secret.get_secret_value().encode()
+        return _secret_file(self.data_dir, "jwt.key", lambda: secrets.token_urlsafe(64).encode())
+
+    def token_key(self) -> bytes:
+        """The 32-byte AES-256 key for OAuth tokens at rest: given, or generated once."""
+        if self.token_encryption_key:
+            key = base64.b64decode(self.token_encryption_key.get_secret_value())
+        else:
+            key = base64.b64decode(
+                _secret_file(
+                    self.data_dir, "token.key", lambda: base64.b64encode(secrets.token_bytes(32))
+                )
+            )
+        if len(key) != 32:
+            raise ValueError("STUDIO_TOKEN_ENCRYPTION_KEY must be base64 of exactly 32 bytes")
+        return key
+
+
+def _secret_file(data_dir: Path, name: str, make: Callable[[], bytes]) -> bytes:
+    """Reads a generated secret, creating it atomically (0600) the first time: concurrent first
+    starts agree on one value because only one hard link can win."""
+    path = data_dir / "secrets" / name
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(make())
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            os.unlink(tmp)
+    return path.read_bytes().strip()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,362 @@
+"""The studio's tables. API shapes live with the routers; these are rows only.
+
+UUID keys, UTC timestamps, JSON columns (JSONB on PostgreSQL). Every schema change is an alembic
+migration in db/migrations.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Column, Index, LargeBinary, String, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from db.types import JSONType, UTCDateTime, utcnow
+
+
+def _id() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+def _created() -> Any:
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+def _when() -> Any:
+    return Field(default=None, sa_type=UTCDateTime, nullable=True)
+
+
+def _state(default: Any = None) -> Any:
+    """An enum column stored as a plain string, so migrations need no database enum types."""
+    if default is None:
+        return Field(sa_type=String(16))
+    return Field(default=default, sa_type=String(16))
+
+
+def _json(default: Any = dict) -> Any:
+    return Field(default_factory=default, sa_column=Column(JSONType, nullable=False))
+
+
+class Role(StrEnum):
+    user = "user"
+    admin = "admin"
+
+
+class Plan(SQLModel, table=True):
+    __tablename__ = "plans"
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    code: str = Field(unique=True, max_length=32)
+    name: str = Field(max_length=64)
+    monthly_credits: int
+    price_cents: int
+    max_resolution: int
+    max_concurrent_renders: int
+    rate_limit_per_minute: int
+    upload_limit_mb: int
+    priority: int = Field(description="higher runs first when renders wait for the same engine")
+    allowed_licences: list[str] = _json(list)
+    created_at: datetime = _created()
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    email: str = Field(unique=True, index=True, max_length=320)
+    email_verified: bool = False
+    password_hash: str | None = None
+    full_name: str | None = Field(default=None, max_length=200)
+    role: Role = _state(Role.user)
+    is_active: bool = True
+    plan_code: str = Field(default="free", foreign_key="plans.code", max_length=32)
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class Subscription(SQLModel, table=True):
+    __tablename__ = "subscriptions"
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    plan_code: str = Field(foreign_key="plans.code", max_length=32)
+    status: str = Field(default="active", max_length=16)
+    current_period_start: datetime = _created()
+    current_period_end: datetime | None = _when()
+    last_grant_at: datetime | None = _when()
+    created_at: datetime = _created()
+
+
+class RefreshToken(SQLModel, table=True):
+    """One row per issued refresh token; `family_id` ties a login's rotations together so a
+    reused token can revoke the whole family."""
+
+    __tablename__ = "refresh_tokens"
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    family_id: uuid.UUID = Field(index=True)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    used_at: datetime | None = _when()
+    revoked_at: datetime | None = _when()
+    created_at: datetime = _created()
+
+
+class OAuthAccount(SQLModel, table=True):
+    """A linked identity. Tokens are AES-256-GCM ciphertext (nonce || ciphertext || tag) with the
+    row id as associated data; `key_id` names the key that sealed them."""
+
+    __tablename__ = "oauth_accounts"
+    __table_args__ = (UniqueConstraint("provider", "subject"),)
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    provider: str = Field(max_length=32)
+    subject: str = Field(max_length=255)
+    email: str | None = Field(default=None, max_length=320)
+    scopes: list[str] = _json(list)
+    key_id: str | None = Field(default=None, max_length=32)
+    access_token: bytes | None = Field(default=None, sa_type=LargeBinary)
+    refresh_token: bytes | None = Field(default=None, sa_type=LargeBinary)
+    expires_at: datetime | None = _when()
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class ProjectStatus(StrEnum):
+    draft = "draft"
+    rendering = "rendering"
+    ready = "ready"
+    failed = "failed"
+
+
+class Project(SQLModel, table=True):
+    __tablename__ = "projects"
+    __table_args__ = (Index("ix_projects_owner_status", "owner_id", "status"),)
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    owner_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    title: str = Field(max_length=200)
+    status: ProjectStatus = _state(ProjectStatus.draft)
+    spec: dict[str, Any] = _json()
+    outputs: dict[str, Any] = _json()
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class Asset(SQLModel, table=True):
+    """A stored file: an upload or a render output. `storage_key` is content-addressed."""
+
+    __tablename__ = "assets"
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    owner_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    project_id: uuid.UUID | None = Field(
+        default=None, foreign_key="projects.id", index=True, ondelete="CASCADE"
+    )
+    kind: str = Field(max_length=32)
+    filename: str = Field(max_length=255)
+    content_type: str = Field(max_length=100)
+    size: int
+    sha256: str = Field(max_length=64)
+    storage_key: str = Field(max_length=512)
+    created_at: datetime = _created()
+
+
+class JobStatus(StrEnum):
+    queued = "queued"
+    running = "running"
+    paused = "paused"
+    held = "held"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+class Job(SQLModel, table=True):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_status_priority", "status", "priority", "created_at"),
+        Index("ix_jobs_user_status", "user_id", "status"),
+    )
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE")
+    project_id: uuid.UUID | None = Field(
+        default=None, foreign_key="projects.id", index=True, ondelete="CASCADE"
+    )
+    type: str = Field(max_length=32)
+    status: JobStatus = _state(JobStatus.queued)
+    progress: int = 0
+    stages: dict[str, Any] = _json()
+    input: dict[str, Any] = _json()
+    output: dict[str, Any] = _json()
+    error: str | None = None
+    warnings: list[str] = _json(list)
+    priority: int = 0
+    reservation_id: uuid.UUID | None = None
+    cost_estimate: int = 0
+    attempts: int = 0
+    created_at: datetime = _created()
+    started_at: datetime | None = _when()
+    completed_at: datetime | None = _when()
+    updated_at: datetime = _created()
+
+
+class JobLog(SQLModel, table=True):
+    __tablename__ = "job_logs"
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    job_id: uuid.UUID = Field(foreign_key="jobs.id", index=True, ondelete="CASCADE")
+    stage: str = Field(max_length=64)
+    level: str = Field(max_length=16)
+    message: str
+    created_at: datetime = _created()
+
+
+class CreditAccount(SQLModel, table=True):
+    """Cached balances, updated in the same transaction as the ledger entries that move them."""
+
+    __tablename__ = "credit_accounts"
+
+    user_id: uuid.UUID = Field(foreign_key="users.id", primary_key=True, ondelete="CASCADE")
+    available: int = 0
+    held: int = 0
+    updated_at: datetime = _created()
+
+
+class LedgerKind(StrEnum):
+    grant = "grant"
+    topup = "topup"
+    reserve = "reserve"
+    capture = "capture"
+    release = "release"
+    refund = "refund"
+    adjustment = "adjustment"
+
+
+class LedgerEntry(SQLModel, table=True):
+    """Double entry: every transaction (`txn_id`) writes entries that sum to zero across accounts
+    such as `user:<id>:available`, `user:<id>:held`, `system:grants`, `system:revenue`."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (Index("ix_ledger_account", "account", "created_at"),)
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    txn_id: uuid.UUID = Field(index=True)
+    account: str = Field(max_length=80)
+    user_id: uuid.UUID | None = Field(default=None, index=True)
+    kind: LedgerKind = _state()
+    amount: int
+    job_id: uuid.UUID | None = Field(default=None, index=True)
+    reservation_id: uuid.UUID | None = Field(default=None, index=True)
+    idempotency_key: str | None = Field(default=None, max_length=200)
+    created_by: str = Field(max_length=80)
+    memo: str | None = None
+    created_at: datetime = _created()
+
+
+class ReservationStatus(StrEnum):
+    held = "held"
+    captured = "captured"
+    released = "released"
+
+
+class Reservation(SQLModel, table=True):
+    __tablename__ = "reservations"
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    job_id: uuid.UUID | None = Field(default=None, index=True)
+    amount: int
+    captured: int = 0
+    status: ReservationStatus = _state(ReservationStatus.held)
+    idempotency_key: str = Field(unique=True, max_length=200)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    created_at: datetime = _created()
+    settled_at: datetime | None = _when()
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    __tablename__ = "idempotency_records"
+    __table_args__ = (UniqueConstraint("user_id", "key"),)
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE")
+    key: str = Field(max_length=200)
+    request_hash: str = Field(max_length=64)
+    status_code: int | None = None
+    response: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType))
+    created_at: datetime = _created()
+
+
+class YoutubeVideo(SQLModel, table=True):
+    __tablename__ = "youtube_videos"
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    project_id: uuid.UUID | None = Field(default=None, foreign_key="projects.id", index=True)
+    job_id: uuid.UUID | None = Field(default=None, index=True)
+    youtube_id: str | None = Field(default=None, max_length=32, index=True)
+    title: str = Field(max_length=100)
+    privacy: str = Field(default="private", max_length=16)
+    status: str = Field(default="pending", max_length=32)
+    processing_status: str | None = Field(default=None, max_length=32)
+    upload_session_url: str | None = None
+    bytes_sent: int = 0
+    metadata_: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column("metadata", JSONType, nullable=False)
+    )
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class YoutubePlaylist(SQLModel, table=True):
+    __tablename__ = "youtube_playlists"
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    youtube_id: str = Field(max_length=64, index=True)
+    title: str = Field(max_length=150)
+    privacy: str = Field(default="private", max_length=16)
+    created_at: datetime = _created()
+
+
+class AuditLog(SQLModel, table=True):
+    __tablename__ = "audit_log"
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    actor_id: uuid.UUID | None = Field(default=None, index=True)
+    action: str = Field(max_length=64, index=True)
+    target_type: str = Field(max_length=32)
+    target_id: str | None = Field(default=None, max_length=64)
+    detail: dict[str, Any] = _json()
+    ip: str | None = Field(default=None, max_length=64)
+    created_at: datetime = _created()
+
+
+class ModerationStatus(StrEnum):
+    pending = "pending"
+    approved = "approved"
+    rejected = "rejected"
+
+
+class ModerationFlag(SQLModel, table=True):
+    __tablename__ = "moderation_flags"
+    __table_args__ = (Index("ix_moderation_flags_status", "status", "created_at"),)
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    job_id: uuid.UUID | None = Field(default=None, index=True)
+    project_id: uuid.UUID | None = Field(default=None, index=True)
+    asset_id: uuid.UUID | None = None
+    kind: str = Field(max_length=16)
+    excerpt: str
+    reason: str
+    status: ModerationStatus = _state(ModerationStatus.pending)
+    reviewer_id: uuid.UUID | None = None
+    reviewed_at: datetime | None = _when()
+    created_at: datetime = _created()

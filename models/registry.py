@@ -1,0 +1,109 @@
+"""Which engines exist, what each is licensed under, and how to build one.
+
+The table is static so that the API can route by licence without importing torch; a test checks
+it against each engine class's own `licence` ClassVar.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+
+class Capability(StrEnum):
+    video = "video"
+    image = "image"
+    voice = "voice"
+    lipsync = "lipsync"
+    music = "music"
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    capability: Capability
+    name: str
+    import_path: str
+    licence: str
+    gpu: bool
+    model_folder: str | None = None
+
+    @property
+    def deployment(self) -> str:
+        """The Serve application (and deployment) name that hosts this engine."""
+        return f"{self.capability}-{self.name}"
+
+    def load_class(self) -> type:
+        module, _, attribute = self.import_path.partition(":")
+        return getattr(importlib.import_module(module), attribute)  # type: ignore[no-any-return]
+
+
+ENGINES: tuple[EngineInfo, ...] = (
+    EngineInfo(Capability.video, "animatic", "models.animatic:AnimaticVideoEngine", "builtin", False),
+    EngineInfo(
+        Capability.video, "ltx", "models.neural.ltx:LtxVideoEngine", "ltxv-open-weights", True,
+        "ltx-video",
+    ),
+    EngineInfo(
+        Capability.video, "cogvideox", "models.neural.cogvideox:CogVideoXEngine", "apache-2.0",
+        True, "cogvideox",
+    ),
+    EngineInfo(
+        Capability.video, "svd", "models.neural.svd:StableVideoDiffusionEngine",
+        "stability-community", True, "svd",
+    ),
+    EngineInfo(Capability.image, "card", "models.cards:CardImageEngine", "builtin", False),
+    EngineInfo(
+        Capability.image, "diffusers", "models.neural.keyframes:DiffusersKeyframeEngine",
+        "creativeml-openrail-m", True, "keyframes",
+    ),
+    EngineInfo(Capability.voice, "espeak", "models.espeak:EspeakVoiceEngine", "builtin", False),
+    EngineInfo(
+        Capability.voice, "coqui-vits", "models.neural.coqui:CoquiVoiceEngine", "mpl-2.0", True,
+        "vits",
+    ),
+    EngineInfo(
+        Capability.voice, "coqui-xtts", "models.neural.coqui:CoquiVoiceEngine", "cpml", True,
+        "xtts",
+    ),
+    EngineInfo(
+        Capability.voice, "openai", "models.neural.http_voices:OpenAIVoiceEngine",
+        "openai-usage-policy", False,
+    ),
+    EngineInfo(
+        Capability.voice, "elevenlabs", "models.neural.http_voices:ElevenLabsVoiceEngine",
+        "elevenlabs-terms", False,
+    ),
+    EngineInfo(Capability.lipsync, "mouth", "models.mouth:MouthLipSyncEngine", "builtin", False),
+    EngineInfo(
+        Capability.lipsync, "wav2lip", "models.neural.wav2lip:Wav2LipEngine",
+        "wav2lip-noncommercial", True, "wav2lip",
+    ),
+    EngineInfo(Capability.music, "midi", "models.music:MidiMusicEngine", "builtin", False),
+)  # fmt: skip
+
+CPU_DEFAULTS: dict[Capability, str] = {
+    Capability.video: "animatic",
+    Capability.image: "card",
+    Capability.voice: "espeak",
+    Capability.lipsync: "mouth",
+    Capability.music: "midi",
+}
+
+
+def engine_info(capability: Capability | str, name: str) -> EngineInfo:
+    for info in ENGINES:
+        if info.capability == capability and info.name == name:
+            return info
+    raise KeyError(f"no {capability} engine named {name!r}")
+
+
+def build_engine(info: EngineInfo, models_dir: Path, options: dict[str, Any]) -> Any:
+    """An engine instance: neural engines get their model folder under `models_dir`, the others
+    only the options (API keys, base URLs) given for them."""
+    cls = info.load_class()
+    if info.model_folder is not None:
+        return cls(models_dir / info.model_folder, **options)
+    return cls(**options)

@@ -1,0 +1,53 @@
+"""The domain's exceptions. Each carries a stable problem `type` slug and an HTTP status; the API
+maps them to RFC 9457 problem documents in one place (deployments/errors.py)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class StudioError(Exception):
+    slug: ClassVar[str] = "internal"
+    status: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class NotFound(StudioError):
+    slug, status, title = "not-found", 404, "Not found"
+
+
+class Conflict(StudioError):
+    slug, status, title = "conflict", 409, "Conflict"
+
+
+class SpecInvalid(StudioError):
+    slug, status, title = "spec-invalid", 422, "Invalid film spec"
+
+
+class InsufficientCredits(StudioError):
+    slug, status, title = "insufficient-credits", 402, "Not enough credits"
+
+
+class IllegalTransition(StudioError):
+    slug, status, title = "illegal-transition", 409, "Illegal job state change"
+
+
+class PlanLimit(StudioError):
+    slug, status, title = "plan-limit", 403, "Not allowed on your plan"
+
+
+class LicenceRefused(StudioError):
+    slug, status, title = "licence-refused", 403, "Model licence not allowed on your plan"
+
+
+class EngineUnavailable(StudioError):
+    slug, status, title = "engine-unavailable", 503, "Engine unavailable"
+
+
+class RelinkRequired(StudioError):
+    slug, status, title = "relink-required", 409, "Relink your channel"

@@ -1,0 +1,300 @@
+"""Object storage: one interface, a local folder (the embedded default) or S3 through boto3.
+
+Keys are `/`-separated. Immutable content goes under content-addressed keys
+(`cas/ab/abcdef….mp4`) so that a repeated render or upload stores nothing twice. Everything
+streams: no method reads a whole file into memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import mimetypes
+import os
+import shutil
+import tempfile
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import quote, urlencode, urlparse
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from cluster.settings import Settings
+
+CHUNK = 1024 * 1024
+
+
+class StorageError(Exception):
+    """A storage operation failed; `setting` names the configuration to look at, if any."""
+
+    def __init__(self, message: str, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    sha256: str
+    content_type: str
+
+
+def content_key(sha256: str, suffix: str = "") -> str:
+    return f"cas/{sha256[:2]}/{sha256}{suffix}"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def guess_type(key: str) -> str:
+    return mimetypes.guess_type(key)[0] or "application/octet-stream"
+
+
+class Storage(ABC):
+    @abstractmethod
+    def put_file(self, key: str, path: Path, content_type: str | None = None) -> StoredObject: ...
+
+    @abstractmethod
+    def open(self, key: str) -> BinaryIO:
+        """A readable stream of the object; raises KeyError when it does not exist."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def delete(self, key: str) -> None: ...
+
+    @abstractmethod
+    def list(self, prefix: str) -> Iterator[str]: ...
+
+    @abstractmethod
+    def url(self, key: str, expires_s: int, filename: str | None = None) -> str:
+        """A URL that fetches the object with plain HTTP until it expires."""
+
+    @abstractmethod
+    def check(self) -> None:
+        """Raises StorageError naming the setting when the storage cannot be used."""
+
+    def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> StoredObject:
+        with tempfile.NamedTemporaryFile() as tmp:
+            tmp.write(data)
+            tmp.flush()
+            return self.put_file(key, Path(tmp.name), content_type)
+
+    def put_content(
+        self, path: Path, suffix: str = "", content_type: str | None = None
+    ) -> StoredObject:
+        """Stores a file under its content-addressed key; an existing copy is not sent again."""
+        sha = sha256_file(path)
+        key = content_key(sha, suffix)
+        content_type = content_type or guess_type(key)
+        if self.exists(key):
+            return StoredObject(key, path.stat().st_size, sha, content_type)
+        return self.put_file(key, path, content_type)
+
+    def get_bytes(self, key: str) -> bytes:
+        with self.open(key) as f:
+            return f.read()
+
+    def download(self, key: str, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self.open(key) as src, path.open("wb") as dst:
+            shutil.copyfileobj(src, dst, CHUNK)
+        return path
+
+
+class LocalStorage(Storage):
+    """A folder. Its URLs point at the API's `/api/files/...` route, signed with HMAC-SHA256."""
+
+    def __init__(self, root: Path, signing_key: Callable[[], bytes], public_url: str) -> None:
+        self.root = root.resolve()
+        self._signing_key = signing_key
+        self._public_url = public_url.rstrip("/")
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root) or path == self.root:
+            raise KeyError(key)
+        return path
+
+    def put_file(self, key: str, path: Path, content_type: str | None = None) -> StoredObject:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        size = 0
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
+        try:
+            with path.open("rb") as src, os.fdopen(fd, "wb") as dst:
+                while chunk := src.read(CHUNK):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    dst.write(chunk)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return StoredObject(key, size, digest.hexdigest(), content_type or guess_type(key))
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return self._path(key).open("rb")
+        except FileNotFoundError:
+            raise KeyError(key) from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def list(self, prefix: str) -> Iterator[str]:
+        for path in sorted(self.root.rglob("*")):
+            key = path.relative_to(self.root).as_posix()
+            if path.is_file() and key.startswith(prefix) and not path.name.startswith(".part-"):
+                yield key
+
+    def url(self, key: str, expires_s: int, filename: str | None = None) -> str:
+        expires = int(time.time()) + expires_s
+        query = {"expires": str(expires), "sig": self.signature(key, expires)}
+        if filename:
+            query["filename"] = filename
+        return f"{self._public_url}/api/files/{quote(key)}?{urlencode(query)}"
+
+    def signature(self, key: str, expires: int) -> str:
+        message = f"{key}\n{expires}".encode()
+        return hmac.new(self._signing_key(), message, hashlib.sha256).hexdigest()
+
+    def verify(self, key: str, expires: int, sig: str) -> bool:
+        return expires >= time.time() and hmac.compare_digest(self.signature(key, expires), sig)
+
+    def check(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.root, prefix=".part-probe-"):
+                pass
+        except OSError as e:
+            raise StorageError(
+                f"storage folder {self.root} is not writable: {e.strerror}", "STUDIO_STORAGE_URL"
+            ) from None
+
+
+class S3Storage(Storage):
+    """A bucket and key prefix, on AWS or any S3-compatible server (`endpoint_url`)."""
+
+    def __init__(self, bucket: str, prefix: str, settings: Settings) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=settings.s3_endpoint_url,
+            region_name=settings.s3_region,
+            aws_access_key_id=_secret(settings.s3_access_key_id),
+            aws_secret_access_key=_secret(settings.s3_secret_access_key),
+            config=BotoConfig(
+                signature_version="s3v4",
+                s3={"addressing_style": "path" if settings.s3_path_style else "auto"},
+                retries={"max_attempts": 5, "mode": "standard"},
+            ),
+        )
+        self.transfer = TransferConfig(
+            multipart_threshold=settings.s3_multipart_threshold_mb * CHUNK,
+            multipart_chunksize=settings.s3_multipart_chunk_mb * CHUNK,
+            max_concurrency=4,
+        )
+
+    def _key(self, key: str) -> str:
+        return self.prefix + key
+
+    def put_file(self, key: str, path: Path, content_type: str | None = None) -> StoredObject:
+        sha = sha256_file(path)
+        content_type = content_type or guess_type(key)
+        self.client.upload_file(
+            str(path),
+            self.bucket,
+            self._key(key),
+            ExtraArgs={"ContentType": content_type, "Metadata": {"sha256": sha}},
+            Config=self.transfer,
+        )
+        return StoredObject(key, path.stat().st_size, sha, content_type)
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as e:
+            if e.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                raise KeyError(key) from None
+            raise
+        return response["Body"]  # type: ignore[no-any-return]
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as e:
+            if e.response["Error"]["Code"] in ("NoSuchKey", "404", "NotFound"):
+                return False
+            raise
+        return True
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def list(self, prefix: str) -> Iterator[str]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+            for item in page.get("Contents", []):
+                yield item["Key"][len(self.prefix) :]
+
+    def url(self, key: str, expires_s: int, filename: str | None = None) -> str:
+        params = {"Bucket": self.bucket, "Key": self._key(key)}
+        if filename:
+            params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
+        return str(
+            self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_s)
+        )
+
+    def check(self) -> None:
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as e:
+            code = e.response["Error"]["Code"]
+            if code in ("403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied"):
+                raise StorageError(
+                    f"S3 refused the credentials for bucket {self.bucket!r} ({code})",
+                    "STUDIO_S3_ACCESS_KEY_ID / STUDIO_S3_SECRET_ACCESS_KEY",
+                ) from None
+            if code in ("404", "NoSuchBucket"):
+                raise StorageError(
+                    f"S3 bucket {self.bucket!r} does not exist", "STUDIO_STORAGE_URL"
+                ) from None
+            raise StorageError(
+                f"S3 answered {code} for bucket {self.bucket!r}", "STUDIO_STORAGE_URL"
+            ) from None
+        except BotoCoreError as e:
+            raise StorageError(f"S3 endpoint unreachable: {e}", "STUDIO_S3_ENDPOINT_URL") from None
+
+
+def _secret(value: object) -> str | None:
+    return value.get_secret_value() if value is not None else None  # type: ignore[attr-defined]
+
+
+def open_storage(settings: Settings) -> Storage:
+    """The storage that STUDIO_STORAGE_URL names: `file:///path` or `s3://bucket/prefix`."""
+    url = urlparse(settings.resolved_storage_url)
+    if url.scheme == "file":
+        return LocalStorage(Path(url.path), settings.jwt_key, settings.public_url)
+    if url.scheme == "s3":
+        return S3Storage(url.netloc, url.path, settings)
+    raise StorageError(f"unsupported storage URL scheme {url.scheme!r}", "STUDIO_STORAGE_URL")

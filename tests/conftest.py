@@ -1,0 +1,108 @@
+"""Shared fixtures: settings on a temporary data folder, databases with migrations applied
+(SQLite and a fresh PostgreSQL schema), a SeaweedFS S3 server."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import ClientError, EndpointConnectionError
+
+from cluster.settings import Settings
+from db.migrate import upgrade
+from tests.services import S3Server, postgres_schema, seaweedfs
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh schema with the migrations applied, shared by the session's tests."""
+    with postgres_schema() as url:
+        upgrade(url)
+        yield url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'studio.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Each test using it runs twice: on SQLite and on PostgreSQL."""
+    if request.param == "postgres":
+        request.applymarker(pytest.mark.postgres)
+        return str(request.getfixturevalue("postgres_url"))
+    return str(request.getfixturevalue("sqlite_url"))
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> str:
+    """A new bucket on the S3 server (created with retries: the filer comes up after S3)."""
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_server.endpoint,
+        aws_access_key_id=s3_server.access_key,
+        aws_secret_access_key=s3_server.secret_key,
+        region_name="us-east-1",
+        config=BotoConfig(s3={"addressing_style": "path"}),
+    )
+    bucket = f"studio-{uuid.uuid4().hex[:10]}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.create_bucket(Bucket=bucket)
+            return bucket
+        except (ClientError, EndpointConnectionError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+@pytest.fixture
+def s3_settings(tmp_path: Path, s3_server: S3Server, s3_bucket: str) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "var",
+        storage_url=f"s3://{s3_bucket}/studio",
+        s3_endpoint_url=s3_server.endpoint,
+        s3_access_key_id=s3_server.access_key,
+        s3_secret_access_key=s3_server.secret_key,
+        s3_path_style=True,
+        _env_file=None,
+    )
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Embedded defaults on a temporary data folder, ignoring the developer's environment."""
+    return Settings(data_dir=tmp_path / "var", _env_file=None)
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    """One local Ray for the whole test session (ray.init costs seconds). Logical CPUs are
+    declared above the machine's 2 cores on purpose: Serve replicas and light tasks ask for
+    fractions, so the API, engines and render tasks never starve each other."""
+    import ray
+
+    ray.init(
+        num_cpus=8,
+        namespace="studio",
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).parents[1])}},
+    )
+    yield
+    ray.shutdown()
