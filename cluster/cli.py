@@ -1,10 +1,10 @@
 """`studio`: the command line (also `python -m cluster.cli`).
 
-    studio db upgrade|downgrade REV|current
-    studio serve                      the API and engines on a local Ray, until Ctrl-C
-    studio render SPEC -o DIR         render a film spec here, with a progress bar
-    studio submit MANIFEST            batch renders on the cluster (Ray Data)
-    studio admin create-admin EMAIL   make a user an admin
+studio db upgrade|downgrade REV|current
+studio serve                      the API and engines on a local Ray, until Ctrl-C
+studio render SPEC -o DIR         render a film spec here, with a progress bar
+studio submit MANIFEST            batch renders on the cluster (Ray Data)
+studio admin create-admin EMAIL   make a user an admin
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cluster.preflight import ConfigError, check
-from cluster.settings import Settings, get_settings
+from cluster.preflight import check
+from cluster.settings import ConfigError, Settings, get_settings
 
 if TYPE_CHECKING:
     from pipeline.render import EngineChoice
@@ -118,7 +118,7 @@ def cmd_render(settings: Settings, args: argparse.Namespace) -> int:
 
     spec = FilmSpec.from_file(args.spec)
     check(settings)
-    start_ray(settings)
+    start_ray(settings, quiet=True)
     engines = EngineChoice() if args.quality == "animatic" else _final_engines(settings)
     deploy(settings, {engines.info(c).deployment for c in Capability})
     inputs = RenderInputs(

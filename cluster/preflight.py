@@ -8,15 +8,10 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from cluster.settings import Settings
+from cluster.settings import ConfigError, Settings
 from db.session import get_engine, normalise_url
+from pipeline.moderation import policy_for
 from pipeline.storage import StorageError, open_storage
-
-
-class ConfigError(Exception):
-    def __init__(self, setting: str, message: str) -> None:
-        super().__init__(f"{setting}: {message}")
-        self.setting = setting
 
 
 def check(settings: Settings) -> None:
@@ -27,6 +22,7 @@ def check(settings: Settings) -> None:
         open_storage(settings).check()
     except StorageError as e:
         raise ConfigError(e.setting or "STUDIO_STORAGE_URL", str(e)) from None
+    policy_for(settings)
 
 
 def _check_data_dir(data_dir: Path) -> None:

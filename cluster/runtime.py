@@ -25,7 +25,7 @@ SECRET_FIELDS = {
 }  # fmt: skip
 
 
-def start_ray(settings: Settings) -> None:
+def start_ray(settings: Settings, *, quiet: bool = False) -> None:
     """Connects to `STUDIO_RAY_ADDRESS`, or starts a local Ray. Locally, logical CPUs are more
     than the cores on purpose: Serve replicas and tasks that wait on engines take fractions,
     and the CPU-heavy stages (clip encoding, assembly) are limited by `render_slot` resources
@@ -40,6 +40,7 @@ def start_ray(settings: Settings) -> None:
         resources={"render_slot": settings.render_workers},
         namespace="studio",
         include_dashboard=False,
+        log_to_driver=not quiet,
         runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}},
     )
 
@@ -63,7 +64,9 @@ def serve_config(settings: Settings, applications: set[str] | None = None) -> Se
     return ServeDeploySchema.model_validate(raw)
 
 
-def deploy(settings: Settings, applications: set[str] | None = None, timeout_s: float = 180) -> None:
+def deploy(
+    settings: Settings, applications: set[str] | None = None, timeout_s: float = 180
+) -> None:
     """Deploys the config's applications (all, or those named) and waits until they run."""
     config = serve_config(settings, applications)
     client = serve_api.serve_start(http_options=config.http_options.model_dump())

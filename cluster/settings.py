@@ -20,6 +20,14 @@ from pydantic import Field, SecretStr, computed_field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+class ConfigError(Exception):
+    """A setting that cannot work; start-up prints it as one line naming the setting."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(f"{setting}: {message}")
+        self.setting = setting
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STUDIO_", env_file=".env", extra="ignore")
 
@@ -77,6 +85,7 @@ class Settings(BaseSettings):
     google_issuer: str = "https://accounts.google.com"
     youtube_api_url: str = "https://youtube.googleapis.com"
 
+    moderation_policy: Path | None = None
     sentry_dsn: str | None = None
     log_json: bool = True
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, Index, LargeBinary, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, Column, Index, LargeBinary, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from db.types import JSONType, UTCDateTime, utcnow
@@ -221,6 +221,9 @@ class CreditAccount(SQLModel, table=True):
     """Cached balances, updated in the same transaction as the ledger entries that move them."""
 
     __tablename__ = "credit_accounts"
+    __table_args__ = (
+        CheckConstraint("available >= 0 AND held >= 0", name="ck_credit_accounts_non_negative"),
+    )
 
     user_id: uuid.UUID = Field(foreign_key="users.id", primary_key=True, ondelete="CASCADE")
     available: int = 0
@@ -243,7 +246,10 @@ class LedgerEntry(SQLModel, table=True):
     such as `user:<id>:available`, `user:<id>:held`, `system:grants`, `system:revenue`."""
 
     __tablename__ = "ledger_entries"
-    __table_args__ = (Index("ix_ledger_account", "account", "created_at"),)
+    __table_args__ = (
+        Index("ix_ledger_account", "account", "created_at"),
+        Index("ux_ledger_entries_key_account", "idempotency_key", "account", unique=True),
+    )
 
     id: uuid.UUID = Field(default_factory=_id, primary_key=True)
     txn_id: uuid.UUID = Field(index=True)
@@ -267,6 +273,7 @@ class ReservationStatus(StrEnum):
 
 class Reservation(SQLModel, table=True):
     __tablename__ = "reservations"
+    __table_args__ = (Index("ix_reservations_status_expires", "status", "expires_at"),)
 
     id: uuid.UUID = Field(default_factory=_id, primary_key=True)
     user_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
@@ -278,6 +285,23 @@ class Reservation(SQLModel, table=True):
     expires_at: datetime = Field(sa_type=UTCDateTime)
     created_at: datetime = _created()
     settled_at: datetime | None = _when()
+
+
+class OAuthState(SQLModel, table=True):
+    """A started authorization flow, consumed (deleted) by its callback: a forged `state` or a
+    replayed callback finds no row. The PKCE verifier is sealed like the tokens."""
+
+    __tablename__ = "oauth_states"
+
+    state_hash: str = Field(primary_key=True, max_length=64)
+    purpose: str = Field(max_length=16)
+    user_id: uuid.UUID | None = Field(default=None, foreign_key="users.id", ondelete="CASCADE")
+    nonce: str = Field(max_length=64)
+    key_id: str = Field(max_length=32)
+    code_verifier: bytes = Field(sa_type=LargeBinary)
+    binding_hash: str = Field(max_length=64)
+    expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    created_at: datetime = _created()
 
 
 class IdempotencyRecord(SQLModel, table=True):

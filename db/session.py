@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -34,6 +35,12 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def database_tag(url: str) -> str:
+    """A short, stable name for a database, so that cluster-wide actors serving it (the ledger,
+    the scheduler) are one per database: several studios (or test sessions) can share a Ray."""
+    return hashlib.sha256(normalise_url(url).encode()).hexdigest()[:12]
 
 
 @contextmanager

@@ -41,31 +41,35 @@ class EngineInfo:
 
 
 ENGINES: tuple[EngineInfo, ...] = (
-    EngineInfo(Capability.video, "animatic", "models.animatic:AnimaticVideoEngine", "builtin", False),
+    EngineInfo(Capability.video, "animatic", "models.animatic:AnimaticVideoEngine", "MIT", False),
     EngineInfo(
         Capability.video, "ltx", "models.neural.ltx:LtxVideoEngine", "ltxv-open-weights", True,
         "ltx-video",
     ),
     EngineInfo(
-        Capability.video, "cogvideox", "models.neural.cogvideox:CogVideoXEngine", "apache-2.0",
-        True, "cogvideox",
+        Capability.video, "cogvideox", "models.neural.cogvideox:CogVideoXEngine",
+        "cogvideox-license", True, "cogvideox",
+    ),
+    EngineInfo(
+        Capability.video, "cogvideox-2b", "models.neural.cogvideox:CogVideoX2bEngine",
+        "apache-2.0", True, "cogvideox-2b",
     ),
     EngineInfo(
         Capability.video, "svd", "models.neural.svd:StableVideoDiffusionEngine",
         "stability-community", True, "svd",
     ),
-    EngineInfo(Capability.image, "card", "models.cards:CardImageEngine", "builtin", False),
+    EngineInfo(Capability.image, "card", "models.cards:CardImageEngine", "MIT", False),
     EngineInfo(
         Capability.image, "diffusers", "models.neural.keyframes:DiffusersKeyframeEngine",
         "creativeml-openrail-m", True, "keyframes",
     ),
-    EngineInfo(Capability.voice, "espeak", "models.espeak:EspeakVoiceEngine", "builtin", False),
+    EngineInfo(Capability.voice, "espeak", "models.espeak:EspeakVoiceEngine", "GPL-3.0-or-later", False),
     EngineInfo(
-        Capability.voice, "coqui-vits", "models.neural.coqui:CoquiVoiceEngine", "mpl-2.0", True,
+        Capability.voice, "coqui-vits", "models.neural.coqui:VitsVoiceEngine", "apache-2.0", True,
         "vits",
     ),
     EngineInfo(
-        Capability.voice, "coqui-xtts", "models.neural.coqui:CoquiVoiceEngine", "cpml", True,
+        Capability.voice, "coqui-xtts", "models.neural.coqui:XttsVoiceEngine", "cpml", True,
         "xtts",
     ),
     EngineInfo(
@@ -76,12 +80,12 @@ ENGINES: tuple[EngineInfo, ...] = (
         Capability.voice, "elevenlabs", "models.neural.http_voices:ElevenLabsVoiceEngine",
         "elevenlabs-terms", False,
     ),
-    EngineInfo(Capability.lipsync, "mouth", "models.mouth:MouthLipSyncEngine", "builtin", False),
+    EngineInfo(Capability.lipsync, "mouth", "models.mouth:MouthLipSyncEngine", "BSD-3-Clause", False),
     EngineInfo(
         Capability.lipsync, "wav2lip", "models.neural.wav2lip:Wav2LipEngine",
         "wav2lip-noncommercial", True, "wav2lip",
     ),
-    EngineInfo(Capability.music, "midi", "models.music:MidiMusicEngine", "builtin", False),
+    EngineInfo(Capability.music, "midi", "models.music:MidiMusicEngine", "MIT", False),
 )  # fmt: skip
 
 CPU_DEFAULTS: dict[Capability, str] = {

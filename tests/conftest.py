@@ -99,6 +99,7 @@ def ray_session() -> Iterator[None]:
 
     ray.init(
         num_cpus=8,
+        resources={"render_slot": 2},
         namespace="studio",
         include_dashboard=False,
         log_to_driver=False,

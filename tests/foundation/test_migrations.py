@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import UTC
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 from sqlmodel import select
-
-from alembic.script import ScriptDirectory
 
 from db.migrate import alembic_config, current, downgrade, upgrade
 from db.models import Plan, User
@@ -35,7 +34,7 @@ def test_upgrade_downgrade_upgrade(empty_database: str) -> None:
     head = ScriptDirectory.from_config(alembic_config(empty_database)).get_current_head()
     upgrade(empty_database)
     assert current(empty_database) == head
-    assert TABLES <= set(inspect(get_engine(empty_database)).get_table_names())
+    assert set(inspect(get_engine(empty_database)).get_table_names()) >= TABLES
     downgrade(empty_database, "base")
     assert current(empty_database) is None
     assert not TABLES & set(inspect(get_engine(empty_database)).get_table_names())

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cluster.preflight import ConfigError, check
-from cluster.settings import Settings
+from cluster.preflight import check
+from cluster.settings import ConfigError, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

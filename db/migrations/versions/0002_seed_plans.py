@@ -18,9 +18,11 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _COMMERCIAL = [
-    "builtin",
+    "MIT",
+    "BSD-3-Clause",
+    "GPL-3.0-or-later",
     "apache-2.0",
-    "mit",
+    "mpl-2.0",
     "creativeml-openrail-m",
     "openai-usage-policy",
     "elevenlabs-terms",

@@ -1,0 +1,182 @@
+"""Reserve+capture per second through the CreditLedger actor against the same debit as one raw
+conditional UPDATE, on the same PostgreSQL, at 1, 8 and 32 client threads.
+
+    python -m bench.ledger [--database-url postgresql://...] [--seconds 5] [--users 8]
+
+Runs in a fresh schema of the given database (dropped afterwards) and a local Ray. Each client
+thread works on user `i % users`, so several clients share each hot account. The actor does
+the whole double-entry job (reservation row, entries, cached balance, two transactions); the
+raw baseline does only `UPDATE credit_accounts SET available = available - 1 WHERE user_id = :u
+AND available >= 1` in autocommit, which is the lower bound of what any safe debit costs.
+Two more columns, for context: `ray floor` is the same clients making two no-op calls to the
+actor per op (what no actor can beat), `direct` the same reserve+capture through
+pipeline/credits.py from the client threads, without the actor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import ray
+
+from db.migrate import upgrade
+from db.models import LedgerKind, User
+from db.session import session_scope
+from pipeline import credits
+from pipeline.ledger import ledger_handle
+
+RAW_DEBIT = (
+    "UPDATE credit_accounts SET available = available - %(n)s "
+    "WHERE user_id = %(u)s AND available >= %(n)s"
+)
+
+
+@contextmanager
+def fresh_schema(url: str) -> Iterator[str]:
+    admin = psycopg.connect(url, autocommit=True)
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    admin.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.close()
+
+
+def make_users(url: str, count: int, credits_each: int) -> list[uuid.UUID]:
+    with session_scope(url) as session:
+        users = [User(email=f"bench-{uuid.uuid4().hex}@example.com") for _ in range(count)]
+        session.add_all(users)
+    for user in users:
+        credits.credit(url, user.id, credits_each, LedgerKind.grant, "bench", "bench")
+    return [user.id for user in users]
+
+
+def run_clients(
+    clients: int, seconds: float, make_op: Callable[[int], Callable[[], None]]
+) -> tuple[float, list[float]]:
+    """Runs `clients` threads for `seconds`; returns ops/s and every op's latency in seconds."""
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    start = threading.Barrier(clients + 1)
+    done = threading.Event()
+
+    def client(i: int) -> None:
+        op = make_op(i)
+        start.wait()
+        while not done.is_set():
+            t0 = time.perf_counter()
+            op()
+            latencies[i].append(time.perf_counter() - t0)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    began = time.perf_counter()
+    time.sleep(seconds)
+    done.set()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - began
+    merged = [x for own in latencies for x in own]
+    return len(merged) / elapsed, merged
+
+
+def percentile(values: list[float], q: int) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--users", type=int, default=8)
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--lanes", type=int, default=1)
+    args = parser.parse_args()
+
+    with fresh_schema(args.database_url) as url:
+        upgrade(url)
+        users = make_users(url, args.users, 10**9)
+        ray.init(
+            num_cpus=4,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).parents[1])}},
+        )
+        try:
+            handle = ledger_handle(url, name=f"bench-{uuid.uuid4().hex[:8]}", lanes=args.lanes)
+
+            def actor_op(i: int) -> Callable[[], None]:
+                user = users[i % len(users)]
+
+                def op() -> None:
+                    info: Any = ray.get(handle.reserve.remote(user, 1, uuid.uuid4().hex))
+                    ray.get(handle.capture.remote(info.id, 1))
+
+                return op
+
+            def floor_op(i: int) -> Callable[[], None]:
+                def op() -> None:
+                    ray.get(handle.ping.remote())
+                    ray.get(handle.ping.remote())
+
+                return op
+
+            def direct_op(i: int) -> Callable[[], None]:
+                user = users[i % len(users)]
+
+                def op() -> None:
+                    info = credits.reserve(url, user, 1, uuid.uuid4().hex)
+                    credits.capture(url, info.id, 1)
+
+                return op
+
+            connections: list[psycopg.Connection[Any]] = []
+
+            def raw_op(i: int) -> Callable[[], None]:
+                connections.append(conn := psycopg.connect(url, autocommit=True))
+                params = {"u": users[i % len(users)], "n": 1}
+
+                def op() -> None:
+                    conn.execute(RAW_DEBIT, params)
+
+                return op
+
+            print(f"{args.users} users, {args.seconds:.0f} s per run, lanes={args.lanes}")
+            print(
+                f"{'clients':>7} | {'actor ops/s':>11} {'p50 ms':>7} {'p99 ms':>7} | "
+                f"{'raw ops/s':>9} {'p50 ms':>7} {'p99 ms':>7} | {'actor/raw':>9} | "
+                f"{'ray floor':>9} {'direct':>7}"
+            )
+            for clients in args.clients:
+                run_clients(clients, 1.0, actor_op)
+                actor_rate, actor_lat = run_clients(clients, args.seconds, actor_op)
+                raw_rate, raw_lat = run_clients(clients, args.seconds, raw_op)
+                floor_rate, _ = run_clients(clients, args.seconds, floor_op)
+                direct_rate, _ = run_clients(clients, args.seconds, direct_op)
+                for conn in connections:
+                    conn.close()
+                connections.clear()
+                print(
+                    f"{clients:>7} | {actor_rate:>11.0f} {percentile(actor_lat, 50) * 1e3:>7.2f} "
+                    f"{percentile(actor_lat, 99) * 1e3:>7.2f} | {raw_rate:>9.0f} "
+                    f"{percentile(raw_lat, 50) * 1e3:>7.2f} {percentile(raw_lat, 99) * 1e3:>7.2f} "
+                    f"| {actor_rate / raw_rate:>9.2f} | {floor_rate:>9.0f} {direct_rate:>7.0f}",
+                    flush=True,
+                )
+        finally:
+            ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()

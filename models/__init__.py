@@ -1,0 +1,1 @@
+"""Engines behind one interface per capability: CPU defaults and neural ones."""

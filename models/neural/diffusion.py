@@ -1,0 +1,145 @@
+"""Loading diffusers pipelines from local folders, and the steps every video engine shares."""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from models.base import CameraMove, Frames, VideoRequest
+from models.errors import ModelUnavailable
+from models.neural.device import Runtime, RuntimeOptions, compile_module, pick_runtime, pin_sdpa
+from models.neural.folders import model_revision, resolve_model_dir
+from models.neural.frames import fit_video, requested_frames, to_uint8
+
+_CAMERA_PHRASES = {
+    CameraMove.static: "static camera",
+    CameraMove.zoom_in: "slow zoom in",
+    CameraMove.zoom_out: "slow zoom out",
+    CameraMove.pan_left: "the camera pans left",
+    CameraMove.pan_right: "the camera pans right",
+    CameraMove.dolly_in: "the camera dollies forward",
+}
+
+
+@dataclass(frozen=True)
+class LoadedPipeline:
+    pipe: Any
+    runtime: Runtime
+    folder: Path
+    revision: str
+
+
+def load_pipeline(
+    loader: Any, model_dir: str | Path, options: RuntimeOptions, expected: tuple[str, ...] = ()
+) -> LoadedPipeline:
+    """Load a diffusers pipeline folder with `loader.from_pretrained`, never touching a hub.
+
+    `expected` lists the pipeline class names the folder may hold (empty: any). Every failure to
+    read the folder becomes ModelUnavailable with the reason.
+    """
+    folder = resolve_model_dir(model_dir, ("model_index.json",))
+    try:
+        held = json.loads((folder / "model_index.json").read_text())["_class_name"]
+    except (ValueError, KeyError) as error:
+        raise ModelUnavailable(f"{folder}/model_index.json is unreadable: {error}") from error
+    if expected and held not in expected:
+        raise ModelUnavailable(f"{folder} holds a {held}, expected {' or '.join(expected)}")
+    runtime = pick_runtime(options)
+    try:
+        pipe = loader.from_pretrained(folder, dtype=runtime.dtype, local_files_only=True)
+    except Exception as error:
+        raise ModelUnavailable(
+            f"cannot load {held} from {folder}: {type(error).__name__}: {error}"
+        ) from error
+    pipe.to(runtime.device)
+    pipe.set_progress_bar_config(disable=True)
+    _prepare(pipe, runtime, options)
+    return LoadedPipeline(pipe, runtime, folder, model_revision(folder))
+
+
+def _prepare(pipe: Any, runtime: Runtime, options: RuntimeOptions) -> None:
+    vae: Any = getattr(pipe, "vae", None)
+    # Autoencoders without tiling or slicing (SVD's temporal decoder) lack these flags.
+    if options.vae_tiling and hasattr(vae, "use_tiling"):
+        vae.enable_tiling()
+    if options.vae_slicing and hasattr(vae, "use_slicing"):
+        vae.enable_slicing()
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            pin_sdpa(component)
+    denoiser = getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
+    if runtime.compile and denoiser is not None:
+        compile_module(denoiser)
+
+
+def describe(request: VideoRequest) -> str:
+    """The text prompt: the scene's prompt with its mood and camera move."""
+    prompt = request.prompt.strip().rstrip(".")
+    return f"{prompt}. {request.mood.value} mood, {_CAMERA_PHRASES[request.camera]}."
+
+
+@dataclass(frozen=True)
+class Shot:
+    """What the model renders natively before fitting to the request."""
+
+    width: int
+    height: int
+    frames: int
+    fps: float
+
+
+class DiffusionVideoEngine(ABC):
+    """A video engine on a diffusers pipeline: plan the native shot, render it, fit it."""
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    licence: ClassVar[str]
+
+    def __init__(self, loaded: LoadedPipeline, steps: int) -> None:
+        self.pipe = loaded.pipe
+        self.runtime = loaded.runtime
+        self.model_revision = loaded.revision
+        self.steps = steps
+
+    def generate(self, request: VideoRequest) -> Frames:
+        return self.generate_batch([request])[0]
+
+    def generate_batch(self, requests: Sequence[VideoRequest]) -> list[Frames]:
+        """One pipeline call per group of requests with the same `batch_key`. Each request keeps
+        its own seeded generator, so it draws the same noise as it would alone."""
+        groups: dict[Hashable, list[int]] = {}
+        for index, request in enumerate(requests):
+            groups.setdefault(self.batch_key(request), []).append(index)
+        made: dict[int, Frames] = {}
+        for indices in groups.values():
+            group = [requests[i] for i in indices]
+            with torch.inference_mode():
+                videos = self.render(group, self.plan(group[0]))
+            for index, video in zip(indices, videos, strict=True):
+                made[index] = _fit(requests[index], video)
+        return [made[i] for i in range(len(requests))]
+
+    def batch_key(self, request: VideoRequest) -> Hashable:
+        """What requests must share to go through one pipeline call: the native shot."""
+        return self.plan(request)
+
+    @abstractmethod
+    def plan(self, request: VideoRequest) -> Shot:
+        """The native size, frame count and rate for this request."""
+
+    @abstractmethod
+    def render(self, requests: Sequence[VideoRequest], shot: Shot) -> list[np.ndarray]:
+        """Run the pipeline once for all `requests`: float frames (T, H, W, 3) in [0, 1] each."""
+
+
+def _fit(request: VideoRequest, video: np.ndarray) -> Frames:
+    count = requested_frames(request.duration_s, request.fps)
+    pixels = fit_video(to_uint8(video), request.width, request.height, count)
+    return Frames(pixels=pixels, fps=request.fps)

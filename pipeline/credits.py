@@ -1,0 +1,774 @@
+"""The credit ledger as database transactions.
+
+Double entry: every operation writes one transaction (`txn_id`) of `LedgerEntry` rows that sum
+to zero across the accounts `user:<id>:available`, `user:<id>:held` and the system accounts
+(`system:grants`, `system:topups`, `system:revenue`), and updates the cached `CreditAccount`
+in the same database transaction, so the cache can always be recomputed from the entries.
+
+Safety comes from the database, not from the caller: on PostgreSQL every transaction locks the
+accounts it touches (`SELECT ... FOR UPDATE`, in user-id order, so batches cannot deadlock) and
+re-reads reservations and idempotency keys under that lock; on SQLite it opens with
+`BEGIN IMMEDIATE` (one writer). Every operation is idempotent: credits and reservations by
+their key (per user), captures and releases by reservation id. The user-side entries of each
+transaction carry an operation key (`credit:<key>`, `reserve:<id>`, `capture:<id>`,
+`release:<id>`) under a unique index on (idempotency_key, account), so even a bug cannot write
+the same operation twice.
+
+`apply` runs many operations in one transaction (one lock round and one commit for a batch):
+the `CreditLedger` actor batches through it; the single-operation functions use it too.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import Connection, Table, bindparam, func, insert, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlmodel import Session, SQLModel
+
+from db.models import (
+    CreditAccount,
+    LedgerEntry,
+    LedgerKind,
+    Reservation,
+    ReservationStatus,
+    User,
+)
+from db.session import get_engine
+from db.types import utcnow
+from pipeline.errors import Conflict, InsufficientCredits, NotFound, StudioError
+
+SYSTEM_GRANTS = "system:grants"
+SYSTEM_TOPUPS = "system:topups"
+SYSTEM_REVENUE = "system:revenue"
+DEFAULT_TTL_S = 6 * 3600
+MAX_KEY_LENGTH = 190
+
+CREDIT_SOURCES: dict[LedgerKind, str] = {
+    LedgerKind.grant: SYSTEM_GRANTS,
+    LedgerKind.topup: SYSTEM_TOPUPS,
+    LedgerKind.adjustment: SYSTEM_GRANTS,
+    LedgerKind.refund: SYSTEM_REVENUE,
+}
+"""Where each kind of credit comes from; a refund gives back revenue."""
+
+Database = str | Connection | Session
+"""Where an operation runs. A URL: each call is its own transaction on a pooled connection. A
+Connection outside any transaction: the same on that connection (the actor's lanes keep one
+each, skipping the pool's checkout and ping). A Session: inside the caller's transaction, which
+the caller commits."""
+
+_accounts: Table = SQLModel.metadata.tables[CreditAccount.__tablename__]
+_entries: Table = SQLModel.metadata.tables[LedgerEntry.__tablename__]
+_reservations: Table = SQLModel.metadata.tables[Reservation.__tablename__]
+_users: Table = SQLModel.metadata.tables[User.__tablename__]
+
+
+def _many(name: str) -> Any:
+    return bindparam(name, expanding=True)
+
+
+_BALANCE = select(_accounts.c.available, _accounts.c.held).where(
+    _accounts.c.user_id == bindparam("user_id")
+)
+_EXPIRED = (
+    select(_reservations.c.id)
+    .where(
+        _reservations.c.status == ReservationStatus.held,
+        _reservations.c.expires_at <= bindparam("now", type_=_reservations.c.expires_at.type),
+    )
+    .order_by(_reservations.c.expires_at)
+    .limit(bindparam("page"))
+)
+_LOCK_ACCOUNTS = (
+    select(_accounts.c.user_id, _accounts.c.available, _accounts.c.held)
+    .where(
+        or_(
+            _accounts.c.user_id.in_(_many("users")),
+            _accounts.c.user_id.in_(
+                select(_reservations.c.user_id).where(_reservations.c.id.in_(_many("rids")))
+            ),
+        )
+    )
+    .order_by(_accounts.c.user_id)
+    .with_for_update(of=_accounts)
+)
+"""Locks the accounts of a batch, in user-id order so that concurrent batches cannot deadlock.
+Reservations are read in the next statement, after the locks are held: a statement's snapshot
+is taken when it starts, so reading them in this one could miss a settlement committed while
+it waited for a lock."""
+_LOCK_RESERVATIONS = (
+    select(_reservations)
+    .where(
+        or_(
+            _reservations.c.id.in_(_many("rids")),
+            _reservations.c.idempotency_key.in_(_many("keys")),
+        )
+    )
+    .with_for_update()
+)
+_CREDIT_RECEIPTS = select(
+    _entries.c.txn_id,
+    _entries.c.user_id,
+    _entries.c.amount,
+    _entries.c.kind,
+    _entries.c.idempotency_key,
+).where(_entries.c.idempotency_key.in_(_many("keys")), _entries.c.account.in_(_many("accounts")))
+
+
+def available_account(user_id: uuid.UUID) -> str:
+    return f"user:{user_id}:available"
+
+
+def held_account(user_id: uuid.UUID) -> str:
+    return f"user:{user_id}:held"
+
+
+class Balance(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    available: int
+    held: int
+
+
+class ReservationInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    job_id: uuid.UUID | None
+    amount: int
+    captured: int
+    status: ReservationStatus
+    idempotency_key: str
+    expires_at: datetime
+    settled_at: datetime | None
+
+    @property
+    def released(self) -> int:
+        """Credits given back to the user: all of them on release, the unused rest on capture."""
+        return 0 if self.status == ReservationStatus.held else self.amount - self.captured
+
+
+class CreditReceipt(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    txn_id: uuid.UUID
+    user_id: uuid.UUID
+    amount: int
+    kind: LedgerKind
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
+class Credit:
+    user_id: uuid.UUID
+    amount: int
+    kind: LedgerKind
+    key: str
+    created_by: str
+    memo: str | None = None
+
+
+@dataclass(frozen=True)
+class Reserve:
+    user_id: uuid.UUID
+    amount: int
+    key: str
+    job_id: uuid.UUID | None = None
+    ttl_s: float = DEFAULT_TTL_S
+    created_by: str = "ledger"
+
+
+@dataclass(frozen=True)
+class Capture:
+    reservation_id: uuid.UUID
+    amount_used: int
+    created_by: str = "ledger"
+
+
+@dataclass(frozen=True)
+class Release:
+    reservation_id: uuid.UUID
+    created_by: str = "ledger"
+    memo: str | None = None
+
+
+Operation = Credit | Reserve | Capture | Release
+Outcome = CreditReceipt | ReservationInfo
+"""What an operation returns; `apply` returns the operation's exception in its place instead."""
+
+
+def credit(
+    db: Database,
+    user_id: uuid.UUID,
+    amount: int,
+    kind: LedgerKind | str,
+    key: str,
+    created_by: str,
+    memo: str | None = None,
+) -> CreditReceipt:
+    """Adds credits (a negative `adjustment` takes them away, never below zero). The key is
+    per user: a replay returns the first receipt; the same key with other terms is a Conflict."""
+    return cast(
+        CreditReceipt, _one(db, Credit(user_id, amount, LedgerKind(kind), key, created_by, memo))
+    )
+
+
+def reserve(
+    db: Database,
+    user_id: uuid.UUID,
+    amount: int,
+    key: str,
+    job_id: uuid.UUID | None = None,
+    ttl_s: float = DEFAULT_TTL_S,
+    created_by: str = "ledger",
+) -> ReservationInfo:
+    """Holds `amount` of the user's available credits, or raises InsufficientCredits having
+    written nothing. The same key returns the first reservation (with its job) and never
+    charges twice; the same key for another user or amount is a Conflict."""
+    return cast(ReservationInfo, _one(db, Reserve(user_id, amount, key, job_id, ttl_s, created_by)))
+
+
+def capture(
+    db: Database, reservation_id: uuid.UUID, amount_used: int, created_by: str = "ledger"
+) -> ReservationInfo:
+    """Takes min(amount_used, amount) as revenue and gives the rest back. A second capture
+    changes nothing; capturing a released reservation is a Conflict."""
+    return cast(ReservationInfo, _one(db, Capture(reservation_id, amount_used, created_by)))
+
+
+def release(
+    db: Database, reservation_id: uuid.UUID, created_by: str = "ledger", memo: str | None = None
+) -> ReservationInfo:
+    """Gives a held reservation back; on a settled one it changes nothing."""
+    return cast(ReservationInfo, _one(db, Release(reservation_id, created_by, memo)))
+
+
+def balance(db: Database, user_id: uuid.UUID) -> Balance:
+    """The cached balance (zero for a user who never had credits)."""
+    with _read(db) as conn:
+        row = conn.execute(_BALANCE, {"user_id": user_id}).first()
+    return Balance(available=row.available, held=row.held) if row else Balance(available=0, held=0)
+
+
+def derive_balance(db: Session | Connection, user_id: uuid.UUID) -> Balance:
+    """The balance recomputed from the ledger entries alone."""
+    rows = db.execute(
+        select(_entries.c.account, func.coalesce(func.sum(_entries.c.amount), 0))
+        .where(_entries.c.account.in_([available_account(user_id), held_account(user_id)]))
+        .group_by(_entries.c.account)
+    ).all()
+    sums = {account: int(total) for account, total in rows}
+    return Balance(
+        available=sums.get(available_account(user_id), 0), held=sums.get(held_account(user_id), 0)
+    )
+
+
+def expire_reservations(db: Database, now: datetime | None = None, page: int = 500) -> int:
+    """Releases every reservation still held past its `expires_at`; returns how many. With a
+    URL each page of `page` reservations is its own transaction."""
+    params = {"now": now or utcnow(), "page": page}
+    released = 0
+    while True:
+        with _transaction(db) as conn:
+            ids = list(conn.execute(_EXPIRED, params).scalars())
+            batch = _apply(conn, [Release(rid, created_by="expiry", memo="expired") for rid in ids])
+        released += len(batch.settled)
+        if len(ids) < page or isinstance(db, Session):
+            return released
+
+
+@dataclass(frozen=True)
+class DirectLedger:
+    """The ledger's functions bound to one database: the `LedgerClient` methods without Ray."""
+
+    db: str
+
+    def reserve(
+        self,
+        user_id: uuid.UUID,
+        amount: int,
+        key: str,
+        job_id: uuid.UUID | None = None,
+        ttl_s: float = DEFAULT_TTL_S,
+    ) -> ReservationInfo:
+        return reserve(self.db, user_id, amount, key, job_id, ttl_s)
+
+    def capture(self, reservation_id: uuid.UUID, amount_used: int) -> ReservationInfo:
+        return capture(self.db, reservation_id, amount_used)
+
+    def release(self, reservation_id: uuid.UUID) -> ReservationInfo:
+        return release(self.db, reservation_id)
+
+    def balance(self, user_id: uuid.UUID) -> Balance:
+        return balance(self.db, user_id)
+
+
+def apply(db: Database, operations: Sequence[Operation]) -> list[Outcome | Exception]:
+    """Runs the operations in order in one transaction and returns each one's outcome, or the
+    domain error it raised (an error writes nothing and does not affect the others). If the
+    transaction itself fails (a key raced in by another process, a deadlock), each operation
+    is retried alone, so one bad operation cannot fail its neighbours; a lost connection is
+    raised (everything is idempotent, so the caller may run the batch again)."""
+    if not operations:
+        return []
+    credit_users = sorted({op.user_id for op in operations if isinstance(op, Credit)})
+    if credit_users and not isinstance(db, Session):
+        with _transaction(db) as conn:
+            _ensure_accounts(conn, credit_users)
+    try:
+        with _transaction(db) as conn:
+            if credit_users and isinstance(db, Session):
+                _ensure_accounts(conn, credit_users)
+            return _apply(conn, operations).outcomes
+    except DBAPIError as e:
+        if len(operations) == 1 or isinstance(db, Session) or e.connection_invalidated:
+            raise
+    outcomes: list[Outcome | Exception] = []
+    for op in operations:
+        try:
+            outcomes.append(_one(db, op))
+        except DBAPIError as e:
+            if e.connection_invalidated:
+                raise
+            outcomes.append(e)
+        except (StudioError, ValueError) as e:
+            outcomes.append(e)
+    return outcomes
+
+
+def _one(db: Database, op: Operation) -> Outcome:
+    try:
+        (outcome,) = apply(db, [op])
+    except IntegrityError as e:
+        what = (
+            f"idempotency key {op.key!r}"
+            if isinstance(op, Credit | Reserve)
+            else f"reservation {op.reservation_id}"
+        )
+        raise Conflict(f"{what}: a concurrent operation got there first") from e
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+@contextmanager
+def _transaction(db: Database) -> Iterator[Connection]:
+    if isinstance(db, Session):
+        yield db.connection()
+    elif isinstance(db, Connection):
+        with _begin(db):
+            yield db
+    else:
+        with get_engine(db).connect() as conn, _begin(conn):
+            yield conn
+
+
+@contextmanager
+def _read(db: Database) -> Iterator[Connection]:
+    if isinstance(db, Session):
+        yield db.connection()
+    elif isinstance(db, Connection):
+        try:
+            yield db
+        finally:
+            db.rollback()
+    else:
+        with get_engine(db).connect() as conn:
+            yield conn
+
+
+@contextmanager
+def _begin(conn: Connection) -> Iterator[None]:
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+
+
+def _insert(conn: Connection, table: Table) -> Any:
+    return (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
+
+
+def _ensure_accounts(conn: Connection, user_ids: Sequence[uuid.UUID]) -> None:
+    """Opens a zero account for each existing user that has none. With a URL this commits on its
+    own before the operations run, so that their transaction locks only existing rows, in
+    order."""
+    rows = select(
+        _users.c.id,
+        literal(0),
+        literal(0),
+        literal(utcnow(), type_=_accounts.c.updated_at.type),
+    ).where(_users.c.id.in_(user_ids))
+    conn.execute(
+        _insert(conn, _accounts)
+        .from_select(["user_id", "available", "held", "updated_at"], rows)
+        .on_conflict_do_nothing(index_elements=["user_id"])
+    )
+
+
+@dataclass
+class _Batch:
+    """The state of one transaction: locked accounts, reservations and the writes to make."""
+
+    now: datetime
+    accounts: dict[uuid.UUID, list[int]]
+    reservations: dict[uuid.UUID, dict[str, Any]]
+    by_key: dict[str, uuid.UUID]
+    receipts: dict[tuple[uuid.UUID, str], CreditReceipt]
+    outcomes: list[Outcome | Exception] = field(default_factory=list)
+    new_reservations: list[uuid.UUID] = field(default_factory=list)
+    settled: set[uuid.UUID] = field(default_factory=set)
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    touched: set[uuid.UUID] = field(default_factory=set)
+
+    def post(
+        self,
+        kind: LedgerKind,
+        created_by: str,
+        legs: Sequence[tuple[str, int]],
+        *,
+        user_id: uuid.UUID,
+        key: str,
+        reservation_id: uuid.UUID | None = None,
+        job_id: uuid.UUID | None = None,
+        memo: str | None = None,
+        kinds: dict[str, LedgerKind] | None = None,
+    ) -> uuid.UUID:
+        """One balanced transaction: `legs` are (account, amount) summing to zero; user
+        accounts carry the operation key, system accounts none (they are shared)."""
+        if sum(amount for _, amount in legs) != 0:
+            raise RuntimeError(f"unbalanced ledger transaction: {legs}")
+        txn_id = uuid.uuid4()
+        for account, amount in legs:
+            if amount == 0:
+                continue
+            self.entries.append(
+                {
+                    "id": uuid.uuid4(),
+                    "txn_id": txn_id,
+                    "account": account,
+                    "user_id": user_id,
+                    "kind": (kinds or {}).get(account, kind),
+                    "amount": amount,
+                    "job_id": job_id,
+                    "reservation_id": reservation_id,
+                    "idempotency_key": key if account.startswith("user:") else None,
+                    "created_by": created_by,
+                    "memo": memo,
+                    "created_at": self.now,
+                }
+            )
+        return txn_id
+
+    def move(self, user_id: uuid.UUID, available: int, held: int) -> None:
+        account = self.accounts[user_id]
+        account[0] += available
+        account[1] += held
+        if account[0] < 0 or account[1] < 0:
+            raise RuntimeError(f"negative balance for user {user_id}: {account}")
+        self.touched.add(user_id)
+
+
+def _apply(conn: Connection, operations: Sequence[Operation]) -> _Batch:
+    rids = list({op.reservation_id for op in operations if isinstance(op, Capture | Release)})
+    user_ids = list({op.user_id for op in operations if isinstance(op, Credit | Reserve)})
+    keys = list({op.key for op in operations if isinstance(op, Reserve)})
+    credits_ = [op for op in operations if isinstance(op, Credit)]
+    accounts = {
+        row.user_id: [row.available, row.held]
+        for row in conn.execute(_LOCK_ACCOUNTS, {"users": user_ids, "rids": rids})
+    }
+    reservations: dict[uuid.UUID, dict[str, Any]] = {}
+    if rids or keys:
+        for row in conn.execute(_LOCK_RESERVATIONS, {"rids": rids, "keys": keys}):
+            reservations[row.id] = dict(row._mapping)
+    receipts: dict[tuple[uuid.UUID, str], CreditReceipt] = {}
+    if credits_:
+        found = conn.execute(
+            _CREDIT_RECEIPTS,
+            {
+                "keys": list({f"credit:{op.key}" for op in credits_}),
+                "accounts": list({available_account(op.user_id) for op in credits_}),
+            },
+        )
+        for row in found:
+            key = row.idempotency_key.removeprefix("credit:")
+            receipts[(row.user_id, key)] = CreditReceipt(
+                txn_id=row.txn_id,
+                user_id=row.user_id,
+                amount=row.amount,
+                kind=LedgerKind(row.kind),
+                idempotency_key=key,
+            )
+    batch = _Batch(
+        now=utcnow(),
+        accounts=accounts,
+        reservations=reservations,
+        by_key={r["idempotency_key"]: rid for rid, r in reservations.items()},
+        receipts=receipts,
+    )
+    for op in operations:
+        try:
+            if isinstance(op, Credit):
+                batch.outcomes.append(_credit(batch, op))
+            elif isinstance(op, Reserve):
+                batch.outcomes.append(_reserve(batch, op))
+            elif isinstance(op, Capture):
+                batch.outcomes.append(_capture(batch, op))
+            else:
+                batch.outcomes.append(_release(batch, op))
+        except (StudioError, ValueError) as e:
+            batch.outcomes.append(e)
+    _write(conn, batch)
+    return batch
+
+
+def _check_key(key: str) -> None:
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise ValueError(f"an idempotency key has 1 to {MAX_KEY_LENGTH} characters")
+
+
+def _credit(batch: _Batch, op: Credit) -> CreditReceipt:
+    _check_key(op.key)
+    if op.kind not in CREDIT_SOURCES:
+        raise ValueError(f"credit kind is one of {sorted(CREDIT_SOURCES)}, not {op.kind}")
+    if op.amount == 0 or (op.amount < 0 and op.kind != LedgerKind.adjustment):
+        raise ValueError("a credit is positive; only an adjustment may be negative")
+    existing = batch.receipts.get((op.user_id, op.key))
+    if existing is not None:
+        if (existing.amount, existing.kind) != (op.amount, op.kind):
+            raise Conflict(f"idempotency key {op.key!r} was used for another credit")
+        return existing
+    account = batch.accounts.get(op.user_id)
+    if account is None:
+        raise NotFound(f"user {op.user_id} not found")
+    if account[0] + op.amount < 0:
+        raise InsufficientCredits(
+            "not enough credits to adjust", needed=-op.amount, available=account[0]
+        )
+    txn_id = batch.post(
+        op.kind,
+        op.created_by,
+        [(available_account(op.user_id), op.amount), (CREDIT_SOURCES[op.kind], -op.amount)],
+        user_id=op.user_id,
+        key=f"credit:{op.key}",
+        memo=op.memo,
+    )
+    batch.move(op.user_id, op.amount, 0)
+    receipt = CreditReceipt(
+        txn_id=txn_id, user_id=op.user_id, amount=op.amount, kind=op.kind, idempotency_key=op.key
+    )
+    batch.receipts[(op.user_id, op.key)] = receipt
+    return receipt
+
+
+def _info(row: dict[str, Any]) -> ReservationInfo:
+    return ReservationInfo(**{name: row[name] for name in ReservationInfo.model_fields})
+
+
+def _reserve(batch: _Batch, op: Reserve) -> ReservationInfo:
+    _check_key(op.key)
+    if op.amount <= 0:
+        raise ValueError("a reservation holds a positive amount")
+    existing = batch.by_key.get(op.key)
+    if existing is not None:
+        row = batch.reservations[existing]
+        if (row["user_id"], row["amount"]) != (op.user_id, op.amount):
+            raise Conflict(f"idempotency key {op.key!r} was used for another reservation")
+        return _info(row)
+    account = batch.accounts.get(op.user_id)
+    available = account[0] if account else 0
+    if account is None or available < op.amount:
+        raise InsufficientCredits(
+            f"{op.amount} credits needed, {available} available",
+            needed=op.amount,
+            available=available,
+        )
+    rid = uuid.uuid4()
+    row = {
+        "id": rid,
+        "user_id": op.user_id,
+        "job_id": op.job_id,
+        "amount": op.amount,
+        "captured": 0,
+        "status": ReservationStatus.held,
+        "idempotency_key": op.key,
+        "expires_at": batch.now + timedelta(seconds=op.ttl_s),
+        "created_at": batch.now,
+        "settled_at": None,
+    }
+    batch.post(
+        LedgerKind.reserve,
+        op.created_by,
+        [(available_account(op.user_id), -op.amount), (held_account(op.user_id), op.amount)],
+        user_id=op.user_id,
+        key=f"reserve:{rid}",
+        reservation_id=rid,
+        job_id=op.job_id,
+    )
+    batch.move(op.user_id, -op.amount, op.amount)
+    batch.reservations[rid] = row
+    batch.by_key[op.key] = rid
+    batch.new_reservations.append(rid)
+    return _info(row)
+
+
+def _held(batch: _Batch, reservation_id: uuid.UUID) -> dict[str, Any]:
+    row = batch.reservations.get(reservation_id)
+    if row is None:
+        raise NotFound(f"reservation {reservation_id} not found")
+    return row
+
+
+def _settle(batch: _Batch, row: dict[str, Any], status: ReservationStatus, used: int) -> None:
+    row.update(status=status, captured=used, settled_at=batch.now)
+    if row["id"] not in batch.new_reservations:
+        batch.settled.add(row["id"])
+
+
+def _capture(batch: _Batch, op: Capture) -> ReservationInfo:
+    if op.amount_used < 0:
+        raise ValueError("amount_used is not negative")
+    row = _held(batch, op.reservation_id)
+    if row["status"] == ReservationStatus.captured:
+        return _info(row)
+    if row["status"] == ReservationStatus.released:
+        raise Conflict(f"reservation {row['id']} was released before it was captured")
+    user_id, amount = row["user_id"], row["amount"]
+    used = min(op.amount_used, amount)
+    batch.post(
+        LedgerKind.capture,
+        op.created_by,
+        [
+            (held_account(user_id), -amount),
+            (SYSTEM_REVENUE, used),
+            (available_account(user_id), amount - used),
+        ],
+        user_id=user_id,
+        key=f"capture:{row['id']}",
+        reservation_id=row["id"],
+        job_id=row["job_id"],
+        kinds={available_account(user_id): LedgerKind.release},
+    )
+    batch.move(user_id, amount - used, -amount)
+    _settle(batch, row, ReservationStatus.captured, used)
+    return _info(row)
+
+
+def _release(batch: _Batch, op: Release) -> ReservationInfo:
+    row = _held(batch, op.reservation_id)
+    if row["status"] != ReservationStatus.held:
+        return _info(row)
+    user_id, amount = row["user_id"], row["amount"]
+    batch.post(
+        LedgerKind.release,
+        op.created_by,
+        [(held_account(user_id), -amount), (available_account(user_id), amount)],
+        user_id=user_id,
+        key=f"release:{row['id']}",
+        reservation_id=row["id"],
+        job_id=row["job_id"],
+        memo=op.memo,
+    )
+    batch.move(user_id, amount, -amount)
+    _settle(batch, row, ReservationStatus.released, 0)
+    return _info(row)
+
+
+def _write(conn: Connection, batch: _Batch) -> None:
+    new = [batch.reservations[rid] for rid in batch.new_reservations]
+    settled = [
+        {name: batch.reservations[rid][name] for name in _SETTLED_COLUMNS}
+        for rid in sorted(batch.settled)
+    ]
+    accounts = [
+        {"user_id": user_id, "available": available, "held": held}
+        for user_id in sorted(batch.touched)
+        for available, held in [batch.accounts[user_id]]
+    ]
+    if not (new or settled or batch.entries or accounts):
+        return
+    if conn.dialect.name == "postgresql":
+        params: dict[str, Any] = {"now": batch.now}
+        for prefix, columns, rows in [
+            ("r", _RESERVATION_COLUMNS, new),
+            ("s", _SETTLED_COLUMNS, settled),
+            ("e", _ENTRY_COLUMNS, batch.entries),
+            ("a", _ACCOUNT_COLUMNS, accounts),
+        ]:
+            params.update({f"{prefix}_{c}": [row[c] for row in rows] for c in columns})
+        conn.execute(_WRITE_ALL, params)
+        return
+    if new:
+        conn.execute(_reservations.insert(), new)
+    if settled:
+        conn.execute(_SETTLE, [{**row, "now": batch.now} for row in _prefixed(settled)])
+    if batch.entries:
+        conn.execute(_entries.insert(), batch.entries)
+    if accounts:
+        conn.execute(_SET_BALANCES, [{**row, "now": batch.now} for row in _prefixed(accounts)])
+
+
+def _prefixed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{f"b_{name}": value for name, value in row.items()} for row in rows]
+
+
+_RESERVATION_COLUMNS = [c.name for c in _reservations.columns]
+_SETTLED_COLUMNS = ["id", "status", "captured"]
+_ENTRY_COLUMNS = [c.name for c in _entries.columns]
+_ACCOUNT_COLUMNS = ["user_id", "available", "held"]
+_NOW = bindparam("now", type_=_accounts.c.updated_at.type)
+_SETTLE = (
+    _reservations.update()
+    .where(_reservations.c.id == bindparam("b_id"))
+    .values(status=bindparam("b_status"), captured=bindparam("b_captured"), settled_at=_NOW)
+)
+_SET_BALANCES = (
+    _accounts.update()
+    .where(_accounts.c.user_id == bindparam("b_user_id"))
+    .values(available=bindparam("b_available"), held=bindparam("b_held"), updated_at=_NOW)
+)
+
+
+def _write_all_statement() -> Any:
+    """PostgreSQL: every write of a batch in one statement, data-modifying CTEs over arrays
+    (`unnest`), so a batch's writes cost one round trip and the statement is the same whatever
+    the batch (compiled and prepared once); an empty array writes nothing."""
+
+    def rows(prefix: str, table: Table, columns: list[str]) -> Any:
+        arrays = [bindparam(f"{prefix}_{c}", type_=ARRAY(table.c[c].type)) for c in columns]
+        return func.unnest(*arrays).table_valued(*columns).render_derived(prefix)
+
+    new = rows("r", _reservations, _RESERVATION_COLUMNS)
+    settled = rows("s", _reservations, _SETTLED_COLUMNS)
+    entries = rows("e", _entries, _ENTRY_COLUMNS)
+    accounts = rows("a", _accounts, _ACCOUNT_COLUMNS)
+    writes = [
+        insert(_reservations).from_select(_RESERVATION_COLUMNS, select(*new.c)),
+        update(_reservations)
+        .where(_reservations.c.id == settled.c.id)
+        .values(status=settled.c.status, captured=settled.c.captured, settled_at=_NOW),
+        insert(_entries).from_select(_ENTRY_COLUMNS, select(*entries.c)),
+        update(_accounts)
+        .where(_accounts.c.user_id == accounts.c.user_id)
+        .values(available=accounts.c.available, held=accounts.c.held, updated_at=_NOW),
+    ]
+    return select(literal(1)).add_cte(*[w.cte(f"write_{i}") for i, w in enumerate(writes)])
+
+
+_WRITE_ALL = _write_all_statement()

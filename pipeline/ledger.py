@@ -1,0 +1,236 @@
+"""The `CreditLedger` actor: the one front door to the credit ledger in a cluster.
+
+It keeps no state of its own: every call becomes an operation of pipeline/credits.py and the
+database decides. What the actor adds is throughput: calls wait in a lane and the lane runs
+everything waiting in it as one database transaction (one lock round, one write, one commit)
+on its own connection, while the next calls gather. A user's operations always go to the same
+lane and run in arrival order; different users share batches. One lane is the default: on a
+small machine it beat two or four (bigger batches, fewer contending transactions); more lanes
+suit a database with cores to spare. Captures and releases are routed by reservation id, as
+their owner is not known before the database is read: the account locks order them. Those
+locks, not the actor, are what make overspending impossible, so clients that bypass the actor
+(other processes calling pipeline/credits.py) stay safe.
+
+It is detached, restarts forever and retries calls that were in flight when it died: that is
+safe because every operation is idempotent (credits and reservations by key, captures and
+releases by reservation id), so a retried call that had already committed returns what the
+first one did. A periodic sweep releases reservations held past their expiry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar, cast
+
+import ray
+from ray.actor import ActorHandle
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
+
+from db.models import LedgerKind
+from db.session import database_tag, get_engine
+from pipeline import credits
+from pipeline.credits import DEFAULT_TTL_S, Balance, CreditReceipt, ReservationInfo
+from pipeline.errors import Conflict
+
+LEDGER_NAME = "credit_ledger"
+LEDGER_NAMESPACE = "studio"
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass
+class _Lane:
+    """Operations waiting for the next batch, and the lane's own database connection."""
+
+    waiting: list[tuple[credits.Operation, asyncio.Future[Any]]] = field(default_factory=list)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    connection: Connection | None = None
+
+
+@ray.remote(  # type: ignore[call-overload]
+    num_cpus=0.1, max_restarts=-1, max_task_retries=-1, max_concurrency=1000
+)
+class CreditLedger:
+    """Async actor over pipeline/credits.py; the methods mirror its functions."""
+
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        lanes: int = 1,
+        max_batch: int = 256,
+        sweep_interval_s: float = 30.0,
+    ) -> None:
+        self._url = database_url
+        self._max_batch = max_batch
+        self._executor = ThreadPoolExecutor(max_workers=lanes + 1, thread_name_prefix="ledger")
+        self._lanes = [_Lane() for _ in range(lanes)]
+        self._tasks = [asyncio.create_task(self._drain(lane)) for lane in self._lanes]
+        self._tasks.append(asyncio.create_task(self._sweep(sweep_interval_s)))
+
+    async def ping(self) -> str:
+        """The tag of the database this ledger serves (a client checks it found the right
+        ledger without the URL, and its password, crossing the wire)."""
+        return database_tag(self._url)
+
+    async def credit(
+        self,
+        user_id: uuid.UUID,
+        amount: int,
+        kind: LedgerKind | str,
+        key: str,
+        created_by: str,
+        memo: str | None = None,
+    ) -> CreditReceipt:
+        op = credits.Credit(user_id, amount, LedgerKind(kind), key, created_by, memo)
+        return cast(CreditReceipt, await self._submit(user_id, op))
+
+    async def reserve(
+        self,
+        user_id: uuid.UUID,
+        amount: int,
+        key: str,
+        job_id: uuid.UUID | None = None,
+        ttl_s: float = DEFAULT_TTL_S,
+    ) -> ReservationInfo:
+        op = credits.Reserve(user_id, amount, key, job_id, ttl_s)
+        return cast(ReservationInfo, await self._submit(user_id, op))
+
+    async def capture(self, reservation_id: uuid.UUID, amount_used: int) -> ReservationInfo:
+        op = credits.Capture(reservation_id, amount_used)
+        return cast(ReservationInfo, await self._submit(reservation_id, op))
+
+    async def release(self, reservation_id: uuid.UUID) -> ReservationInfo:
+        op = credits.Release(reservation_id)
+        return cast(ReservationInfo, await self._submit(reservation_id, op))
+
+    async def balance(self, user_id: uuid.UUID) -> Balance:
+        return await self._in_thread(credits.balance, self._url, user_id)
+
+    async def expire_reservations(self, now: datetime | None = None) -> int:
+        return await self._in_thread(credits.expire_reservations, self._url, now)
+
+    async def _submit(self, route: uuid.UUID, op: credits.Operation) -> credits.Outcome:
+        lane = self._lanes[route.int % len(self._lanes)]
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        lane.waiting.append((op, future))
+        lane.wake.set()
+        outcome = await future
+        if isinstance(outcome, Exception):
+            raise outcome
+        return cast(credits.Outcome, outcome)
+
+    async def _drain(self, lane: _Lane) -> None:
+        while True:
+            await lane.wake.wait()
+            lane.wake.clear()
+            while lane.waiting:
+                batch = lane.waiting[: self._max_batch]
+                del lane.waiting[: self._max_batch]
+                try:
+                    outcomes = await self._in_thread(self._apply, lane, [op for op, _ in batch])
+                except Exception as e:
+                    log.exception("ledger batch failed")
+                    outcomes = [e] * len(batch)
+                for (_, future), outcome in zip(batch, outcomes, strict=True):
+                    if not future.done():
+                        future.set_result(outcome)
+
+    def _apply(
+        self, lane: _Lane, ops: list[credits.Operation]
+    ) -> list[credits.Outcome | Exception]:
+        """Runs a batch on the lane's connection, opening a new one if it was lost and running
+        the batch again (safe even if the loss hid a commit: every operation is idempotent)."""
+        retried = False
+        while True:
+            if lane.connection is None:
+                lane.connection = get_engine(self._url).connect()
+            try:
+                return credits.apply(lane.connection, ops)
+            except DBAPIError as e:
+                lane.connection.close()
+                lane.connection = None
+                if retried or not e.connection_invalidated:
+                    raise
+                retried = True
+
+    async def _sweep(self, interval_s: float) -> None:
+        while True:
+            try:
+                released = await self.expire_reservations()
+                if released:
+                    log.info("released %d expired reservations", released)
+            except Exception:
+                log.exception("reservation sweep failed")
+            await asyncio.sleep(interval_s)
+
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+
+def ledger_handle(database_url: str, *, name: str | None = None, **options: Any) -> ActorHandle:
+    """The ledger actor of this database, created on first use: one per database in a cluster,
+    named `credit_ledger-<database tag>` unless `name` is given. `options` go to the actor's
+    constructor (lanes, max_batch, sweep_interval_s) and only count when it is created. Raises
+    Conflict if the actor found serves another database."""
+    name = name or f"{LEDGER_NAME}-{database_tag(database_url)}"
+    handle = CreditLedger.options(  # type: ignore[attr-defined]
+        name=name, namespace=LEDGER_NAMESPACE, lifetime="detached", get_if_exists=True
+    ).remote(database_url, **options)
+    if ray.get(handle.ping.remote()) != database_tag(database_url):
+        raise Conflict(f"the ledger actor {name!r} serves another database")
+    return handle
+
+
+class LedgerClient:
+    """A blocking client of the ledger actor, for code that is not async (Ray tasks, CLI). A
+    domain error comes back as itself: Ray raises an exception that is both a RayTaskError and
+    the original class."""
+
+    def __init__(self, handle: ActorHandle) -> None:
+        self._handle = handle
+
+    def credit(
+        self,
+        user_id: uuid.UUID,
+        amount: int,
+        kind: LedgerKind | str,
+        key: str,
+        created_by: str,
+        memo: str | None = None,
+    ) -> CreditReceipt:
+        return _wait(self._handle.credit.remote(user_id, amount, kind, key, created_by, memo))
+
+    def reserve(
+        self,
+        user_id: uuid.UUID,
+        amount: int,
+        key: str,
+        job_id: uuid.UUID | None = None,
+        ttl_s: float = DEFAULT_TTL_S,
+    ) -> ReservationInfo:
+        return _wait(self._handle.reserve.remote(user_id, amount, key, job_id, ttl_s))
+
+    def capture(self, reservation_id: uuid.UUID, amount_used: int) -> ReservationInfo:
+        return _wait(self._handle.capture.remote(reservation_id, amount_used))
+
+    def release(self, reservation_id: uuid.UUID) -> ReservationInfo:
+        return _wait(self._handle.release.remote(reservation_id))
+
+    def balance(self, user_id: uuid.UUID) -> Balance:
+        return _wait(self._handle.balance.remote(user_id))
+
+    def expire_reservations(self, now: datetime | None = None) -> int:
+        return _wait(self._handle.expire_reservations.remote(now))
+
+
+def _wait(ref: Any) -> Any:
+    return ray.get(ref)

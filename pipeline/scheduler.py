@@ -1,0 +1,120 @@
+"""The `RenderScheduler` actor: starts queued jobs, highest plan priority first (renders at most
+`render_workers` at a time; publishes when their retry time has come), and cancels their task
+trees on request.
+
+The jobs table is the queue and the source of truth. A (re)started scheduler re-queues the jobs it
+finds `running` (their tasks died with the old scheduler or cluster) and runs them again; the
+stage cache makes the rerun resume where the old one stopped, and settling by reservation id
+makes sure each job is charged once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime
+from uuid import UUID
+
+import ray
+from sqlmodel import col, select
+
+from cluster.settings import Settings
+from db.models import Job, JobStatus
+from db.session import database_tag, session_scope
+from db.types import utcnow
+
+log = logging.getLogger(__name__)
+POLL_S = 1.0
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+class RenderScheduler:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.running: dict[UUID, ray.ObjectRef] = {}
+        self.kinds: dict[UUID, str] = {}
+        self._wake = asyncio.Event()
+        self._requeue_orphans()
+        self._loop = asyncio.get_event_loop().create_task(self._run())
+
+    def _requeue_orphans(self) -> None:
+        from pipeline.jobstate import transition
+
+        with session_scope(self.settings.resolved_database_url) as session:
+            orphans = session.exec(select(Job).where(Job.status == JobStatus.running)).all()
+            for job in orphans:
+                transition(session, job, JobStatus.queued, error="re-queued after a restart")
+
+    async def wake(self) -> None:
+        self._wake.set()
+
+    async def cancel(self, job_id: UUID) -> bool:
+        """Stops a job's task tree; its state in the database is the caller's to set."""
+        ref = self.running.pop(job_id, None)
+        if ref is None:
+            return False
+        del self.kinds[job_id]
+        ray.cancel(ref, recursive=True)
+        return True
+
+    async def running_jobs(self) -> list[UUID]:
+        return list(self.running)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                self._reap()
+                self._start_queued()
+            except Exception:
+                log.exception("scheduler pass failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), POLL_S)
+            self._wake.clear()
+
+    def _reap(self) -> None:
+        done, _ = ray.wait(list(self.running.values()), num_returns=len(self.running), timeout=0)
+        finished = set(done)
+        for job_id, ref in list(self.running.items()):
+            if ref in finished:
+                del self.running[job_id]
+                del self.kinds[job_id]
+
+    def _start_queued(self) -> None:
+        """Launches due queued jobs in priority order: renders up to `render_workers` at a
+        time, publishes (network-bound) whenever their retry time has come."""
+        from pipeline.jobs import run_job
+        from pipeline.publish import publish_task
+
+        free = self.settings.render_workers - sum(
+            1 for kind in self.kinds.values() if kind != "publish"
+        )
+        now = utcnow()
+        with session_scope(self.settings.resolved_database_url) as session:
+            queued = session.exec(
+                select(Job)
+                .where(Job.status == JobStatus.queued)
+                .order_by(col(Job.priority).desc(), col(Job.created_at))
+            ).all()
+        for job in queued:
+            if job.id in self.running:
+                continue
+            if job.type == "publish":
+                retry_at = job.output.get("retry_at")
+                if retry_at is None or datetime.fromisoformat(retry_at) <= now:
+                    self._launch(job, publish_task.remote(self.settings, job.id))
+            elif free > 0:
+                self._launch(job, run_job.remote(self.settings, job.id))
+                free -= 1
+
+    def _launch(self, job: Job, ref: ray.ObjectRef) -> None:
+        self.running[job.id] = ref
+        self.kinds[job.id] = job.type
+
+
+def scheduler(settings: Settings) -> ray.actor.ActorHandle:
+    """The scheduler of the settings' database, started on first use."""
+    name = f"render_scheduler-{database_tag(settings.resolved_database_url)}"
+    return RenderScheduler.options(  # type: ignore[attr-defined,no-any-return]
+        name=name, namespace="studio", lifetime="detached", get_if_exists=True
+    ).remote(settings)

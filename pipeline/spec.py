@@ -1,0 +1,239 @@
+"""The film spec: a versioned, validated description of a film, read from JSON or YAML.
+
+A spec says what to make, never how: engines, caching and pricing read it but add nothing to it,
+so `content_hash()` of a scene or of the film is a stable cache key for everything it drives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from enum import StrEnum
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal, Self
+from uuid import UUID
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from models.base import CameraMove, Mood, MusicStyle, Voice
+from pipeline.errors import SpecInvalid
+
+MAX_SCENE_WORDS = 400
+MAX_FILM_WORDS = 3000
+MAX_RESOLUTION = 1080
+LANGUAGE_PATTERN = r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$"
+
+AspectRatio = Literal["16:9", "9:16", "1:1"]
+SpecFormat = Literal["json", "yaml"]
+
+_ASPECTS: dict[str, tuple[int, int]] = {"16:9": (16, 9), "9:16": (9, 16), "1:1": (1, 1)}
+
+
+class Transition(StrEnum):
+    """How a scene hands over to the next one."""
+
+    cut = "cut"
+    crossfade = "crossfade"
+    fade = "fade"
+
+
+class _SpecModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    def content_hash(self) -> str:
+        """sha256 of the canonical JSON (sorted keys, no spaces, defaults included)."""
+        canonical = json.dumps(
+            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class ImageRef(_SpecModel):
+    """An image: an uploaded asset, or (for CLI use) a file path relative to the spec's folder.
+
+    A bare string is accepted: a UUID becomes `asset_id`, anything else `path`.
+    """
+
+    asset_id: UUID | None = None
+    path: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return {"asset_id": UUID(value)}
+        except ValueError:
+            return {"path": value}
+
+    @field_validator("path")
+    @classmethod
+    def _relative_inside(cls, path: str | None) -> str | None:
+        if path is None:
+            return None
+        pure = PurePosixPath(path)
+        if not path or pure.is_absolute() or ".." in pure.parts or "\\" in path:
+            raise ValueError(f"image path {path!r} must be relative, inside the spec's folder")
+        return path
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.asset_id is None) == (self.path is None):
+            raise ValueError("an image needs exactly one of asset_id or path")
+        return self
+
+    def resolve(self, base_dir: Path) -> Path:
+        """The local file of a path reference (relative to `base_dir`, the spec's folder)."""
+        if self.path is None:
+            raise ValueError(f"asset {self.asset_id} is stored, not a local file")
+        return base_dir / self.path
+
+
+class Scene(_SpecModel):
+    narration: str | None = Field(
+        default=None, description=f"Spoken text, at most {MAX_SCENE_WORDS} words."
+    )
+    voice: Voice = Field(default_factory=Voice)
+    prompt: str | None = Field(default=None, max_length=2000, description="What the shot shows.")
+    image: ImageRef | None = Field(default=None, description="Keyframe the shot starts from.")
+    character: ImageRef | None = Field(
+        default=None, description="On-screen speaking character; lip-synced to the narration."
+    )
+    camera: CameraMove = CameraMove.static
+    transition: Transition = Field(
+        default=Transition.cut,
+        description="Into the next scene; on the last scene, `cut` ends hard, others fade out.",
+    )
+    duration_s: float | None = Field(
+        default=None, ge=0.5, le=60, description="Seconds; null fits the scene to its narration."
+    )
+    mood: Mood = Mood.calm
+    title: str | None = Field(default=None, max_length=120, description="Title card text.")
+    caption: str | None = Field(default=None, max_length=240, description="Card caption text.")
+
+    @field_validator("narration")
+    @classmethod
+    def _narration_words(cls, text: str | None) -> str | None:
+        if not text:
+            return None
+        words = len(text.split())
+        if words > MAX_SCENE_WORDS:
+            raise ValueError(
+                f"narration has {words} words; a scene allows at most {MAX_SCENE_WORDS}"
+            )
+        return text
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        if self.narration is None and self.duration_s is None:
+            raise ValueError(
+                "a scene needs narration or duration_s (duration_s: null fits it to narration)"
+            )
+        if self.prompt is None and self.image is None:
+            raise ValueError("a scene needs a visual prompt or an image")
+        if self.character is not None and self.narration is None:
+            raise ValueError("a talking character needs narration to lip-sync to")
+        return self
+
+    @property
+    def word_count(self) -> int:
+        return len(self.narration.split()) if self.narration else 0
+
+
+class Music(_SpecModel):
+    mood: Mood = Mood.calm
+    tempo_bpm: int = Field(default=90, ge=40, le=200)
+    style: MusicStyle = MusicStyle.score
+    volume: float = Field(default=0.35, ge=0, le=1, description="Linear gain of the music bed.")
+
+
+class FilmSpec(_SpecModel):
+    spec_version: Literal[1] = 1
+    title: str = Field(min_length=1, max_length=200)
+    language: str = Field(default="en", description="BCP-47 style: en, hi, sa, en-gb.")
+    aspect_ratio: AspectRatio = "16:9"
+    resolution: int = Field(default=720, description="The short side in pixels (1080 at most).")
+    fps: int = Field(default=24, ge=12, le=60)
+    seed: int = Field(default=0, ge=0, lt=2**32)
+    captions: bool = Field(default=True, description="Burn the narration into the picture.")
+    music: Music = Field(default_factory=Music)
+    scenes: list[Scene] = Field(min_length=1, max_length=60)
+
+    @field_validator("language")
+    @classmethod
+    def _language_code(cls, code: str) -> str:
+        if not re.fullmatch(LANGUAGE_PATTERN, code):
+            raise ValueError(f"language {code!r} is not a code such as 'en', 'sa' or 'en-gb'")
+        return code
+
+    @field_validator("resolution")
+    @classmethod
+    def _resolution_range(cls, short_side: int) -> int:
+        if short_side > MAX_RESOLUTION:
+            raise ValueError(f"resolution {short_side} is above the {MAX_RESOLUTION}p maximum")
+        if short_side < 144:
+            raise ValueError(f"resolution {short_side} is below the 144p minimum")
+        return short_side
+
+    @model_validator(mode="after")
+    def _film_words(self) -> Self:
+        words = sum(scene.word_count for scene in self.scenes)
+        if words > MAX_FILM_WORDS:
+            raise ValueError(
+                f"the film's narration has {words} words; a film allows at most {MAX_FILM_WORDS}"
+            )
+        return self
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) in pixels, both even (H.264 with 4:2:0 chroma needs that)."""
+        across, down = _ASPECTS[self.aspect_ratio]
+        short = _even(self.resolution)
+        if across >= down:
+            return _even(short * across / down), short
+        return short, _even(short * down / across)
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        return cls.model_json_schema()
+
+    @classmethod
+    def from_text(cls, text: str, format: SpecFormat) -> FilmSpec:
+        """Parse and validate; every problem is reported in `SpecInvalid.extra["problems"]`."""
+        try:
+            data = json.loads(text) if format == "json" else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as error:
+            raise SpecInvalid(f"the spec is not valid {format.upper()}: {error}") from error
+        if not isinstance(data, dict):
+            raise SpecInvalid(f"the spec must be a {format.upper()} object of fields")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as error:
+            problems = describe_errors(error)
+            raise SpecInvalid("; ".join(problems), problems=problems) from error
+
+    @classmethod
+    def from_file(cls, path: Path | str) -> FilmSpec:
+        """Read a `.json`, `.yaml` or `.yml` spec; image paths in it are relative to its folder."""
+        path = Path(path)
+        formats: dict[str, SpecFormat] = {".json": "json", ".yaml": "yaml", ".yml": "yaml"}
+        if path.suffix.lower() not in formats:
+            raise SpecInvalid(f"{path.name}: a spec file ends in .json, .yaml or .yml")
+        return cls.from_text(path.read_text(encoding="utf-8"), formats[path.suffix.lower()])
+
+
+def describe_errors(error: ValidationError) -> list[str]:
+    """One line per problem, led by the field's dotted path: `scenes.2.duration_s: ...`."""
+    lines = []
+    for problem in error.errors():
+        where = ".".join(str(part) for part in problem["loc"]) or "spec"
+        message = problem["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {message}")
+    return lines
+
+
+def _even(value: float) -> int:
+    return max(2, round(value / 2) * 2)

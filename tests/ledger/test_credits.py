@@ -1,0 +1,349 @@
+"""The ledger's database transactions, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, text
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from db.models import LedgerEntry, LedgerKind, Reservation, ReservationStatus
+from db.session import get_engine, session_scope
+from db.types import utcnow
+from pipeline import credits
+from pipeline.credits import SYSTEM_GRANTS, SYSTEM_REVENUE, Balance
+from pipeline.errors import Conflict, InsufficientCredits, NotFound
+from tests.ledger import assert_books_balance, make_user
+
+Key = Callable[[str], str]
+
+
+@pytest.fixture
+def key() -> Key:
+    """Reservation keys are unique across users, and PostgreSQL is shared by the session."""
+    run = uuid.uuid4().hex[:8]
+    return lambda name: f"{name}-{run}"
+
+
+def rows_for(url: str, user_id: uuid.UUID) -> tuple[int, int]:
+    """How many ledger entries and reservations the user has."""
+    with session_scope(url) as session:
+        entries = session.exec(
+            select(func.count()).select_from(LedgerEntry).where(LedgerEntry.user_id == user_id)
+        ).one()
+        reservations = session.exec(
+            select(func.count()).select_from(Reservation).where(Reservation.user_id == user_id)
+        ).one()
+    return entries, reservations
+
+
+def entries_of(url: str, txn_id: uuid.UUID) -> dict[str, int]:
+    with session_scope(url) as session:
+        rows = session.exec(select(LedgerEntry).where(LedgerEntry.txn_id == txn_id)).all()
+    return {row.account: row.amount for row in rows}
+
+
+def test_a_grant_is_one_balanced_transaction(database_url: str) -> None:
+    user = make_user(database_url)
+    receipt = credits.credit(database_url, user, 100, "grant", "g", "test", "welcome")
+    assert entries_of(database_url, receipt.txn_id) == {
+        credits.available_account(user): 100,
+        SYSTEM_GRANTS: -100,
+    }
+    assert credits.balance(database_url, user) == Balance(available=100, held=0)
+    assert_books_balance(database_url, [user])
+
+
+def test_a_replayed_credit_credits_once(database_url: str) -> None:
+    user = make_user(database_url)
+    first = credits.credit(database_url, user, 50, "topup", "pay-1", "test")
+    again = credits.credit(database_url, user, 50, "topup", "pay-1", "test")
+    assert again == first
+    assert credits.balance(database_url, user).available == 50
+
+
+def test_a_credit_key_reused_for_another_amount_conflicts(database_url: str) -> None:
+    user = make_user(database_url)
+    credits.credit(database_url, user, 50, "grant", "k", "test")
+    with pytest.raises(Conflict):
+        credits.credit(database_url, user, 60, "grant", "k", "test")
+    assert credits.balance(database_url, user).available == 50
+
+
+def test_credit_keys_belong_to_one_user(database_url: str) -> None:
+    alice, bob = make_user(database_url), make_user(database_url)
+    credits.credit(database_url, alice, 10, "grant", "grant:2026-11", "test")
+    credits.credit(database_url, bob, 10, "grant", "grant:2026-11", "test")
+    assert credits.balance(database_url, bob).available == 10
+
+
+def test_a_negative_adjustment_cannot_overdraw(database_url: str) -> None:
+    user = make_user(database_url, grant=30)
+    with pytest.raises(InsufficientCredits):
+        credits.credit(database_url, user, -31, "adjustment", "fix", "admin")
+    credits.credit(database_url, user, -30, "adjustment", "fix", "admin")
+    assert credits.balance(database_url, user).available == 0
+    assert_books_balance(database_url, [user])
+
+
+def test_only_an_adjustment_may_be_negative(database_url: str) -> None:
+    user = make_user(database_url, grant=30)
+    with pytest.raises(ValueError):
+        credits.credit(database_url, user, -5, "grant", "g2", "test")
+
+
+def test_crediting_an_unknown_user_is_not_found(database_url: str) -> None:
+    with pytest.raises(NotFound):
+        credits.credit(database_url, uuid.uuid4(), 5, "grant", "g", "test")
+
+
+def test_a_reservation_moves_credits_from_available_to_held(database_url: str, key: Key) -> None:
+    user = make_user(database_url, grant=100)
+    job = uuid.uuid4()
+    info = credits.reserve(database_url, user, 40, key("r"), job_id=job)
+    assert (info.status, info.amount, info.job_id) == (ReservationStatus.held, 40, job)
+    assert credits.balance(database_url, user) == Balance(available=60, held=40)
+    assert_books_balance(database_url, [user])
+
+
+def test_an_insufficient_reservation_raises_and_writes_nothing(database_url: str, key: Key) -> None:
+    user = make_user(database_url, grant=100)
+    before = rows_for(database_url, user)
+    with pytest.raises(InsufficientCredits) as raised:
+        credits.reserve(database_url, user, 101, key("too-much"))
+    assert raised.value.extra == {"needed": 101, "available": 100}
+    assert rows_for(database_url, user) == before
+    assert credits.balance(database_url, user) == Balance(available=100, held=0)
+
+
+def test_a_user_without_an_account_cannot_reserve(database_url: str, key: Key) -> None:
+    with pytest.raises(InsufficientCredits):
+        credits.reserve(database_url, make_user(database_url), 1, key("r"))
+
+
+def test_a_replayed_reservation_returns_it_and_charges_once(database_url: str, key: Key) -> None:
+    user = make_user(database_url, grant=100)
+    first = credits.reserve(database_url, user, 30, key("render-1"))
+    assert credits.reserve(database_url, user, 30, key("render-1")) == first
+    assert credits.balance(database_url, user) == Balance(available=70, held=30)
+
+
+def test_a_replayed_reservation_keeps_its_first_job(database_url: str, key: Key) -> None:
+    user = make_user(database_url, grant=100)
+    first = credits.reserve(database_url, user, 30, key("submit"), job_id=uuid.uuid4())
+    again = credits.reserve(database_url, user, 30, key("submit"), job_id=uuid.uuid4())
+    assert again == first
+
+
+def test_a_reservation_key_reused_for_another_amount_conflicts(database_url: str, key: Key) -> None:
+    user = make_user(database_url, grant=100)
+    credits.reserve(database_url, user, 30, key("render-1"))
+    with pytest.raises(Conflict):
+        credits.reserve(database_url, user, 31, key("render-1"))
+
+
+def test_a_reservation_key_of_another_user_conflicts(database_url: str, key: Key) -> None:
+    alice, bob = make_user(database_url, grant=100), make_user(database_url, grant=100)
+    credits.reserve(database_url, alice, 30, key("shared"))
+    with pytest.raises(Conflict):
+        credits.reserve(database_url, bob, 30, key("shared"))
+    assert credits.balance(database_url, bob) == Balance(available=100, held=0)
+
+
+def test_capture_takes_what_was_used_and_releases_the_rest(database_url: str, key: Key) -> None:
+    user = make_user(database_url, grant=100)
+    reserved = credits.reserve(database_url, user, 40, key("r"))
+    captured = credits.capture(database_url, reserved.id, 25)
+    assert (captured.status, captured.captured, captured.released) == ("captured", 25, 15)
+    assert credits.balance(database_url, user) == Balance(available=75, held=0)
+    assert_books_balance(database_url, [user])
+
+
+def test_capture_takes_at_most_what_was_reserved(database_url: str, key: Key) -> None:
+    user = make_user(database_url, grant=100)
+    reserved = credits.reserve(database_url, user, 40, key("r"))
+    assert credits.capture(database_url, reserved.id, 1000).captured == 40
+    assert credits.balance(database_url, user) == Balance(available=60, held=0)
+
+
+def test_a_second_capture_changes_nothing(database_url: str, key: Key) -> None:
+    user = make_user(database_url, grant=100)
+    reserved = credits.reserve(database_url, user, 40, key("r"))
+    first = credits.capture(database_url, reserved.id, 10)
+    before = rows_for(database_url, user)
+    assert credits.capture(database_url, reserved.id, 30) == first
+    assert rows_for(database_url, user) == before
+    assert credits.balance(database_url, user) == Balance(available=90, held=0)
+
+
+def test_release_gives_everything_back_once(database_url: str, key: Key) -> None:
+    user = make_user(database_url, grant=100)
+    reserved = credits.reserve(database_url, user, 40, key("r"))
+    released = credits.release(database_url, reserved.id)
+    assert (released.status, released.released) == ("released", 40)
+    before = rows_for(database_url, user)
+    assert credits.release(database_url, reserved.id) == released
+    assert rows_for(database_url, user) == before
+    assert credits.balance(database_url, user) == Balance(available=100, held=0)
+
+
+def test_capturing_a_released_reservation_conflicts(database_url: str, key: Key) -> None:
+    user = make_user(database_url, grant=100)
+    reserved = credits.reserve(database_url, user, 40, key("r"))
+    credits.release(database_url, reserved.id)
+    with pytest.raises(Conflict):
+        credits.capture(database_url, reserved.id, 10)
+    assert credits.balance(database_url, user) == Balance(available=100, held=0)
+
+
+def test_releasing_a_captured_reservation_changes_nothing(database_url: str, key: Key) -> None:
+    user = make_user(database_url, grant=100)
+    reserved = credits.reserve(database_url, user, 40, key("r"))
+    captured = credits.capture(database_url, reserved.id, 40)
+    assert credits.release(database_url, reserved.id) == captured
+    assert credits.balance(database_url, user) == Balance(available=60, held=0)
+
+
+def test_settling_an_unknown_reservation_is_not_found(database_url: str) -> None:
+    with pytest.raises(NotFound):
+        credits.capture(database_url, uuid.uuid4(), 1)
+    with pytest.raises(NotFound):
+        credits.release(database_url, uuid.uuid4())
+
+
+def test_expiry_releases_only_reservations_past_their_time(database_url: str, key: Key) -> None:
+    user = make_user(database_url, grant=100)
+    stale = credits.reserve(database_url, user, 10, key("stale"), ttl_s=60)
+    fresh = credits.reserve(database_url, user, 20, key("fresh"), ttl_s=3600)
+    later = utcnow() + timedelta(seconds=120)
+    assert credits.expire_reservations(database_url, later) >= 1
+    with session_scope(database_url) as session:
+        assert session.get(Reservation, stale.id).status == ReservationStatus.released
+        assert session.get(Reservation, fresh.id).status == ReservationStatus.held
+    assert credits.balance(database_url, user) == Balance(available=80, held=20)
+    assert_books_balance(database_url, [user])
+
+
+def test_revenue_is_what_was_captured(database_url: str, key: Key) -> None:
+    user = make_user(database_url, grant=100)
+    reserved = credits.reserve(database_url, user, 40, key("r"))
+    captured = credits.capture(database_url, reserved.id, 15)
+    with session_scope(database_url) as session:
+        revenue = session.exec(
+            select(LedgerEntry.amount).where(
+                LedgerEntry.reservation_id == captured.id, LedgerEntry.account == SYSTEM_REVENUE
+            )
+        ).all()
+    assert revenue == [15]
+
+
+def test_a_batch_isolates_a_failing_operation(database_url: str, key: Key) -> None:
+    user = make_user(database_url, grant=50)
+    outcomes = credits.apply(
+        database_url,
+        [
+            credits.Reserve(user, 30, key("a")),
+            credits.Reserve(user, 30, key("b")),
+            credits.Reserve(user, 20, key("c")),
+            credits.Reserve(user, 30, key("a")),
+        ],
+    )
+    assert isinstance(outcomes[1], InsufficientCredits)
+    a, c, replay = outcomes[0], outcomes[2], outcomes[3]
+    assert isinstance(a, credits.ReservationInfo) and isinstance(c, credits.ReservationInfo)
+    assert replay == a
+    assert credits.balance(database_url, user) == Balance(available=0, held=50)
+    assert_books_balance(database_url, [user])
+
+
+def test_a_batch_can_reserve_and_settle_together(database_url: str, key: Key) -> None:
+    user = make_user(database_url, grant=50)
+    (held,) = credits.apply(database_url, [credits.Reserve(user, 30, key("a"))])
+    assert isinstance(held, credits.ReservationInfo)
+    outcomes = credits.apply(
+        database_url,
+        [
+            credits.Capture(held.id, 10),
+            credits.Reserve(user, 40, key("b")),
+            credits.Release(held.id),
+        ],
+    )
+    assert [getattr(o, "status", None) for o in outcomes] == ["captured", "held", "captured"]
+    assert credits.balance(database_url, user) == Balance(available=0, held=40)
+    assert_books_balance(database_url, [user])
+
+
+def test_operations_in_a_session_roll_back_with_it(database_url: str, key: Key) -> None:
+    user = make_user(database_url, grant=50)
+    with Session(get_engine(database_url)) as session:
+        credits.reserve(session, user, 30, key("in-session"))
+        assert credits.balance(session, user) == Balance(available=20, held=30)
+        session.rollback()
+    assert credits.balance(database_url, user) == Balance(available=50, held=0)
+
+
+def test_the_database_refuses_a_negative_balance(database_url: str) -> None:
+    user = make_user(database_url, grant=5)
+    with pytest.raises(IntegrityError), session_scope(database_url) as session:
+        session.connection().execute(
+            text("UPDATE credit_accounts SET available = available - 6 WHERE user_id = :u"),
+            {"u": user.hex if database_url.startswith("sqlite") else user},
+        )
+
+
+def test_the_database_refuses_an_operation_written_twice(database_url: str) -> None:
+    user = make_user(database_url, grant=5)
+    with session_scope(database_url) as session:
+        entry = session.exec(
+            select(LedgerEntry).where(LedgerEntry.account == credits.available_account(user))
+        ).one()
+        copy = LedgerEntry(
+            txn_id=uuid.uuid4(),
+            account=entry.account,
+            user_id=user,
+            kind=entry.kind,
+            amount=entry.amount,
+            idempotency_key=entry.idempotency_key,
+            created_by="test",
+        )
+    with pytest.raises(IntegrityError), session_scope(database_url) as session:
+        session.add(copy)
+
+
+def test_concurrent_reservations_accept_exactly_what_fits(database_url: str, key: Key) -> None:
+    user = make_user(database_url, grant=50)
+
+    def attempt(i: int) -> bool:
+        try:
+            credits.reserve(database_url, user, 10, key(f"render-{i}"))
+            return True
+        except InsufficientCredits:
+            return False
+
+    with ThreadPoolExecutor(8) as pool:
+        accepted = list(pool.map(attempt, range(16)))
+    assert sum(accepted) == 5
+    assert credits.balance(database_url, user) == Balance(available=0, held=50)
+    assert_books_balance(database_url, [user])
+
+
+def test_a_key_replayed_concurrently_reserves_once(database_url: str, key: Key) -> None:
+    user = make_user(database_url, grant=50)
+    with ThreadPoolExecutor(8) as pool:
+        infos = list(
+            pool.map(lambda _: credits.reserve(database_url, user, 10, key("once")), range(8))
+        )
+    assert len({info.id for info in infos}) == 1
+    assert credits.balance(database_url, user) == Balance(available=40, held=10)
+    with session_scope(database_url) as session:
+        reserves = session.exec(
+            select(func.count(func.distinct(LedgerEntry.txn_id))).where(
+                LedgerEntry.user_id == user, col(LedgerEntry.kind) == LedgerKind.reserve
+            )
+        ).one()
+    assert reserves == 1

@@ -1,0 +1,1 @@
+"""Tests of the pipeline: the film spec and the media stages."""

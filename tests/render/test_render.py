@@ -1,0 +1,197 @@
+"""The render DAG end to end on a local Ray with the CPU engines on Serve; the films are checked
+by decoding them."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import threading
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from cluster.settings import Settings
+from models.base import MusicStyle
+from pipeline.assemble import frames_at, inspect_film
+from pipeline.render import RenderInputs, RenderReport, render_film
+from pipeline.spec import FilmSpec
+from tests.render.conftest import EXAMPLES, example
+
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("cpu_engines")]
+
+
+def render(settings: Settings, spec: FilmSpec, tmp: Path, **kw: object) -> tuple[RenderReport, Path]:
+    stages: list[str] = []
+    inputs = RenderInputs(settings=settings, spec=spec, spec_dir=str(EXAMPLES), **kw)
+    report, files = render_film(inputs, lambda stage, status, progress: stages.append(stage))
+    tmp.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (tmp / name).write_bytes(data)
+    assert {"voice"} <= set(stages)
+    return report, tmp
+
+
+def audio_samples(path: Path) -> tuple[np.ndarray, int]:
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        chunks = [frame.to_ndarray().mean(axis=0) for frame in container.decode(stream)]
+        return np.concatenate(chunks), stream.rate
+
+
+def rms(samples: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(samples)))) if len(samples) else 0.0
+
+
+def srt_cues(text: str) -> list[tuple[float, float, str]]:
+    cues = []
+    for block in text.strip().split("\n\n"):
+        lines = block.splitlines()
+        start, end = (
+            sum(float(x) * m for x, m in zip(re.split("[:,]", t)[:3], (3600, 60, 1), strict=True))
+            + int(t[-3:]) / 1000
+            for t in lines[1].split(" --> ")
+        )
+        cues.append((start, end, " ".join(lines[2:])))
+    return cues
+
+
+def test_story_film_is_a_correct_mp4(settings: Settings, tmp_path: Path) -> None:
+    spec = example("story", resolution=360)
+    report, out = render(settings, spec, tmp_path / "story")
+    film = out / "film.mp4"
+    info = inspect_film(film)
+    assert (info.video_codec, info.video_profile, info.pix_fmt) == ("h264", "High", "yuv420p")
+    assert (info.audio_codec, info.sample_rate) == ("aac", 48000)
+    assert info.faststart
+    assert (info.width, info.height) == spec.frame_size == (640, 360)
+    assert info.frame_count == report.frame_count
+    assert abs(info.video_duration_s - report.duration_s) < 0.1
+    assert abs(info.audio_duration_s - report.duration_s) < 0.1
+
+    times = np.linspace(0.5, report.duration_s - 0.5, 12)
+    frames = frames_at(film, list(times))
+    assert all(frame.mean() > 20 for frame in frames), "no black frames mid-film"
+    assert all(np.abs(a.astype(int) - b).mean() > 1 for a, b in zip(frames, frames[1:])), (
+        "the picture changes through the film"
+    )
+
+    samples, rate = audio_samples(film)
+    cues = srt_cues((out / "subtitles.srt").read_text())
+    spoken = np.concatenate([samples[int(s * rate) : int(e * rate)] for s, e, _ in cues])
+    assert rms(spoken) > 0.05, "narration is audible where the subtitles say it is"
+
+    narrated = [scene.narration for scene in spec.scenes if scene.narration]
+    assert " ".join(text for _, _, text in cues).replace("\n", " ") == " ".join(narrated)
+    assert len(report.cache_misses) >= 2 * len(spec.scenes)
+    for name in ("thumbnail.jpg", "thumbnail1.jpg", "thumbnail2.jpg", "thumbnail3.jpg"):
+        with av.open(str(out / name)) as image:
+            frame = next(image.decode(video=0))
+            assert (frame.width, frame.height) == (1280, 720)
+    assert (out / "storyboard.png").stat().st_size > 10_000
+    assert (out / "subtitles.vtt").read_text().startswith("WEBVTT")
+
+
+def test_subtitle_cues_match_the_voice_within_100_ms(settings: Settings, tmp_path: Path) -> None:
+    """Each cue starts where its sentence's speech starts in the film's audio."""
+    spec = example("short", resolution=240, music={"style": "none"})
+    report, out = render(settings, spec, tmp_path / "short")
+    samples, rate = audio_samples(out / "film.mp4")
+    window = int(0.01 * rate)
+    energy = np.array([rms(samples[i : i + window]) for i in range(0, len(samples), window)])
+    loud = energy > energy.max() * 0.05
+    audible = energy > energy.max() * 0.01
+    cues = srt_cues((out / "subtitles.srt").read_text())
+    for i, (start, end, _) in enumerate(cues):
+        first, last = int(start * 100), int(end * 100)
+        onset = first + int(np.argmax(loud[first:]))
+        assert abs(onset - first) <= 10, f"speech at {onset / 100:.2f} s, cue at {start:.2f} s"
+        assert audible[last - 10 : last].any(), f"speech runs until the cue ends at {end:.2f} s"
+        next_start = cues[i + 1][0] if i + 1 < len(cues) else report.duration_s
+        if next_start - end > 0.3:
+            assert not audible[last + 10 : last + 20].any(), f"silence follows the cue at {end:.2f}"
+
+
+def test_vertical_short_is_9_16(settings: Settings, tmp_path: Path) -> None:
+    spec = example("short", resolution=360)
+    _, out = render(settings, spec, tmp_path / "vertical")
+    info = inspect_film(out / "film.mp4")
+    assert (info.width, info.height) == (360, 640)
+    assert info.height / info.width == pytest.approx(16 / 9, rel=0.01)
+
+
+def test_sloka_has_a_drone_under_the_recitation(settings: Settings, tmp_path: Path) -> None:
+    spec = example("sloka", resolution=240)
+    assert spec.music.style is MusicStyle.sloka
+    report, out = render(settings, spec, tmp_path / "sloka")
+    samples, rate = audio_samples(out / "film.mp4")
+    cues = srt_cues((out / "subtitles.srt").read_text())
+    gaps = [(e, s) for (_, e, _), (s, _, _) in zip(cues, cues[1:]) if s - e > 0.2]
+    assert gaps, "the recitation pauses between verses"
+    between = np.concatenate([samples[int(e * rate) + 500 : int(s * rate) - 500] for e, s in gaps])
+    assert rms(between) > 0.005, "the drone sounds between the verses"
+    assert (out / "music.mid").read_bytes()[:4] == b"MThd"
+
+
+def test_editing_one_scene_re_renders_only_that_scene(settings: Settings, tmp_path: Path) -> None:
+    """Scene 6 changes its narration: its voice and clip render again, and the music (whose
+    length follows the film); every other scene comes from the cache."""
+    spec = example("story", resolution=240)
+    first, _ = render(settings, spec, tmp_path / "first")
+    scenes = list(spec.scenes)
+    scenes[5] = scenes[5].model_copy(update={"narration": "The sky, she said, is a road home."})
+    edited = spec.model_copy(update={"scenes": scenes})
+    second, out = render(settings, edited, tmp_path / "second")
+    assert sorted(second.cache_misses) == ["clip:5", "music", "voice:5"]
+    assert {f"clip:{i}" for i in range(5)} | {f"voice:{i}" for i in range(5)} <= set(
+        second.cache_hits
+    )
+    assert second.rendered_seconds < first.rendered_seconds / 3
+    assert "is a road home" in (out / "subtitles.srt").read_text()
+    assert inspect_film(out / "film.mp4").frame_count == second.frame_count
+
+
+def test_killing_a_worker_mid_render_still_yields_a_correct_film(
+    settings: Settings, tmp_path: Path
+) -> None:
+    spec = example("short", resolution=240, seed=77)
+    killed: list[int] = []
+
+    def kill_a_clip_worker() -> None:
+        """SIGKILL the first worker seen running a clip task (Ray titles it `ray::clip_stage`)."""
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            for proc in Path("/proc").iterdir():
+                try:
+                    title = (proc / "cmdline").read_bytes()
+                except OSError:
+                    continue
+                if proc.name.isdigit() and title.startswith(b"ray::clip_stage"):
+                    os.kill(int(proc.name), signal.SIGKILL)
+                    killed.append(int(proc.name))
+                    return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_a_clip_worker)
+    killer.start()
+    report, out = render(settings, spec, tmp_path / "killed")
+    killer.join()
+    assert killed, "a clip worker was killed during the render"
+    info = inspect_film(out / "film.mp4")
+    assert info.frame_count == report.frame_count
+    assert abs(info.duration_s - report.duration_s) < 0.1
+
+
+def test_stop_at_voice_gives_narration_and_storyboard_without_pictures(
+    settings: Settings, tmp_path: Path
+) -> None:
+    spec = example("short", resolution=240)
+    report, out = render(settings, spec, tmp_path / "voice", stop_at="voice")
+    assert {p.name for p in out.iterdir()} == {
+        "plan.json", "storyboard.png", "narration.wav", "subtitles.srt", "subtitles.vtt",
+    }  # fmt: skip
+    assert not any(m.startswith("clip") for m in report.cache_misses + report.cache_hits)
+    assert report.rendered_seconds == 0
