@@ -36,6 +36,7 @@ def start_ray(settings: Settings, *, quiet: bool = False) -> None:
         ray.init(address=settings.ray_address, namespace="studio")
         return
     ray.init(
+        address="local",
         num_cpus=max(8, 2 * (os.cpu_count() or 2)),
         resources={"render_slot": settings.render_workers},
         namespace="studio",

@@ -98,6 +98,7 @@ def ray_session() -> Iterator[None]:
     import ray
 
     ray.init(
+        address="local",
         num_cpus=8,
         resources={"render_slot": 2},
         namespace="studio",
@@ -107,3 +108,18 @@ def ray_session() -> Iterator[None]:
     )
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def cpu_engines(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The CPU engines' Serve applications, deployed once from deployments/serve_config.yaml."""
+    from ray import serve
+
+    from cluster.runtime import deploy
+    from models.registry import CPU_DEFAULTS, engine_info
+
+    apps = {engine_info(c, n).deployment for c, n in CPU_DEFAULTS.items()}
+    deploy(Settings(data_dir=tmp_path_factory.mktemp("engines"), _env_file=None), apps)
+    yield
+    for name in apps:
+        serve.delete(name)

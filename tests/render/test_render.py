@@ -3,6 +3,7 @@ by decoding them."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import signal
@@ -24,7 +25,9 @@ from tests.render.conftest import EXAMPLES, example
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("cpu_engines")]
 
 
-def render(settings: Settings, spec: FilmSpec, tmp: Path, **kw: object) -> tuple[RenderReport, Path]:
+def render(
+    settings: Settings, spec: FilmSpec, tmp: Path, **kw: object
+) -> tuple[RenderReport, Path]:
     stages: list[str] = []
     inputs = RenderInputs(settings=settings, spec=spec, spec_dir=str(EXAMPLES), **kw)
     report, files = render_film(inputs, lambda stage, status, progress: stages.append(stage))
@@ -75,7 +78,7 @@ def test_story_film_is_a_correct_mp4(settings: Settings, tmp_path: Path) -> None
     times = np.linspace(0.5, report.duration_s - 0.5, 12)
     frames = frames_at(film, list(times))
     assert all(frame.mean() > 20 for frame in frames), "no black frames mid-film"
-    assert all(np.abs(a.astype(int) - b).mean() > 1 for a, b in zip(frames, frames[1:])), (
+    assert all(np.abs(a.astype(int) - b).mean() > 1 for a, b in itertools.pairwise(frames)), (
         "the picture changes through the film"
     )
 
@@ -126,10 +129,10 @@ def test_vertical_short_is_9_16(settings: Settings, tmp_path: Path) -> None:
 def test_sloka_has_a_drone_under_the_recitation(settings: Settings, tmp_path: Path) -> None:
     spec = example("sloka", resolution=240)
     assert spec.music.style is MusicStyle.sloka
-    report, out = render(settings, spec, tmp_path / "sloka")
+    _report, out = render(settings, spec, tmp_path / "sloka")
     samples, rate = audio_samples(out / "film.mp4")
     cues = srt_cues((out / "subtitles.srt").read_text())
-    gaps = [(e, s) for (_, e, _), (s, _, _) in zip(cues, cues[1:]) if s - e > 0.2]
+    gaps = [(e, s) for (_, e, _), (s, _, _) in itertools.pairwise(cues) if s - e > 0.2]
     assert gaps, "the recitation pauses between verses"
     between = np.concatenate([samples[int(e * rate) + 500 : int(s * rate) - 500] for e, s in gaps])
     assert rms(between) > 0.005, "the drone sounds between the verses"
