@@ -3,8 +3,9 @@
 Submission checks everything that can be checked before money moves (spec, plan limits, model
 licences, voices, images), reserves the estimate through the `CreditLedger`, writes the job and
 wakes the scheduler. `run_job` runs on the cluster: it renders, stores the outputs, links them to
-the project in the same transaction that marks the job succeeded, and settles the reservation
-(capture what was used, release the rest; release everything on failure or cancel).
+the project and settles the reservation (capture what was used, release the rest; release
+everything on failure or cancel) in the same transaction that writes the job's final state, so
+no client ever sees a finished job whose credits are still held.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from db.models import Asset, Job, JobStatus, Plan, Project, ProjectStatus, User
 from db.session import session_scope
 from db.types import utcnow
 from models.registry import CPU_DEFAULTS, Capability
-from pipeline import pricing
+from pipeline import credits, pricing
 from pipeline.errors import (
     LicenceRefused,
     NotFound,
@@ -33,7 +34,7 @@ from pipeline.errors import (
     SpecInvalid,
     StudioError,
 )
-from pipeline.jobstate import set_stage, settle, transition
+from pipeline.jobstate import set_stage, transition
 from pipeline.ledger import ledger_handle
 from pipeline.render import EngineChoice, RenderInputs, StopAt, render_film, store_outputs
 from pipeline.scheduler import scheduler
@@ -315,15 +316,13 @@ def _control(settings: Settings, user: User | None, job_id: UUID, to: JobStatus)
         if job is None or (user is not None and job.user_id != user.id):
             raise NotFound(f"job {job_id} not found")
         transition(session, job, to)
-        if to is JobStatus.cancelled and job.project_id:
-            _project_after(session, job.project_id, ProjectStatus.draft)
+        if to is JobStatus.cancelled:
+            _release(session, job)
+            if job.project_id:
+                _project_after(session, job.project_id, ProjectStatus.draft)
         session.commit()
     if to in (JobStatus.cancelled, JobStatus.paused):
         ray.get(scheduler(settings).cancel.remote(job_id))
-    if to is JobStatus.cancelled:
-        settle(
-            settings.resolved_database_url, job_id, ledger_handle(settings.resolved_database_url), 0
-        )
     if to is JobStatus.queued:
         scheduler(settings).wake.remote()
     return job
@@ -353,9 +352,9 @@ def reject_held(settings: Settings, job_id: UUID, reason: str) -> Job:
         if job is None:
             raise NotFound(f"job {job_id} not found")
         transition(session, job, JobStatus.failed, error=f"rejected by moderation: {reason}")
+        _release(session, job)
         if job.project_id:
             _project_after(session, job.project_id, ProjectStatus.draft)
-    settle(settings.resolved_database_url, job_id, ledger_handle(settings.resolved_database_url), 0)
     return job
 
 
@@ -463,12 +462,13 @@ def run_job(settings: Settings, job_id: UUID) -> None:
         }
         job.warnings = report.warnings
         transition(session, job, JobStatus.succeeded)
+        if job.reservation_id is not None:
+            credits.capture(session, job.reservation_id, min(used, job.cost_estimate))
         if job.project_id:
             project = session.get(Project, job.project_id)
             assert project is not None
             project.outputs = outputs
             _project_after(session, job.project_id, ProjectStatus.ready)
-    settle(url, job_id, ledger_handle(url), min(used, job.cost_estimate))
 
 
 def _rendered_fraction(report: Any) -> float:
@@ -501,9 +501,15 @@ def _fail(settings: Settings, job_id: UUID, reason: str) -> None:
         if job.status != JobStatus.running:
             return
         transition(session, job, JobStatus.failed, error=reason)
+        _release(session, job)
         if job.project_id:
             _project_after(session, job.project_id, ProjectStatus.failed)
-    settle(url, job_id, ledger_handle(url), 0)
+
+
+def _release(session: Session, job: Job) -> None:
+    """Gives a job's reservation back, in the transaction that ends the job."""
+    if job.reservation_id is not None:
+        credits.release(session, job.reservation_id)
 
 
 def _reason(error: BaseException) -> str:
