@@ -235,6 +235,7 @@ def submit_engine_job(
 
 def _single_scene_spec(kind: str, payload: dict[str, Any]) -> FilmSpec:
     scene = {k: v for k, v in payload.items() if k not in ("quality", "title", "music")}
+    scene.setdefault("prompt", payload.get("title") or kind)
     if kind == "music":
         scene.setdefault("prompt", "music")
         scene.setdefault("duration_s", payload.get("duration_s", 10))

@@ -178,7 +178,8 @@ class LocalStorage(Storage):
         return hmac.new(self._signing_key(), message, hashlib.sha256).hexdigest()
 
     def verify(self, key: str, expires: int, sig: str) -> bool:
-        return expires >= time.time() and hmac.compare_digest(self.signature(key, expires), sig)
+        expected = self.signature(key, expires).encode()
+        return expires >= time.time() and hmac.compare_digest(expected, sig.encode())
 
     def check(self) -> None:
         try:

@@ -23,7 +23,9 @@ import httpx
 import psycopg
 import pytest
 
-POSTGRES_URL = os.environ.get("STUDIO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "STUDIO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 S3_ACCESS_KEY = "studio-test"
 S3_SECRET_KEY = "studio-test-secret"
 

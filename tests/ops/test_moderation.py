@@ -11,8 +11,7 @@ from uuid import UUID
 import pytest
 from sqlmodel import select
 
-from cluster.settings import ConfigError
-from cluster.settings import Settings
+from cluster.settings import ConfigError, Settings
 from db.models import Job, JobStatus, ModerationFlag, ModerationStatus, User
 from db.session import session_scope
 from pipeline.errors import Conflict

@@ -17,11 +17,10 @@ from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from cluster.settings import Settings
-from db.models import OAuthAccount, User
+from db.models import OAuthAccount, OAuthState, User
 from db.session import session_scope
 from db.types import utcnow
 from deployments.security import decode_token
-from db.models import OAuthState
 from pipeline.tokens import TokenCipher, open_tokens
 from tests.fakes.google import FakeGoogle, GoogleAccount
 from tests.youtube import add_user, auth, link, studio_api, studio_settings, youtube_account

@@ -1,0 +1,1 @@
+"""The API's routers, one per resource; each declares its own request and response shapes."""

@@ -1,0 +1,94 @@
+"""Password hashing and tokens.
+
+Passwords: argon2id at the OWASP minimum (19 MiB, t=2, p=1). Hashing costs tens of milliseconds
+of CPU, so it is only called from worker threads (sync routes), never on the event loop, and at
+most `HASH_SLOTS` run at once so a burst of logins cannot take every core and 19 MiB each.
+
+Tokens: HS256 JWTs with the algorithm pinned and `exp iat iss aud sub jti typ` required. Access
+tokens live `access_token_ttl_s`; refresh tokens name their `RefreshToken` row in `jti`, which is
+what makes them revocable and single-use.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from cluster.settings import Settings
+from db.types import utcnow
+
+HASH_SLOTS = 2
+ALGORITHM = "HS256"
+REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "jti", "typ"]
+TokenKind = Literal["access", "refresh"]
+
+_hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
+_slots = threading.BoundedSemaphore(HASH_SLOTS)
+_DUMMY_HASH = _hasher.hash("not a password of anyone")
+
+
+def hash_password(password: str) -> str:
+    with _slots:
+        return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """A missing hash (unknown user, Google-only account) costs the same time as a wrong
+    password, so response times do not tell which emails have accounts."""
+    with _slots:
+        try:
+            return _hasher.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
+        except (VerificationError, InvalidHashError):
+            return False
+
+
+def needs_rehash(password_hash: str) -> bool:
+    return _hasher.check_needs_rehash(password_hash)
+
+
+def create_token(
+    settings: Settings,
+    kind: TokenKind,
+    subject: uuid.UUID,
+    expires_at: datetime,
+    token_id: uuid.UUID | None = None,
+    **claims: Any,
+) -> str:
+    payload = {
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "sub": str(subject),
+        "iat": utcnow(),
+        "exp": expires_at,
+        "jti": str(token_id or uuid.uuid4()),
+        "typ": kind,
+        **claims,
+    }
+    return jwt.encode(payload, settings.jwt_key(), algorithm=ALGORITHM)
+
+
+def create_access_token(settings: Settings, user_id: uuid.UUID, role: str) -> str:
+    expires_at = utcnow() + timedelta(seconds=settings.access_token_ttl_s)
+    return create_token(settings, "access", user_id, expires_at, role=role)
+
+
+def decode_token(settings: Settings, token: str, kind: TokenKind) -> dict[str, Any]:
+    """The verified claims; raises `jwt.InvalidTokenError` on any defect, including a token of
+    the other kind (a refresh token is never an access token)."""
+    claims: dict[str, Any] = jwt.decode(
+        token,
+        settings.jwt_key(),
+        algorithms=[ALGORITHM],
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+        options={"require": REQUIRED_CLAIMS},
+    )
+    if claims["typ"] != kind:
+        raise jwt.InvalidTokenError(f"expected a {kind} token")
+    return claims
