@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from deployments.accounts import TokenPair, issue_tokens
 from deployments.deps import CurrentUser, SessionDep, SettingsDep, authenticate, bearer
+from deployments.errors import problem_responses
 from pipeline.google_oauth import (
     STATE_TTL,
     OAuthRejected,
@@ -29,6 +30,9 @@ from pipeline.google_oauth import (
 )
 
 router = APIRouter(tags=["auth"])
+
+# 503 while Google sign-in is not configured (no client id and secret), or Google did not answer.
+GOOGLE_UNAVAILABLE = problem_responses(503)
 
 BINDING_COOKIE = "studio_google_flow"
 CALLBACK_PATH = "/api/auth/google"
@@ -44,7 +48,7 @@ class ChannelLinked(BaseModel):
     scopes: list[str]
 
 
-@router.get("/api/auth/google/start")
+@router.get("/api/auth/google/start", responses=problem_responses(401, 422) | GOOGLE_UNAVAILABLE)
 def start(
     purpose: Purpose,
     response: Response,
@@ -67,7 +71,10 @@ def start(
     return AuthorizationUrl(authorization_url=begun.url)
 
 
-@router.get("/api/auth/google/callback")
+@router.get(
+    "/api/auth/google/callback",
+    responses=problem_responses(400, 409, 422) | GOOGLE_UNAVAILABLE,
+)
 def callback(
     request: Request,
     response: Response,
@@ -92,7 +99,11 @@ def callback(
     return ChannelLinked(email=account.email, scopes=account.scopes)
 
 
-@router.delete("/api/youtube/link", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/api/youtube/link",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401, 404) | GOOGLE_UNAVAILABLE,
+)
 def unlink(user: CurrentUser, session: SessionDep, settings: SettingsDep) -> None:
     """Revokes the channel's authorisation at Google and forgets its tokens."""
     unlink_channel(session, settings, user)

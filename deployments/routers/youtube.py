@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from db.models import JobStatus
 from deployments.deps import CurrentUser, SessionDep, SettingsDep
+from deployments.errors import problem_responses
 from pipeline.publish import (
     Privacy,
     PublishRequest,
@@ -19,7 +20,12 @@ from pipeline.publish import (
     sync_videos,
 )
 
-router = APIRouter(prefix="/api/youtube", tags=["youtube"])
+router = APIRouter(prefix="/api/youtube", tags=["youtube"], responses=problem_responses(401))
+
+# Routes that call YouTube with the linked channel's tokens: 409 when no channel is linked (or
+# Google refused its refresh token: relink), 502 when YouTube refuses the request, 503 when it
+# does not answer; its quota (429) is documented app-wide.
+CHANNEL_RESPONSES = problem_responses(409, 502, 503)
 
 
 class UploadRequest(PublishRequest):
@@ -59,7 +65,9 @@ class VideoPublic(BaseModel):
     created_at: datetime
 
 
-@router.post("/upload", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/upload", status_code=status.HTTP_202_ACCEPTED, responses=problem_responses(404, 409, 422)
+)
 def upload(
     body: UploadRequest, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> PublishJob:
@@ -70,7 +78,11 @@ def upload(
     return PublishJob(job_id=job.id, status=job.status)
 
 
-@router.post("/playlist", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/playlist",
+    status_code=status.HTTP_201_CREATED,
+    responses=CHANNEL_RESPONSES | problem_responses(422),
+)
 def playlist(
     body: PlaylistCreate, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> PlaylistPublic:
@@ -80,7 +92,7 @@ def playlist(
     return PlaylistPublic.model_validate(created, from_attributes=True)
 
 
-@router.get("/videos")
+@router.get("/videos", responses=CHANNEL_RESPONSES)
 def videos(user: CurrentUser, session: SessionDep, settings: SettingsDep) -> list[VideoPublic]:
     """The user's published (and publishing) videos, with YouTube's processing status."""
     return [

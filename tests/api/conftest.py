@@ -86,6 +86,10 @@ def deploy(name: str, settings: Settings, serve_http: str, **options: Any) -> Ap
 
 def app_settings(data_dir: Path, database_url: str, **fields: Any) -> Settings:
     fields.setdefault("rate_limit_per_minute_ip", 100_000)
+    # A Google client (never reached: flows stop at the local state check) so that the Google
+    # routes answer as configured, not with their 503 "not configured".
+    fields.setdefault("google_client_id", "studio-test.apps.googleusercontent.com")
+    fields.setdefault("google_client_secret", "studio-test-secret")
     return Settings(data_dir=data_dir, database_url=database_url, _env_file=None, **fields)
 
 
