@@ -13,7 +13,7 @@ import ray
 import yaml
 from ray.serve import status as serve_status
 from ray.serve._private import api as serve_api
-from ray.serve.schema import ServeDeploySchema
+from ray.serve.schema import APIType, ServeDeploySchema, ServeInstanceDetails
 
 from cluster.settings import Settings
 
@@ -68,11 +68,30 @@ def serve_config(settings: Settings, applications: set[str] | None = None) -> Se
 def deploy(
     settings: Settings, applications: set[str] | None = None, timeout_s: float = 180
 ) -> None:
-    """Deploys the config's applications (all, or those named) and waits until they run."""
+    """Deploys the config's applications (all, or those named) and waits until they run.
+    Serve applies a config declaratively, deleting the applications it leaves out, so a deploy
+    of some applications resubmits, unchanged, the others already deployed from a config."""
     config = serve_config(settings, applications)
+    names = {app.name for app in config.applications}
     client = serve_api.serve_start(http_options=config.http_options.model_dump())
+    if applications is not None:
+        config = _with_deployed(config, client.get_serve_details())
     client.deploy_apps(config)
-    wait_running({app.name for app in config.applications}, timeout_s)
+    wait_running(names, timeout_s)
+
+
+def _with_deployed(config: ServeDeploySchema, details: dict[str, Any]) -> ServeDeploySchema:
+    """`config` plus the configs of the running applications it does not name."""
+    named = {app.name for app in config.applications}
+    running = ServeInstanceDetails.model_validate(details).applications.values()
+    kept = [
+        app.deployed_app_config
+        for app in running
+        if app.source == APIType.DECLARATIVE
+        and app.deployed_app_config is not None
+        and app.name not in named
+    ]
+    return config.model_copy(update={"applications": [*config.applications, *kept]})
 
 
 def wait_running(names: set[str], timeout_s: float) -> None:

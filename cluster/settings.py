@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     rate_limit_per_minute_ip: int = 600
     redis_url: str | None = None
 
-    video_engine: Literal["animatic", "ltx", "cogvideox", "svd"] = "animatic"
+    video_engine: Literal["animatic", "ltx", "cogvideox", "cogvideox-2b", "svd"] = "animatic"
     image_engine: Literal["card", "diffusers"] = "card"
     voice_engine: Literal["espeak", "coqui-vits", "coqui-xtts", "openai", "elevenlabs"] = "espeak"
     lipsync_engine: Literal["mouth", "wav2lip"] = "mouth"

@@ -12,6 +12,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from models.errors import ModelUnavailable
+
 
 class Capability(StrEnum):
     video = "video"
@@ -63,7 +65,9 @@ ENGINES: tuple[EngineInfo, ...] = (
         Capability.image, "diffusers", "models.neural.keyframes:DiffusersKeyframeEngine",
         "creativeml-openrail-m", True, "keyframes",
     ),
-    EngineInfo(Capability.voice, "espeak", "models.espeak:EspeakVoiceEngine", "GPL-3.0-or-later", False),
+    EngineInfo(
+        Capability.voice, "espeak", "models.espeak:EspeakVoiceEngine", "GPL-3.0-or-later", False,
+    ),
     EngineInfo(
         Capability.voice, "coqui-vits", "models.neural.coqui:VitsVoiceEngine", "apache-2.0", True,
         "vits",
@@ -80,7 +84,9 @@ ENGINES: tuple[EngineInfo, ...] = (
         Capability.voice, "elevenlabs", "models.neural.http_voices:ElevenLabsVoiceEngine",
         "elevenlabs-terms", False,
     ),
-    EngineInfo(Capability.lipsync, "mouth", "models.mouth:MouthLipSyncEngine", "BSD-3-Clause", False),
+    EngineInfo(
+        Capability.lipsync, "mouth", "models.mouth:MouthLipSyncEngine", "BSD-3-Clause", False,
+    ),
     EngineInfo(
         Capability.lipsync, "wav2lip", "models.neural.wav2lip:Wav2LipEngine",
         "wav2lip-noncommercial", True, "wav2lip",
@@ -106,8 +112,11 @@ def engine_info(capability: Capability | str, name: str) -> EngineInfo:
 
 def build_engine(info: EngineInfo, models_dir: Path, options: dict[str, Any]) -> Any:
     """An engine instance: neural engines get their model folder under `models_dir`, the others
-    only the options (API keys, base URLs) given for them."""
-    cls = info.load_class()
-    if info.model_folder is not None:
-        return cls(models_dir / info.model_folder, **options)
-    return cls(**options)
+    only the options (API keys, base URLs) given for them. A missing model folder fails before
+    the engine's libraries (torch, diffusers) are imported."""
+    if info.model_folder is None:
+        return info.load_class()(**options)
+    folder = models_dir / info.model_folder
+    if not folder.exists():
+        raise ModelUnavailable(f"model folder {folder} does not exist")
+    return info.load_class()(folder, **options)

@@ -274,6 +274,8 @@ def save(row: dict[str, Any]) -> BatchResult:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit status 0 once the manifest is processed, whatever its entries' results; 2 when the
+    manifest cannot be read (or the results written); 1 when the cluster has no engines."""
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.batch", description="Render a JSONL manifest of film specs."
     )
@@ -288,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, UnicodeDecodeError) as error:
         print(f"batch: cannot process {args.manifest}: {describe(error)}", file=sys.stderr)
         return 2
+    except EngineUnavailable as error:
+        print(f"batch: {describe(error)}", file=sys.stderr)
+        return 1
     failed = [r for r in results if r["status"] == "error"]
     print(f"batch: {len(results) - len(failed)} ok, {len(failed)} failed; results in {args.output}")
     for result in failed:

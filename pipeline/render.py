@@ -4,10 +4,13 @@
     music (whole film) ────────────────────────────────────────────────────┼─► assemble
                                                       subtitles, thumbnails, storyboard ◄─┘
 
-Engines are reached through their Serve applications (`models.registry.EngineInfo.deployment`),
-so they autoscale and hold their GPU only while they compute. Every stage looks in the stage
-cache first; a scene whose clip is cached costs neither video nor lip-sync again. Tasks retry on
-worker loss; ObjectRefs carry frames and audio between stages through the object store.
+Engines are reached through their Serve applications (`models.registry.EngineInfo.deployment`)
+with `pipeline.engines.call_engine`: only engine replicas hold GPUs and no task of this DAG
+asks for one, so a render never holds a GPU while it waits on another stage; an engine whose
+replicas cannot start (a missing or corrupt model folder) fails the render with EngineUnavailable.
+Every stage looks in the stage cache first; a scene whose clip is cached costs neither video nor
+lip-sync again. Tasks retry on worker loss; ObjectRefs carry frames and audio between stages
+through the object store.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from uuid import UUID
 import numpy as np
 import ray
 from pydantic import BaseModel, ConfigDict, Field
-from ray import serve
 
 from cluster.settings import Settings
 from models.base import (
@@ -48,6 +50,7 @@ from pipeline.cache import (
     stage_key,
 )
 from pipeline.compose import SceneEdges, compose_clip, encode_segment, scene_edges
+from pipeline.engines import call_engine
 from pipeline.errors import EngineUnavailable
 from pipeline.narration import Narration, Segment, narrate
 from pipeline.spec import FilmSpec, ImageRef, Scene
@@ -106,10 +109,6 @@ class RenderReport(BaseModel):
     warnings: list[str]
 
 
-def _handle(info: EngineInfo) -> Any:
-    return serve.get_app_handle(info.deployment)
-
-
 def _cache(settings: Settings) -> StageCache:
     return StageCache(open_storage(settings))
 
@@ -137,12 +136,12 @@ def voice_stage(inputs: RenderInputs, index: int) -> tuple[Narration | None, boo
         segments = [Segment(**s) for s in json.loads(hit["segments.json"])]
         return Narration(audio_from_bytes(hit["audio.npz"]), segments), True
     scene = inputs.spec.scenes[index]
-    handle = _handle(inputs.engines.info(Capability.voice))
+    info = inputs.engines.info(Capability.voice)
     voice = scene.voice.model_copy(update={"language": scene.voice.language})
 
     def synthesize(sentence: str) -> Audio:
         request = VoiceRequest(text=sentence, voice=voice, seed=inputs.spec.seed + index)
-        return handle.synthesize.remote(request).result()  # type: ignore[no-any-return]
+        return call_engine(info, "synthesize", request)  # type: ignore[no-any-return]
 
     assert scene.narration is not None
     narration = narrate(synthesize, scene.narration)
@@ -280,7 +279,7 @@ def _keyframe(inputs: RenderInputs, scene: Scene, index: int) -> bytes | None:
         height=height,
         seed=inputs.spec.seed + index,
     )
-    pixels = _handle(inputs.engines.info(Capability.image)).keyframe.remote(request).result()
+    pixels = call_engine(inputs.engines.info(Capability.image), "keyframe", request)
     return array_to_png(pixels)
 
 
@@ -302,9 +301,7 @@ def video_stage(inputs: RenderInputs, plan: ScenePlan) -> Frames:
         keyframe_png=_keyframe(inputs, scene, plan.index),
         seed=spec.seed + plan.index,
     )
-    frames: Frames = (
-        _handle(inputs.engines.info(Capability.video)).generate.remote(request).result()
-    )
+    frames: Frames = call_engine(inputs.engines.info(Capability.video), "generate", request)
     return _fit_length(frames, plan.frames)
 
 
@@ -334,8 +331,8 @@ def clip_stage(
         captions = [s.shifted(LEAD_S) for s in narration.segments] if spec.captions else []
         if scene.character is not None:
             track = audio.place([(LEAD_S, narration.audio)], duration)
-            handle = _handle(inputs.engines.info(Capability.lipsync))
-            synced: LipSyncResult = handle.sync.remote(frames, track).result()
+            lipsync = inputs.engines.info(Capability.lipsync)
+            synced: LipSyncResult = call_engine(lipsync, "sync", frames, track)
             frames = synced.frames
             warnings += [f"scene {plan.index + 1}: {w}" for w in synced.warnings]
     previous = array_from_png(previous_last_frame) if previous_last_frame else None
@@ -405,7 +402,7 @@ def music_stage(inputs: RenderInputs, duration_s: float) -> tuple[Audio | None, 
         duration_s=duration_s,
         seed=inputs.spec.seed,
     )
-    result = _handle(info).compose.remote(request).result()
+    result = call_engine(info, "compose", request)
     files = {"audio.npz": audio_to_bytes(result.audio)}
     if result.midi:
         files["music.mid"] = result.midi
@@ -575,7 +572,7 @@ def _preview(
     with its subtitles, so the user reviews before paying for pictures."""
     spec = inputs.spec
     width, height = spec.frame_size
-    image = _handle(inputs.engines.info(Capability.image))
+    image = inputs.engines.info(Capability.image)
     tiles = []
     for plan in plans:
         scene = spec.scenes[plan.index]
@@ -589,7 +586,7 @@ def _preview(
                 height=height,
                 seed=spec.seed + plan.index,
             )
-            pixels = image.keyframe.remote(request).result()
+            pixels = call_engine(image, "keyframe", request)
         else:
             pixels = array_from_png(data)
         tiles.append(

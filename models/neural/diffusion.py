@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -112,23 +112,18 @@ class DiffusionVideoEngine(ABC):
         return self.generate_batch([request])[0]
 
     def generate_batch(self, requests: Sequence[VideoRequest]) -> list[Frames]:
-        """One pipeline call per group of requests with the same `batch_key`. Each request keeps
-        its own seeded generator, so it draws the same noise as it would alone."""
-        groups: dict[Hashable, list[int]] = {}
+        """One `render` per group of requests with the same native shot. Each request keeps its
+        own seeded generator, so it draws the same noise as it would alone."""
+        groups: dict[Shot, list[int]] = {}
         for index, request in enumerate(requests):
-            groups.setdefault(self.batch_key(request), []).append(index)
+            groups.setdefault(self.plan(request), []).append(index)
         made: dict[int, Frames] = {}
-        for indices in groups.values():
-            group = [requests[i] for i in indices]
+        for shot, indices in groups.items():
             with torch.inference_mode():
-                videos = self.render(group, self.plan(group[0]))
+                videos = self.render([requests[i] for i in indices], shot)
             for index, video in zip(indices, videos, strict=True):
                 made[index] = _fit(requests[index], video)
         return [made[i] for i in range(len(requests))]
-
-    def batch_key(self, request: VideoRequest) -> Hashable:
-        """What requests must share to go through one pipeline call: the native shot."""
-        return self.plan(request)
 
     @abstractmethod
     def plan(self, request: VideoRequest) -> Shot:
@@ -136,7 +131,8 @@ class DiffusionVideoEngine(ABC):
 
     @abstractmethod
     def render(self, requests: Sequence[VideoRequest], shot: Shot) -> list[np.ndarray]:
-        """Run the pipeline once for all `requests`: float frames (T, H, W, 3) in [0, 1] each."""
+        """Float frames (T, H, W, 3) in [0, 1] for each request, in one pipeline call where the
+        pipeline allows it."""
 
 
 def _fit(request: VideoRequest, video: np.ndarray) -> Frames:

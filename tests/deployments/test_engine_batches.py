@@ -1,0 +1,48 @@
+"""What the video deployments batch: the text-to-video engines' `generate_batch` (one pipeline
+call per native shot) gives every request the video it gets alone, mixed shot lengths included
+(tiny models, two steps). SVD renders one request per pipeline call (see its `render`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.base import CameraMove, VideoRequest
+from models.registry import engine_info
+from tests.deployments.conftest import TINY_OPTIONS
+
+TINY = {"ltx": TINY_OPTIONS["video-ltx"], "cogvideox": TINY_OPTIONS["video-cogvideox"]}
+
+
+@pytest.mark.parametrize("engine", list(TINY))
+def test_a_batch_gives_each_request_its_own_video(
+    engine: str, tiny_models: Callable[[Iterable[str]], Path]
+) -> None:
+    info = engine_info("video", engine)
+    assert info.model_folder is not None
+    folder = tiny_models([info.model_folder]) / info.model_folder
+    made = info.load_class()(folder, **TINY[engine])
+    requests = [
+        VideoRequest(
+            prompt="a fox runs through snow",
+            width=64,
+            height=36,
+            fps=8,
+            duration_s=duration,
+            camera=camera,
+            seed=seed,
+        )
+        for seed, duration, camera in [
+            (1, 1.0, CameraMove.static),
+            (2, 1.0, CameraMove.zoom_in),
+            (3, 2.0, CameraMove.static),
+        ]
+    ]
+    alone = [made.generate(request) for request in requests]
+    together = made.generate_batch(requests)
+    for frames, expected in zip(together, alone, strict=True):
+        assert np.array_equal(frames.pixels, expected.pixels)
+    assert not np.array_equal(together[0].pixels, together[1].pixels)

@@ -1,0 +1,92 @@
+"""A `final` render through the neural engine deployments, on CPU: the applications of
+serve_config.gpu.yaml (GPU fractions set to zero, tiny models, two inference steps) deployed with
+`cluster.runtime.deploy`, LTX-Video for the pictures, VITS for the voice and Wav2Lip for a
+speaking character; the film is checked by decoding it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import pytest
+from ray import serve
+from ray.serve.schema import ReplicaState
+
+from cluster.runtime import deploy
+from cluster.settings import Settings
+from pipeline.assemble import inspect_film
+from pipeline.render import EngineChoice, RenderInputs, render_film
+from pipeline.spec import FilmSpec
+from tests.deployments.conftest import EXAMPLES, GPU_CONFIG, derived_config
+
+pytestmark = pytest.mark.ray
+
+ENGINES = EngineChoice(video="ltx", image="card", voice="coqui-vits", lipsync="wav2lip")
+NEURAL = ("video-ltx", "voice-coqui-vits", "lipsync-wav2lip")
+
+SPEC = FilmSpec.model_validate(
+    {
+        "title": "Tiny Final",
+        "aspect_ratio": "1:1",
+        "resolution": 144,
+        "fps": 12,
+        "seed": 5,
+        "music": {"mood": "calm", "style": "score", "volume": 0.3},
+        "scenes": [
+            {"narration": "The lake wakes.", "prompt": "a lake at dawn", "duration_s": 1},
+            {
+                "narration": "I am ready.",
+                "prompt": "an astronaut speaks",
+                "character": "assets/astronaut.png",
+                "duration_s": 1,
+            },
+        ],
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def neural_settings(
+    cpu_engines: None,
+    tiny_models: Callable[[Iterable[str]], Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Settings]:
+    """The tiny neural engines, deployed from the GPU config on CPU next to the CPU engines."""
+    tmp = tmp_path_factory.mktemp("final")
+    settings = Settings(
+        data_dir=tmp / "var",
+        models_dir=tiny_models(["ltx-video", "vits", "wav2lip"]),
+        serve_config=derived_config(GPU_CONFIG, tmp / "serve_config.yaml"),
+        _env_file=None,
+    )
+    deploy(settings, set(NEURAL))
+    yield settings
+    for name in NEURAL:
+        serve.delete(name)
+
+
+def running_replicas(name: str) -> int:
+    deployment = serve.status().applications[name].deployments[name]
+    return deployment.replica_states.get(ReplicaState.RUNNING, 0)
+
+
+def test_final_render_through_the_neural_deployments_is_a_correct_mp4(
+    neural_settings: Settings, tmp_path: Path
+) -> None:
+    assert [running_replicas(name) for name in NEURAL] == [0, 0, 0], "scaled to zero when idle"
+    inputs = RenderInputs(
+        settings=neural_settings, spec=SPEC, engines=ENGINES, spec_dir=str(EXAMPLES)
+    )
+    report, files = render_film(inputs, lambda stage, status, progress: None)
+    assert [running_replicas(name) for name in NEURAL] == [1, 1, 1], "requests scaled them up"
+    film = tmp_path / "film.mp4"
+    film.write_bytes(files["film.mp4"])
+
+    info = inspect_film(film)
+    assert (info.video_codec, info.audio_codec, info.sample_rate) == ("h264", "aac", 48000)
+    assert (info.width, info.height) == SPEC.frame_size == (144, 144)
+    assert info.frame_count == report.frame_count == round(report.duration_s * SPEC.fps)
+    assert abs(info.video_duration_s - report.duration_s) < 0.1
+    assert abs(info.audio_duration_s - report.duration_s) < 0.1
+    assert sorted(report.cache_misses) == ["clip:0", "clip:1", "music", "voice:0", "voice:1"]
+    assert files["subtitles.srt"].decode().count("-->") >= 2
