@@ -162,10 +162,10 @@ def _final_engines(settings: Settings) -> EngineChoice:
     )  # fmt: skip
 
 
-def cmd_submit(settings: Settings, args: argparse.Namespace) -> None:
-    from pipeline.batch import run_batch
+def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
+    from pipeline import batch
 
-    run_batch(settings, args.manifest, args.output)
+    return batch.main([str(args.manifest), "-o", str(args.output)])
 
 
 def cmd_admin(settings: Settings, args: argparse.Namespace) -> int:

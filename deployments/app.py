@@ -9,11 +9,11 @@ from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
+from cluster.metrics import MetricsMiddleware
 from cluster.settings import Settings, get_settings
 from deployments.bodylimit import BodyLimitMiddleware
 from deployments.errors import PROBLEM_JSON, Problem, install_error_handlers, problem_responses
 from deployments.inputs import storable_json
-from deployments.metrics import MetricsMiddleware
 from deployments.ratelimit import IpRateLimitMiddleware, Limiter, open_limiter, studio_prefix
 from deployments.routers import (
     admin,

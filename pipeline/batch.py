@@ -46,6 +46,10 @@ from pipeline.spec import FilmSpec, describe_errors
 DEPLOY_TIMEOUT_S = 300
 
 
+class ManifestUnreadable(StudioError):
+    slug, status, title = "manifest-unreadable", 422, "Unreadable manifest"
+
+
 class ManifestEntry(BaseModel):
     """One line of the manifest."""
 
@@ -74,8 +78,8 @@ def run_batch(
     settings: Settings, manifest: Path, results: Path, *, concurrency: int = 2
 ) -> list[dict[str, Any]]:
     """Render every entry of `manifest`, write the films and `results`; returns the results in
-    manifest order. Raises OSError or UnicodeDecodeError only when the manifest (or the results
-    file) cannot be read (written): every other problem is an entry's `error` result."""
+    manifest order. Every problem of an entry is its `error` result; ManifestUnreadable and
+    EngineUnavailable (no engines on the cluster) stop the batch."""
     rows, rejected = read_manifest(manifest)
     settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
     engines = EngineChoice()
@@ -96,7 +100,11 @@ def read_manifest(manifest: Path) -> tuple[list[dict[str, Any]], list[BatchResul
     rows: list[dict[str, Any]] = []
     rejected: list[BatchResult] = []
     outputs: dict[Path, int] = {}
-    for number, text in enumerate(manifest.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        lines = manifest.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ManifestUnreadable(f"cannot read {manifest}: {describe(error)}") from error
+    for number, text in enumerate(lines, start=1):
         if not text.strip():
             continue
         try:
@@ -167,20 +175,15 @@ def connect(settings: Settings) -> None:
 
 
 def ensure_engines(settings: Settings, engines: EngineChoice) -> None:
-    """Deploy the engines' Serve applications when Serve runs none yet. A Serve config deploy
-    replaces the whole set of applications, so on a Serve that runs others (the studio's own),
-    missing engines are reported rather than deployed over them."""
+    """Deploy the engines' Serve applications that are not deployed (the others, the studio's
+    API included, stay as they are) and wait until all of them run."""
     needed = {engines.info(capability).deployment for capability in Capability}
-    running = set(serve.status().applications)
-    if not running:
-        deploy(settings, needed, timeout_s=DEPLOY_TIMEOUT_S)
-    elif missing := needed - running:
-        raise EngineUnavailable(
-            f"Serve runs {sorted(running)} but not the engines {sorted(missing)}: add them to "
-            "the cluster's Serve config"
-        )
-    else:
+    try:
+        if missing := needed - set(serve.status().applications):
+            deploy(settings, missing, timeout_s=DEPLOY_TIMEOUT_S)
         wait_running(needed, DEPLOY_TIMEOUT_S)
+    except (RuntimeError, TimeoutError) as error:
+        raise EngineUnavailable(f"the engines are not running: {error}") from error
 
 
 def render_entry(
@@ -275,7 +278,7 @@ def save(row: dict[str, Any]) -> BatchResult:
 
 def main(argv: list[str] | None = None) -> int:
     """Exit status 0 once the manifest is processed, whatever its entries' results; 2 when the
-    manifest cannot be read (or the results written); 1 when the cluster has no engines."""
+    manifest cannot be read; 1 when the engines cannot run."""
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.batch", description="Render a JSONL manifest of film specs."
     )
@@ -287,12 +290,9 @@ def main(argv: list[str] | None = None) -> int:
         results = run_batch(
             get_settings(), args.manifest, args.output, concurrency=args.concurrency
         )
-    except (OSError, UnicodeDecodeError) as error:
-        print(f"batch: cannot process {args.manifest}: {describe(error)}", file=sys.stderr)
-        return 2
-    except EngineUnavailable as error:
-        print(f"batch: {describe(error)}", file=sys.stderr)
-        return 1
+    except (ManifestUnreadable, EngineUnavailable) as error:
+        print(f"batch: {error.detail}", file=sys.stderr)
+        return 2 if isinstance(error, ManifestUnreadable) else 1
     failed = [r for r in results if r["status"] == "error"]
     print(f"batch: {len(results) - len(failed)} ok, {len(failed)} failed; results in {args.output}")
     for result in failed:

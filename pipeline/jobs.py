@@ -21,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel
 from sqlmodel import Session, col, func, select
 
+from cluster import metrics
 from cluster.settings import Settings
 from db.models import Asset, Job, JobStatus, Plan, Project, ProjectStatus, User
 from db.session import session_scope
@@ -276,6 +277,7 @@ def _enqueue(
         existing = session.get(Job, reservation.job_id)
         if existing is not None:
             return existing
+    metrics.credits("reserved", reservation.amount)
     try:
         spec = FilmSpec.model_validate(job_input["spec"])
         findings = check_spec_texts(spec_texts(spec), settings)
@@ -322,6 +324,8 @@ def _control(settings: Settings, user: User | None, job_id: UUID, to: JobStatus)
             if job.project_id:
                 _project_after(session, job.project_id, ProjectStatus.draft)
         session.commit()
+    if to is JobStatus.cancelled:
+        metrics.credits("released", job.cost_estimate)
     if to in (JobStatus.cancelled, JobStatus.paused):
         ray.get(scheduler(settings).cancel.remote(job_id))
     if to is JobStatus.queued:
@@ -441,7 +445,7 @@ def run_job(settings: Settings, job_id: UUID) -> None:
     except (ray.exceptions.TaskCancelledError, KeyboardInterrupt):
         return
     except Exception as error:  # the job fails with the reason; nothing is charged
-        _fail(settings, job_id, _reason(error))
+        fail_job(settings, job_id, _reason(error))
         return
     used = pricing.charge_for(
         pricing.RenderShape.from_spec(inputs.spec),
@@ -464,12 +468,15 @@ def run_job(settings: Settings, job_id: UUID) -> None:
         job.warnings = report.warnings
         transition(session, job, JobStatus.succeeded)
         if job.reservation_id is not None:
-            credits.capture(session, job.reservation_id, min(used, job.cost_estimate))
+            captured = credits.capture(session, job.reservation_id, min(used, job.cost_estimate))
         if job.project_id:
             project = session.get(Project, job.project_id)
             assert project is not None
             project.outputs = outputs
             _project_after(session, job.project_id, ProjectStatus.ready)
+    if job.reservation_id is not None:
+        metrics.credits("captured", captured.captured)
+        metrics.credits("released", captured.amount - captured.captured)
 
 
 def _rendered_fraction(report: Any) -> float:
@@ -495,7 +502,8 @@ def _link(session: Session, job: Job, name: str, stored: Any) -> dict[str, Any]:
             "sha256": stored.sha256, "content_type": stored.content_type}  # fmt: skip
 
 
-def _fail(settings: Settings, job_id: UUID, reason: str) -> None:
+def fail_job(settings: Settings, job_id: UUID, reason: str) -> None:
+    """Ends a running job as failed and releases its credits, in one transaction."""
     url = settings.resolved_database_url
     with session_scope(url) as session:
         job = session.exec(select(Job).where(Job.id == job_id).with_for_update()).one()
@@ -505,6 +513,7 @@ def _fail(settings: Settings, job_id: UUID, reason: str) -> None:
         _release(session, job)
         if job.project_id:
             _project_after(session, job.project_id, ProjectStatus.failed)
+    metrics.credits("released", job.cost_estimate)
 
 
 def _release(session: Session, job: Job) -> None:

@@ -20,6 +20,7 @@ from ray.actor import ActorHandle
 from sqlalchemy import update
 from sqlmodel import Session, col
 
+from cluster import metrics
 from db.models import Job, JobLog, JobStatus
 from db.session import session_scope
 from db.types import utcnow
@@ -104,6 +105,7 @@ def transition(session: Session, job: Job, to: JobStatus | str, *, error: str | 
     level = "error" if to == JobStatus.failed else "info"
     session.add(JobLog(job_id=job.id, stage="job", level=level, message=message))
     session.flush()
+    metrics.job_state(to)
     return job
 
 

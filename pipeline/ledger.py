@@ -33,6 +33,7 @@ from ray.actor import ActorHandle
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
+from cluster import metrics
 from db.models import LedgerKind
 from db.session import database_tag, get_engine
 from pipeline import credits
@@ -139,6 +140,7 @@ class CreditLedger:
                     outcomes = await self._in_thread(self._apply, lane, [op for op, _ in batch])
                 except Exception as e:
                     log.exception("ledger batch failed")
+                    metrics.ledger_error()
                     outcomes = [e] * len(batch)
                 for (_, future), outcome in zip(batch, outcomes, strict=True):
                     if not future.done():

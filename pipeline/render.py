@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +27,7 @@ import numpy as np
 import ray
 from pydantic import BaseModel, ConfigDict, Field
 
+from cluster import metrics
 from cluster.settings import Settings
 from models.base import (
     Audio,
@@ -492,6 +494,7 @@ def render_film(inputs: RenderInputs, report: Reporter) -> tuple[RenderReport, d
     misses: list[str] = []
     count = len(spec.scenes)
 
+    clock = _StageClock(inputs)
     report("voice", "running", 0)
     voice_refs = [voice_stage.remote(inputs, i) for i in range(count)]
     voiced = _gather(voice_refs, lambda done: report("voice", "running", 100 * done / count))
@@ -500,6 +503,7 @@ def render_film(inputs: RenderInputs, report: Reporter) -> tuple[RenderReport, d
         if narration is not None:
             (hits if cached else misses).append(f"voice:{i}")
     report("voice", "succeeded", 100)
+    clock.done("voice", Capability.voice)
     plans = plan_scenes(inputs, narrations)
     duration = sum(p.frames for p in plans) / spec.fps
     if inputs.stop_at in ("plan", "voice"):
@@ -523,12 +527,14 @@ def render_film(inputs: RenderInputs, report: Reporter) -> tuple[RenderReport, d
     report("video", "running", 0)
     clips = _gather(clip_refs, lambda done: report("video", "running", 100 * done / count))
     report("video", "succeeded", 100)
+    clock.done("video", Capability.video)
     music = ray.get(music_ref)
     if music[0] is not None:
         (hits if music[2] else misses).append("music")
     report("assemble", "running", 0)
     files = ray.get(assemble_stage.remote(inputs, plans, clips, narrations, music))
     report("assemble", "succeeded", 100)
+    clock.done("assemble", Capability.video)
     warnings = [w for clip in clips for w in clip.warnings]
     rendered = sum(p.frames for p, c in zip(plans, clips, strict=True) if not c.cached) / spec.fps
     return (
@@ -543,6 +549,20 @@ def render_film(inputs: RenderInputs, report: Reporter) -> tuple[RenderReport, d
         ),
         files,
     )
+
+
+class _StageClock:
+    """Times consecutive stages into the `studio_stage_duration_seconds` histogram."""
+
+    def __init__(self, inputs: RenderInputs) -> None:
+        self.inputs = inputs
+        self.started = time.perf_counter()
+
+    def done(self, stage: str, capability: Capability) -> None:
+        now = time.perf_counter()
+        engine = self.inputs.engines.info(capability).deployment
+        metrics.stage_done(stage, engine, now - self.started)
+        self.started = now
 
 
 @ray.remote(num_cpus=0)

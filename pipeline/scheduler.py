@@ -26,6 +26,7 @@ from db.types import utcnow
 
 log = logging.getLogger(__name__)
 POLL_S = 1.0
+MAX_ATTEMPTS = 3
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
@@ -79,6 +80,30 @@ class RenderScheduler:
             if ref in finished:
                 del self.running[job_id]
                 del self.kinds[job_id]
+                self._requeue_if_lost(job_id, ref)
+
+    def _requeue_if_lost(self, job_id: UUID, ref: ray.ObjectRef) -> None:
+        """A job whose task died without ending it (its worker or node was lost) goes back to
+        the queue, up to MAX_ATTEMPTS runs; then it fails and its credits are released."""
+        from pipeline.jobs import fail_job
+
+        try:
+            ray.get(ref)
+            return
+        except ray.exceptions.TaskCancelledError:
+            return
+        except ray.exceptions.RayError as error:
+            reason = f"its task was lost: {type(error).__name__}"
+        with session_scope(self.settings.resolved_database_url) as session:
+            job = session.get(Job, job_id)
+            if job is None or job.status != JobStatus.running:
+                return
+            if job.attempts < MAX_ATTEMPTS:
+                from pipeline.jobstate import transition
+
+                transition(session, job, JobStatus.queued, error=f"re-queued: {reason}")
+                return
+        fail_job(self.settings, job_id, f"gave up after {MAX_ATTEMPTS} attempts: {reason}")
 
     def _start_queued(self) -> None:
         """Launches due queued jobs in priority order: renders up to `render_workers` at a

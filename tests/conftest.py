@@ -111,7 +111,19 @@ def ray_session() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def cpu_engines(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+def serve_http(ray_session: None) -> str:
+    """Serve's HTTP proxy on a free loopback port (started once; later deploys reuse it)."""
+    from ray import serve
+    from ray.serve.context import _get_global_client
+
+    from tests.services import free_port
+
+    serve.start(http_options={"host": "127.0.0.1", "port": free_port()})
+    return f"http://127.0.0.1:{_get_global_client().http_config.port}"
+
+
+@pytest.fixture(scope="session")
+def cpu_engines(serve_http: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """The CPU engines' Serve applications, deployed once from deployments/serve_config.yaml."""
     from ray import serve
 
@@ -119,7 +131,9 @@ def cpu_engines(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> 
     from models.registry import CPU_DEFAULTS, engine_info
 
     apps = {engine_info(c, n).deployment for c, n in CPU_DEFAULTS.items()}
-    deploy(Settings(data_dir=tmp_path_factory.mktemp("engines"), _env_file=None), apps)
+    port = int(serve_http.rsplit(":", 1)[1])
+    settings = Settings(data_dir=tmp_path_factory.mktemp("engines"), port=port, _env_file=None)
+    deploy(settings, apps)
     yield
     for name in apps:
         serve.delete(name)

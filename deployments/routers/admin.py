@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import union, update
 from sqlmodel import Session, col, func, select
 
+from cluster.metrics import job_engine
 from db.models import (
     AuditLog,
     Job,
@@ -38,7 +39,6 @@ from db.types import utcnow
 from deployments.accounts import revoke_all
 from deployments.deps import AdminUser, SessionDep, SettingsDep, admin_user
 from deployments.errors import problem_responses
-from deployments.metrics import job_engine
 from deployments.pagination import Page, PageDep, fetch_page
 from pipeline import jobs, moderation
 from pipeline.errors import Conflict, NotFound

@@ -26,7 +26,6 @@ from db.migrate import upgrade
 from db.models import Job, Plan, User
 from db.session import session_scope
 from deployments.ingress import build_api
-from tests.services import free_port
 
 PASSWORD = "correct horse battery staple"
 
@@ -55,16 +54,6 @@ class Account:
     @property
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.access_token}"}
-
-
-@pytest.fixture(scope="session")
-def serve_http(ray_session: None) -> str:
-    """Serve's HTTP proxy on a free loopback port (or wherever an earlier test started it)."""
-    from ray.serve.context import _get_global_client
-
-    serve.start(http_options={"host": "127.0.0.1", "port": free_port()})
-    http = _get_global_client().http_config
-    return f"http://127.0.0.1:{http.port}"
 
 
 def deploy(name: str, settings: Settings, serve_http: str, **options: Any) -> Api:

@@ -1,7 +1,7 @@
 """The operations files: Ray cluster launcher config, KubeRay RayService, Prometheus scrape config
 and alert rules, Grafana dashboard, Dockerfile and CI workflow. Each must parse, follow the
 schema of the tool that reads it, and agree with the code: the Serve applications with
-deployments/serve_config.yaml, every queried metric with deployments/metrics.py or Ray's own."""
+deployments/serve_config.yaml, every queried metric with cluster/metrics.py or Ray's own."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import yaml
 from ray.autoscaler._private.util import validate_config
 from ray.serve.schema import ServeDeploySchema
 
-from deployments.metrics import prometheus_names
+from cluster.metrics import prometheus_names
 
 ROOT = Path(__file__).resolve().parents[2]
 YAML_FILES = [

@@ -17,12 +17,12 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from ray import serve
 
+from cluster import metrics
+from cluster.metrics import MetricsMiddleware
 from cluster.settings import Settings
 from db.models import Job, JobStatus, User
 from db.session import session_scope
-from deployments import metrics
 from deployments.engines import build_engine_app
-from deployments.metrics import MetricsMiddleware
 from models.registry import ENGINES
 
 SCRAPE_DEADLINE_S = 60

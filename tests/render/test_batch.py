@@ -89,5 +89,9 @@ def test_each_kind_of_bad_entry_is_reported_and_the_exit_code_stays_zero(tmp_pat
     assert "also line 2's" in errors[6]
 
 
-def test_an_unreadable_manifest_exits_non_zero(tmp_path: Path) -> None:
+def test_an_unreadable_manifest_exits_non_zero(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main([str(tmp_path / "nowhere.jsonl"), "-o", str(tmp_path / "r.jsonl")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    assert not (tmp_path / "r.jsonl").exists()

@@ -1,0 +1,514 @@
+"""Render speed on this machine: the render DAG against the encoder alone and against MoviePy,
+and 1 render slot against 2. Run by hand (minutes; `--quick` renders the 15 s short instead of
+the 45 s story):
+
+    python -m bench.render [--quick] [--spec examples/story.yaml] [--resolution 720]
+
+- DAG: `render_film` on a fresh local Ray, in a subprocess per `render_workers` (1 and 2), so
+  that each gets its own Ray with that many `render_slot`s. Ray start-up, engine deployment and
+  a warm-up render of the same spec at 144p (worker processes, imports, replicas scaled up from
+  zero) are timed apart; the render timed is the next one, on an empty stage cache.
+- encode only: the same frames (animatic, lip-sync, captions and transitions, made here up
+  front with the DAG's own functions) and soundtrack; only `encode_segment` of each scene and
+  `assemble` are timed. What the DAG costs above the encoder is orchestration and frame making.
+- MoviePy: the same raw animatic frames and audio composed the way MoneyPrinterTurbo does it
+  (a VideoClip per scene, TextClip captions, fades and crossfades as effects, narration and
+  music as a CompositeAudioClip, `write_videofile` with libx264), with the DAG's x264 settings
+  (veryfast, CRF 20) so that the encoder preset is not what differs; MoneyPrinterTurbo keeps
+  MoviePy's default `medium` preset, which is slower still.
+
+Each pass is measured in wall seconds and in CPU seconds (its process, every descendant: Ray's
+processes, ffmpeg, and what they reaped). On a machine shared with other work, wall time depends
+on the load (and a pass with more runnable threads takes a bigger share of a contended CPU); CPU
+seconds hardly do. Prints a table and the ratios against their goals: DAG at least 3x faster than
+MoviePy, DAG at most 1.5x the encoder alone, 2 slots at least 1.7x faster than 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+from moviepy import (
+    CompositeVideoClip,
+    ImageClip,
+    TextClip,
+    VideoClip,
+    afx,
+    concatenate_videoclips,
+    vfx,
+)
+from moviepy.audio.AudioClip import AudioArrayClip, CompositeAudioClip
+
+from cluster.settings import Settings
+from models.animatic import AnimaticVideoEngine
+from models.base import Audio, Frames, MusicRequest, MusicStyle, VideoRequest, VoiceRequest
+from models.espeak import EspeakVoiceEngine
+from models.mouth import MouthLipSyncEngine
+from models.music import MidiMusicEngine
+from pipeline import audio
+from pipeline import render as dag
+from pipeline.assemble import assemble, inspect_film
+from pipeline.compose import SceneEdges, compose_clip, encode_segment
+from pipeline.narration import Narration, Segment, narrate
+from pipeline.render import LEAD_S, RenderInputs, ScenePlan, plan_scenes
+from pipeline.spec import FilmSpec, Scene
+from pipeline.subtitles import cues
+
+ROOT = Path(__file__).resolve().parents[1]
+TRANSITION_S = 0.5
+
+
+@dataclass
+class Timing:
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+
+
+@contextlib.contextmanager
+def measured() -> Iterator[Timing]:
+    """The block's wall and CPU seconds, filled in when it ends."""
+    timing = Timing()
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    yield timing
+    timing.wall_s = time.perf_counter() - wall
+    timing.cpu_s = cpu_seconds() - cpu
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process, its live descendants and the children each of them reaped."""
+    return sum(cpu for _, cpu in process_cpu().values())
+
+
+def process_cpu() -> dict[int, tuple[str, float]]:
+    """(role, CPU seconds) of this process and each live descendant, by pid; the role of a Ray
+    process comes from its title (`ray::ServeReplica:video-animatic:...`, `ray::IDLE`)."""
+    me = psutil.Process()
+    found = {}
+    for process in [me, *me.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            cpu = times.user + times.system + times.children_user + times.children_system
+            command = process.cmdline()
+            title = command[0] if command else process.name()
+            found[process.pid] = ("driver" if process == me else _role(title), cpu)
+    return found
+
+
+def _role(title: str) -> str:
+    if title.startswith("ray::ServeReplica:"):
+        return "Serve replica " + title.split(":")[3]
+    if title.startswith(("ray::ServeController", "ray::ProxyActor")):
+        return "Serve controller and proxy"
+    if title.startswith("ray::"):
+        return "task workers"
+    return "Ray system (gcs, raylet, agents)"
+
+
+@dataclass
+class Prepared:
+    """One film's material, made up front: what the encoder and MoviePy are given."""
+
+    spec: FilmSpec
+    plans: list[ScenePlan]
+    narrations: list[Narration | None]
+    raw: list[Frames]
+    """The engines' frames (lip-synced), before captions and transitions."""
+    composed: list[Frames]
+    """What the DAG encodes: captions burned in, transitions applied."""
+    music: Audio | None
+    soundtrack: Audio
+    timing: Timing
+
+    @property
+    def duration_s(self) -> float:
+        return sum(p.frames for p in self.plans) / self.spec.fps
+
+
+def load_spec(path: Path, resolution: int) -> FilmSpec:
+    spec = FilmSpec.from_file(path)
+    return FilmSpec.model_validate({**spec.model_dump(), "resolution": resolution})
+
+
+def local_settings(data_dir: Path, workers: int) -> Settings:
+    """Embedded defaults whatever the environment says: a new local Ray, storage (and so the
+    stage cache) under `data_dir`."""
+    return Settings(
+        data_dir=data_dir,
+        render_workers=workers,
+        ray_address=None,
+        storage_url=None,
+        _env_file=None,
+    )
+
+
+# -- DAG (one subprocess per render_workers) ----------------------------------------------------
+
+
+def dag_run(spec_path: Path, resolution: int, workers: int) -> dict[str, Any]:
+    """In a process of its own: a fresh Ray with `workers` render slots, the engines, a warm-up
+    render at 144p, then the timed render on an empty cache; seconds of each, and when each stage
+    of the timed render ended (from the DAG's progress reports)."""
+    import ray
+
+    from cluster.runtime import deploy, start_ray
+    from models.registry import Capability
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = local_settings(Path(tmp) / "run", workers)
+        started = time.perf_counter()
+        start_ray(settings, quiet=True)
+        ray_started = time.perf_counter()
+        deploy(settings, {dag.EngineChoice().info(c).deployment for c in Capability})
+        deployed = time.perf_counter()
+        warm = settings.model_copy(update={"data_dir": Path(tmp) / "warm"})
+        _timed_render(warm, load_spec(spec_path, 144), spec_path.parent)
+        warmed = time.perf_counter()
+        before = process_cpu()
+        with measured() as timing:
+            stages, report = _timed_render(
+                settings, load_spec(spec_path, resolution), spec_path.parent
+            )
+        roles: dict[str, float] = {}
+        for pid, (role, cpu) in process_cpu().items():
+            roles[role] = roles.get(role, 0.0) + cpu - before.get(pid, (role, 0.0))[1]
+        ray.shutdown()
+    return {
+        "workers": workers,
+        "ray_start_s": ray_started - started,
+        "deploy_s": deployed - ray_started,
+        "warmup_s": warmed - deployed,
+        "render": asdict(timing),
+        "cpu_by_role": roles,
+        "stages": stages,
+        "duration_s": report.duration_s,
+        "frame_count": report.frame_count,
+    }
+
+
+def _timed_render(
+    settings: Settings, spec: FilmSpec, spec_dir: Path
+) -> tuple[dict[str, float], dag.RenderReport]:
+    done: dict[str, float] = {}
+    started = time.perf_counter()
+
+    def progress(stage: str, status: str, _: float) -> None:
+        if status == "succeeded":
+            done.setdefault(stage, time.perf_counter() - started)
+
+    inputs = RenderInputs(settings=settings, spec=spec, spec_dir=str(spec_dir))
+    report, files = dag.render_film(inputs, progress)
+    assert "film.mp4" in files
+    return done, report
+
+
+def dag_in_subprocess(spec_path: Path, resolution: int, workers: int) -> dict[str, Any]:
+    command = [sys.executable, "-m", "bench.render", "--spec", str(spec_path)]
+    command += ["--resolution", str(resolution), "--dag-run", str(workers)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"DAG run with {workers} worker(s) failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+# -- the same material, made up front ------------------------------------------------------------
+
+
+def prepare(spec: FilmSpec, spec_dir: Path) -> Prepared:
+    """The DAG's frames and soundtrack made in this process, with the engines called directly
+    and the DAG's own planning, keyframe and composition functions."""
+    with measured() as timing:
+        material = _material(spec, spec_dir)
+    return Prepared(spec, *material, timing)
+
+
+def _material(
+    spec: FilmSpec, spec_dir: Path
+) -> tuple[
+    list[ScenePlan], list[Narration | None], list[Frames], list[Frames], Audio | None, Audio
+]:
+    settings = local_settings(Path(tempfile.gettempdir()), 1)  # read only: nothing is stored
+    inputs = RenderInputs(settings=settings, spec=spec, spec_dir=str(spec_dir))
+    voice, video, lipsync = EspeakVoiceEngine(), AnimaticVideoEngine(), MouthLipSyncEngine()
+    narrations = [_narration(voice, scene, spec.seed + i) for i, scene in enumerate(spec.scenes)]
+    plans = plan_scenes(inputs, narrations)
+    width, height = spec.frame_size
+    raw: list[Frames] = []
+    composed: list[Frames] = []
+    for plan, narration in zip(plans, narrations, strict=True):
+        scene = spec.scenes[plan.index]
+        request = VideoRequest(
+            prompt=scene.prompt or scene.title or spec.title,
+            title=scene.title,
+            caption=scene.caption,
+            mood=scene.mood,
+            camera=scene.camera,
+            width=width,
+            height=height,
+            fps=spec.fps,
+            duration_s=plan.frames / spec.fps,
+            keyframe_png=dag._keyframe(inputs, scene, plan.index),
+            seed=spec.seed + plan.index,
+        )
+        frames = dag._fit_length(video.generate(request), plan.frames)
+        captions = []
+        if narration is not None:
+            captions = [s.shifted(LEAD_S) for s in narration.segments] if spec.captions else []
+            if scene.character is not None:
+                track = audio.place([(LEAD_S, narration.audio)], plan.frames / spec.fps)
+                frames = lipsync.sync(frames, track).frames
+        raw.append(frames)
+        composed.append(
+            compose_clip(
+                frames,
+                captions=captions,
+                edges=SceneEdges(**plan.edges),
+                previous_last_frame=composed[-1].pixels[-1] if composed else None,
+            )
+        )
+    duration = sum(p.frames for p in plans) / spec.fps
+    music = None
+    if spec.music.style is not MusicStyle.none and spec.music.volume > 0:
+        score = MusicRequest(
+            mood=spec.music.mood,
+            tempo_bpm=spec.music.tempo_bpm,
+            style=spec.music.style,
+            duration_s=duration,
+            seed=spec.seed,
+        )
+        music = MidiMusicEngine().compose(score).audio
+    track, _ = dag._narration_track(inputs, plans, narrations, duration)
+    soundtrack = audio.mix_film(track, music, music_volume=spec.music.volume)
+    return plans, narrations, raw, composed, music, soundtrack
+
+
+def _narration(voice: EspeakVoiceEngine, scene: Scene, seed: int) -> Narration | None:
+    if scene.narration is None:
+        return None
+    return narrate(
+        lambda text: voice.synthesize(VoiceRequest(text=text, voice=scene.voice, seed=seed)),
+        scene.narration,
+    )
+
+
+def encode_only(prepared: Prepared, folder: Path) -> Timing:
+    """Encode every scene's frames and assemble the film (the encoder's limit)."""
+    with measured() as timing:
+        segments = [encode_segment(frames) for frames in prepared.composed]
+        assemble(segments, prepared.soundtrack, folder / "encoded.mp4")
+    assert inspect_film(folder / "encoded.mp4").frame_count == sum(p.frames for p in prepared.plans)
+    return timing
+
+
+# -- MoviePy ---------------------------------------------------------------------------------------
+
+
+def moviepy_film(prepared: Prepared, folder: Path) -> Timing:
+    """MoviePy composing the same material and writing the film with libx264."""
+    output = folder / "moviepy.mp4"
+    with measured() as timing:
+        _moviepy_write(prepared, output)
+    assert abs(inspect_film(output).duration_s - prepared.duration_s) < 0.2
+    return timing
+
+
+def _moviepy_write(prepared: Prepared, output: Path) -> None:
+    spec = prepared.spec
+    width, height = spec.frame_size
+    scenes = []
+    voices = []
+    previous: np.ndarray | None = None
+    for plan, frames, narration in zip(
+        prepared.plans, prepared.raw, prepared.narrations, strict=True
+    ):
+        pixels = frames.pixels
+        duration = len(pixels) / spec.fps
+
+        def frame_at(t: float, pixels: np.ndarray = pixels) -> np.ndarray:
+            return pixels[min(len(pixels) - 1, int(t * spec.fps + 0.5))]
+
+        shot = VideoClip(frame_function=frame_at, duration=duration)
+        layers = [shot]
+        if plan.edges["crossfade_in"] and previous is not None:
+            below = ImageClip(previous).with_duration(TRANSITION_S)
+            layers = [below, shot.with_effects([vfx.CrossFadeIn(TRANSITION_S)])]
+        if narration is not None:
+            start = plan.offset_frames / spec.fps + LEAD_S
+            voices.append(AudioArrayClip(_stereo(narration.audio), fps=audio.SAMPLE_RATE))
+            voices[-1] = voices[-1].with_start(start)
+            if spec.captions:
+                segments = [s.shifted(LEAD_S) for s in narration.segments]
+                layers += [_caption(cue, width, height) for cue in cues(segments)]
+        scene = CompositeVideoClip(layers, size=(width, height)).with_duration(duration)
+        effects = []
+        if plan.edges["fade_in"]:
+            effects.append(vfx.FadeIn(TRANSITION_S))
+        if plan.edges["fade_out"]:
+            effects.append(vfx.FadeOut(TRANSITION_S))
+        scenes.append(scene.with_effects(effects))
+        previous = pixels[-1]
+    film = concatenate_videoclips(scenes, method="chain")
+    sounds = list(voices)
+    if prepared.music is not None:
+        bed = AudioArrayClip(_stereo(prepared.music), fps=audio.SAMPLE_RATE)
+        sounds.append(bed.with_effects([afx.MultiplyVolume(spec.music.volume)]))
+    film = film.with_audio(CompositeAudioClip(sounds).with_duration(film.duration))
+    film.write_videofile(
+        str(output),
+        fps=spec.fps,
+        codec="libx264",
+        preset="veryfast",
+        ffmpeg_params=["-crf", "20"],
+        pixel_format="yuv420p",
+        audio_codec="aac",
+        audio_fps=audio.SAMPLE_RATE,
+        audio_bitrate="160k",
+        temp_audiofile_path=str(output.parent),
+        logger=None,
+    )
+
+
+def _stereo(sound: Audio) -> np.ndarray:
+    mono = audio.resample(sound).samples
+    return np.stack([mono, mono], axis=1)
+
+
+def _caption(cue: Segment, width: int, height: int) -> TextClip:
+    """A cue as MoneyPrinterTurbo draws subtitles: a TextClip placed over the shot."""
+    caption = TextClip(
+        text=cue.text,
+        font_size=max(12, round(min(width, height) * 0.05)),
+        color="white",
+        bg_color=(0, 0, 0),
+        method="caption",
+        size=(round(0.86 * width), None),
+        text_align="center",
+    )
+    bottom = height - round(0.06 * height) - caption.h
+    return (
+        caption.with_start(cue.start_s)
+        .with_duration(cue.end_s - cue.start_s)
+        .with_position(("center", bottom))
+    )
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", type=Path, default=ROOT / "examples" / "story.yaml")
+    parser.add_argument("--quick", action="store_true", help="the 15 s short, not the story")
+    parser.add_argument("--resolution", type=int, default=720)
+    parser.add_argument("--dag-run", type=int, metavar="WORKERS", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    spec_path = (ROOT / "examples" / "short.yaml" if args.quick else args.spec).resolve()
+    if args.dag_run:
+        print(json.dumps(dag_run(spec_path, args.resolution, args.dag_run)))
+        return
+
+    loads = [os.getloadavg()[0]]
+    print(f"{spec_path.name} at {args.resolution}p on {os.cpu_count()} cores", flush=True)
+    runs = {}
+    for workers in (1, 2):
+        runs[workers] = dag_in_subprocess(spec_path, args.resolution, workers)
+        print(f"DAG with {workers} render slot(s): {json.dumps(runs[workers])}", flush=True)
+    loads.append(os.getloadavg()[0])
+    spec = load_spec(spec_path, args.resolution)
+    prepared = prepare(spec, spec_path.parent)
+    with tempfile.TemporaryDirectory() as tmp:
+        encoded = encode_only(prepared, Path(tmp))
+        loads.append(os.getloadavg()[0])
+        moviepy = moviepy_film(prepared, Path(tmp))
+    loads.append(os.getloadavg()[0])
+    report(spec, prepared, runs, encoded, moviepy)
+    print("load average (1 min) before, after DAG, after encode, after MoviePy:", loads)
+
+
+def report(
+    spec: FilmSpec,
+    prepared: Prepared,
+    runs: dict[int, dict[str, Any]],
+    encoded: Timing,
+    moviepy: Timing,
+) -> None:
+    """The table and the ratios."""
+    frames = sum(p.frames for p in prepared.plans)
+    counts = [run["frame_count"] for run in runs.values()]
+    assert all(abs(count - frames) <= 0.01 * frames for count in counts), (counts, frames)
+    dag2, dag1 = Timing(**runs[2]["render"]), Timing(**runs[1]["render"])
+    rows = [
+        ("DAG, 2 render slots (render only)", dag2, runs[2]["frame_count"]),
+        ("DAG, 1 render slot (render only)", dag1, runs[1]["frame_count"]),
+        ("encode + assemble only", encoded, frames),
+        ("MoviePy compose + write_videofile", moviepy, frames),
+        ("frames + soundtrack made in 1 process", prepared.timing, frames),
+    ]
+    width, height = spec.frame_size
+    print(
+        f"\nfilm: {prepared.duration_s:.1f} s, {frames} frames of {width}x{height} (DAG runs: "
+        f"{counts} frames; espeak's speech lengths vary a little from run to run)"
+    )
+    print(f"{'pass':<40}{'wall s':>8}{'CPU s':>8}{'film s/wall s':>15}{'CPU s/film s':>14}")
+    for name, timing, count in rows:
+        film_s = count / spec.fps
+        print(
+            f"{name:<40}{timing.wall_s:>8.1f}{timing.cpu_s:>8.1f}"
+            f"{film_s / timing.wall_s:>15.2f}{timing.cpu_s / film_s:>14.2f}"
+        )
+    for workers, run in runs.items():
+        stages = ", ".join(f"{stage} {t:.1f} s" for stage, t in run["stages"].items())
+        print(
+            f"DAG {workers} slot(s): Ray start {run['ray_start_s']:.1f} s, engine deploy "
+            f"{run['deploy_s']:.1f} s, warm-up render at 144p {run['warmup_s']:.1f} s; "
+            f"timed render, stages ended at: {stages}"
+        )
+        roles = sorted(run["cpu_by_role"].items(), key=lambda item: -item[1])
+        print("  CPU s by process: " + ", ".join(f"{role} {cpu:.1f}" for role, cpu in roles))
+    start_up = runs[2]["ray_start_s"] + runs[2]["deploy_s"]
+    ratios = [
+        (
+            "MoviePy / DAG (2 slots)",
+            moviepy.wall_s / dag2.wall_s,
+            moviepy.cpu_s / dag2.cpu_s,
+            ">= 3",
+        ),
+        (
+            "DAG (2 slots) / encode only",
+            dag2.wall_s / encoded.wall_s,
+            dag2.cpu_s / encoded.cpu_s,
+            "<= 1.5",
+        ),
+        ("DAG 1 slot / 2 slots", dag1.wall_s / dag2.wall_s, dag1.cpu_s / dag2.cpu_s, ">= 1.7"),
+        (
+            "MoviePy / DAG incl. Ray start + deploy",
+            moviepy.wall_s / (start_up + dag2.wall_s),
+            None,
+            "",
+        ),
+        (
+            f"{spec.resolution}p film s per wall s (DAG, 2 slots)",
+            prepared.duration_s / dag2.wall_s,
+            None,
+            "",
+        ),
+    ]
+    print(f"\n{'ratio':<48}{'wall':>7}{'CPU':>7}  goal (wall)")
+    for name, wall, cpu, goal in ratios:
+        print(f"{name:<48}{wall:>7.2f}{'' if cpu is None else f'{cpu:.2f}':>7}  {goal}")
+
+
+if __name__ == "__main__":
+    main()
