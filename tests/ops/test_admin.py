@@ -21,7 +21,6 @@ from db.models import AuditLog, Job, JobLog, JobStatus, ModerationFlag, Role
 from db.session import session_scope
 from db.types import utcnow
 from pipeline.moderation import Finding, flag_findings
-from tests.api import conftest as api_conftest
 from tests.api.conftest import (
     Account,
     Api,
@@ -35,8 +34,6 @@ from tests.api.conftest import (
 )
 from tests.services import postgres_schema
 
-serve_http = api_conftest.serve_http
-"""The API tests' fixture for Serve's HTTP proxy, made visible here."""
 pytestmark = pytest.mark.ray
 
 

@@ -25,7 +25,6 @@ from tests.api.conftest import (  # noqa: F401 (fixtures used by name)
     client,
     create_project,
     put_on_plan,
-    serve_http,
 )
 from tests.ops.test_metrics import eventually, scrape, total
 
@@ -52,7 +51,7 @@ def render_requests(samples: dict[str, Any]) -> float:
 
 
 def test_real_requests_and_a_render_show_on_the_metrics_endpoint(
-    serve_http: str,  # noqa: F811 (first: Serve's proxy on a free port, not cpu_engines' 8000)
+    serve_http: str,
     cpu_engines: None,
     api: Api,  # noqa: F811
     client: httpx.Client,  # noqa: F811
