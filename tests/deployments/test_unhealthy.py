@@ -105,3 +105,35 @@ def test_the_other_applications_keep_serving(broken_settings: Settings) -> None:
     voice = serve.get_app_handle(engine_info("voice", "espeak").deployment)
     request = VoiceRequest(text="Still here.", voice=Voice())
     assert voice.synthesize.remote(request).result(timeout_s=60).duration_s > 0.3
+
+
+def test_a_job_on_a_corrupt_model_fails_with_the_reason_and_releases_its_credits(
+    broken_settings: Settings, tmp_path: Path
+) -> None:
+    from db.migrate import upgrade
+    from db.models import JobStatus
+    from pipeline import jobs
+    from pipeline.jobs import RenderRequest
+    from tests.jobs.conftest import (
+        balance,
+        finished,
+        make_project,
+        make_user,
+        settled_balance,
+        tiny_spec,
+        wait_for,
+    )
+
+    settings = broken_settings.model_copy(
+        update={"database_url": f"sqlite:///{tmp_path / 'studio.db'}", "video_engine": "ltx"}
+    )
+    upgrade(settings.resolved_database_url)
+    user = make_user(settings)
+    granted, _ = balance(settings, user)
+    project = make_project(settings, user, tiny_spec())
+    job = jobs.submit_render(settings, user, project.id, RenderRequest(quality="final"))
+    assert balance(settings, user)[1] > 0, "the final render reserved its estimate"
+    failed = wait_for(settings, job.id, finished, timeout_s=240)
+    assert failed.status == JobStatus.failed
+    assert LTX_LOAD_FAILURE in (failed.error or "")
+    assert settled_balance(settings, user) == (granted, 0)
