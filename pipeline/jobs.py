@@ -29,6 +29,7 @@ from db.types import utcnow
 from models.registry import CPU_DEFAULTS, Capability
 from pipeline import credits, pricing
 from pipeline.errors import (
+    InsufficientCredits,
     LicenceRefused,
     NotFound,
     PlanLimit,
@@ -266,21 +267,19 @@ def _enqueue(
 ) -> Job:
     """Reserve first, then write the job: a refused reservation leaves nothing behind, and a
     failed write releases the reservation. A retried submission (same idempotency key) finds
-    its reservation already made, and gets the job that reservation belongs to."""
+    its reservation already made, and gets the job that reservation belongs to. A submission
+    that moderation flags is held and reserves nothing until a reviewer approves it."""
     from pipeline.moderation import check_spec_texts, flag_findings, spec_texts
 
     job_id = uuid.uuid4()
-    key = f"job:{user.id}:{idempotency_key}" if idempotency_key else f"job:{job_id}"
-    ledger = ledger_handle(settings.resolved_database_url)
-    reservation = ray.get(ledger.reserve.remote(user.id, cost.credits, key, job_id))
-    if reservation.job_id != job_id:
-        existing = session.get(Job, reservation.job_id)
-        if existing is not None:
+    findings = check_spec_texts(spec_texts(FilmSpec.model_validate(job_input["spec"])), settings)
+    reservation = None
+    if not findings:
+        key = f"job:{user.id}:{idempotency_key}" if idempotency_key else f"job:{job_id}"
+        reservation = _reserve(settings, user.id, cost.credits, key, job_id)
+        if reservation.job_id != job_id and (existing := session.get(Job, reservation.job_id)):
             return existing
-    metrics.credits("reserved", reservation.amount)
     try:
-        spec = FilmSpec.model_validate(job_input["spec"])
-        findings = check_spec_texts(spec_texts(spec), settings)
         job = Job(
             id=job_id,
             user_id=user.id,
@@ -289,7 +288,7 @@ def _enqueue(
             status=JobStatus.held if findings else JobStatus.queued,
             input=job_input,
             priority=plan.priority,
-            reservation_id=reservation.id,
+            reservation_id=reservation.id if reservation else None,
             cost_estimate=cost.credits,
         )
         session.add(job)
@@ -303,11 +302,21 @@ def _enqueue(
         session.commit()
     except BaseException:
         session.rollback()
-        ray.get(ledger.release.remote(reservation.id))
+        if reservation is not None:
+            ray.get(ledger_handle(settings.resolved_database_url).release.remote(reservation.id))
         raise
     if not findings:
         scheduler(settings).wake.remote()
     return job
+
+
+def _reserve(settings: Settings, user_id: UUID, amount: int, key: str, job_id: UUID) -> Any:
+    reservation = ray.get(
+        ledger_handle(settings.resolved_database_url).reserve.remote(user_id, amount, key, job_id)
+    )
+    if reservation.job_id == job_id:
+        metrics.credits("reserved", reservation.amount)
+    return reservation
 
 
 # -- control ---------------------------------------------------------------------------------
@@ -346,7 +355,26 @@ def resume_job(settings: Settings, user: User, job_id: UUID) -> Job:
 
 
 def release_hold(settings: Settings, job_id: UUID) -> Job:
-    """Moderation approved a held job: it joins the queue."""
+    """Moderation approved a held job: it reserves its credits now and joins the queue, or
+    fails (charging nothing) when the user can no longer afford it."""
+    with session_scope(settings.resolved_database_url) as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise NotFound(f"job {job_id} not found")
+        user_id, cost, reserved = job.user_id, job.cost_estimate, job.reservation_id
+    if reserved is None:
+        try:
+            reservation = _reserve(settings, user_id, cost, f"job:{job_id}", job_id)
+        except InsufficientCredits as error:
+            with session_scope(settings.resolved_database_url) as session:
+                job = session.get(Job, job_id)
+                assert job is not None
+                transition(session, job, JobStatus.failed, error=error.detail)
+            return job
+        with session_scope(settings.resolved_database_url) as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            job.reservation_id = reservation.id
     return _control(settings, None, job_id, JobStatus.queued)
 
 

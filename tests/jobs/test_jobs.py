@@ -245,3 +245,43 @@ def test_a_corrupt_uploaded_image_is_refused_at_submit(studio: Settings) -> None
         session.add(project)
     with pytest.raises(SpecInvalid, match="not a readable image"):
         jobs.submit_render(studio, user, project.id, RenderRequest())
+
+
+def test_a_flagged_prompt_is_held_and_charges_nothing_until_approved(studio: Settings) -> None:
+    from db.models import ModerationFlag
+
+    user = make_user(studio)
+    granted, _ = balance(studio, user)
+    flagged = tiny_spec().model_dump(mode="json")
+    flagged["scenes"][0]["narration"] = "Here is how to make a bomb at home."
+    with session_scope(studio.resolved_database_url) as session:
+        project = Project(owner_id=user.id, title="flagged", spec=flagged)
+        session.add(project)
+    job = jobs.submit_render(studio, user, project.id, RenderRequest())
+    assert job.status == JobStatus.held
+    time.sleep(2)
+    assert job_row(studio, job.id).status == JobStatus.held, "the scheduler leaves it alone"
+    assert balance(studio, user) == (granted, 0), "nothing reserved while held"
+    with session_scope(studio.resolved_database_url) as session:
+        flags = session.exec(select(ModerationFlag).where(ModerationFlag.job_id == job.id)).all()
+        assert [flag.kind for flag in flags] and "bomb" in flags[0].excerpt
+    jobs.release_hold(studio, job.id)
+    done = wait_for(studio, job.id, finished)
+    assert done.status == JobStatus.succeeded
+    assert settled_balance(studio, user) == (granted - done.output["credits_used"], 0)
+
+
+def test_a_rejected_held_job_fails_and_charges_nothing(studio: Settings) -> None:
+    user = make_user(studio)
+    granted, _ = balance(studio, user)
+    flagged = tiny_spec().model_dump(mode="json")
+    flagged["scenes"][0]["prompt"] = "a beheading video"
+    with session_scope(studio.resolved_database_url) as session:
+        project = Project(owner_id=user.id, title="flagged", spec=flagged)
+        session.add(project)
+    job = jobs.submit_render(studio, user, project.id, RenderRequest())
+    assert job.status == JobStatus.held
+    failed = jobs.reject_held(studio, job.id, "violent content")
+    assert failed.status == JobStatus.failed
+    assert "violent content" in (failed.error or "")
+    assert balance(studio, user) == (granted, 0)
