@@ -27,10 +27,15 @@ pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("cpu_engines")]
 def test_a_render_completes_while_the_api_keeps_answering(
     api: Api, client: httpx.Client, account: Account, tmp_path: Path
 ) -> None:
-    spec = {"scenes": [
-        {"narration": "The sun rises.", "prompt": "a hill at dawn", "camera": "zoom_in"},
-        {"narration": "Birds wake in the trees.", "prompt": "birds in trees", "transition": "fade"},
-    ], "resolution": 240, "fps": 24}  # fmt: skip
+    spec = {
+        "scenes": [
+            {"narration": "The sun rises.", "prompt": "a hill at dawn", "camera": "zoom_in"},
+            {"narration": "Birds wake in the trees.", "prompt": "birds", "transition": "fade"},
+            {"narration": "The valley fills with light.", "prompt": "a valley", "duration_s": 4},
+        ],
+        "resolution": 360,
+        "fps": 24,
+    }
     put_on_plan(api, account.id, "studio")  # its rate limit allows polling twice a second
     project = create_project(client, account, **spec)
     before = client.get("/api/credits/balance", headers=account.auth).json()
@@ -38,6 +43,7 @@ def test_a_render_completes_while_the_api_keeps_answering(
     assert response.status_code == 202, response.text
     job = response.json()
     latencies = []
+    polls_while_running = 0
     deadline = time.monotonic() + 600
     while True:
         started = time.monotonic()
@@ -47,10 +53,11 @@ def test_a_render_completes_while_the_api_keeps_answering(
         state = client.get(f"/api/jobs/{job['id']}", headers=account.auth).json()
         if state["status"] in ("succeeded", "failed", "cancelled"):
             break
+        polls_while_running += state["status"] == "running"
         assert time.monotonic() < deadline, state
-        time.sleep(0.5)
+        time.sleep(0.2)
     assert state["status"] == "succeeded", state
-    assert len(latencies) > 5, "the API was polled during the render"
+    assert polls_while_running >= 3, "the API answered while the render was running"
     latencies.sort()
     assert latencies[len(latencies) // 2] < 1.0, f"median balance latency {latencies}"
 

@@ -45,7 +45,7 @@ def test_upgrade_downgrade_upgrade(empty_database: str) -> None:
 def test_plans_are_seeded(database_url: str) -> None:
     with session_scope(database_url) as session:
         plans = {p.code: p for p in session.exec(select(Plan)).all()}
-    assert set(plans) == {"free", "creator", "studio"}
+    assert {"free", "creator", "studio"} <= set(plans), "seeded (tests may add others)"
     assert plans["studio"].priority > plans["creator"].priority > plans["free"].priority
     assert "wav2lip-noncommercial" not in plans["studio"].allowed_licences
 
