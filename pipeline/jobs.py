@@ -362,7 +362,7 @@ def release_hold(settings: Settings, job_id: UUID) -> Job:
         if job is None:
             raise NotFound(f"job {job_id} not found")
         user_id, cost, reserved = job.user_id, job.cost_estimate, job.reservation_id
-    if reserved is None:
+    if reserved is None and cost > 0:
         try:
             reservation = _reserve(settings, user_id, cost, f"job:{job_id}", job_id)
         except InsufficientCredits as error:
