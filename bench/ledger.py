@@ -1,16 +1,18 @@
-"""Reserve+capture per second through the CreditLedger actor against the same debit as one raw
-conditional UPDATE, on the same PostgreSQL, at 1, 8 and 32 client threads.
+"""Reserve+capture per second through the CreditLedger actor against the same operation as raw
+conditional UPDATEs, on the same PostgreSQL, at 1, 8 and 32 client threads.
 
     python -m bench.ledger [--database-url postgresql://...] [--seconds 5] [--users 8]
 
 Runs in a fresh schema of the given database (dropped afterwards) and a local Ray. Each client
-thread works on user `i % users`, so several clients share each hot account. The actor does
-the whole double-entry job (reservation row, entries, cached balance, two transactions); the
-raw baseline does only `UPDATE credit_accounts SET available = available - 1 WHERE user_id = :u
-AND available >= 1` in autocommit, which is the lower bound of what any safe debit costs.
-Two more columns, for context: `ray floor` is the same clients making two no-op calls to the
-actor per op (what no actor can beat), `direct` the same reserve+capture through
-pipeline/credits.py from the client threads, without the actor.
+thread works on user `i % users`, so several clients share each hot account, and the threads
+share one `LedgerClient`, as the threads of an API replica or a render worker do. The actor
+does the whole double-entry job (reservation row, ledger entries, cached balance); the raw
+baseline only moves the numbers, in autocommit: reserve is `UPDATE credit_accounts SET
+available = available - 1, held = held + 1 WHERE user_id = :u AND available >= 1`, capture
+`UPDATE credit_accounts SET held = held - 1 WHERE user_id = :u AND held >= 1`. Two more
+columns, for context: `debit` is one such UPDATE per op (the lower bound of any safe debit),
+`direct` the actor's reserve+capture through pipeline/credits.py from the client threads,
+without the actor (two transactions per op, no batching).
 """
 
 from __future__ import annotations
@@ -27,13 +29,21 @@ from typing import Any
 
 import psycopg
 import ray
+from ray.actor import ActorHandle
 
 from db.migrate import upgrade
 from db.models import LedgerKind, User
 from db.session import session_scope
 from pipeline import credits
-from pipeline.ledger import ledger_handle
+from pipeline.ledger import LedgerClient, ledger_handle
 
+RAW_RESERVE = (
+    "UPDATE credit_accounts SET available = available - %(n)s, held = held + %(n)s "
+    "WHERE user_id = %(u)s AND available >= %(n)s"
+)
+RAW_CAPTURE = (
+    "UPDATE credit_accounts SET held = held - %(n)s WHERE user_id = %(u)s AND held >= %(n)s"
+)
 RAW_DEBIT = (
     "UPDATE credit_accounts SET available = available - %(n)s "
     "WHERE user_id = %(u)s AND available >= %(n)s"
@@ -115,67 +125,90 @@ def main() -> None:
         )
         try:
             handle = ledger_handle(url, name=f"bench-{uuid.uuid4().hex[:8]}", lanes=args.lanes)
+            clients_process = ClientProcess.remote(url, users, handle)  # type: ignore[attr-defined]
 
-            def actor_op(i: int) -> Callable[[], None]:
-                user = users[i % len(users)]
-
-                def op() -> None:
-                    info: Any = ray.get(handle.reserve.remote(user, 1, uuid.uuid4().hex))
-                    ray.get(handle.capture.remote(info.id, 1))
-
-                return op
-
-            def floor_op(i: int) -> Callable[[], None]:
-                def op() -> None:
-                    ray.get(handle.ping.remote())
-                    ray.get(handle.ping.remote())
-
-                return op
-
-            def direct_op(i: int) -> Callable[[], None]:
-                user = users[i % len(users)]
-
-                def op() -> None:
-                    info = credits.reserve(url, user, 1, uuid.uuid4().hex)
-                    credits.capture(url, info.id, 1)
-
-                return op
-
-            connections: list[psycopg.Connection[Any]] = []
-
-            def raw_op(i: int) -> Callable[[], None]:
-                connections.append(conn := psycopg.connect(url, autocommit=True))
-                params = {"u": users[i % len(users)], "n": 1}
-
-                def op() -> None:
-                    conn.execute(RAW_DEBIT, params)
-
-                return op
+            def measure(kind: str, clients: int) -> tuple[float, list[float]]:
+                return ray.get(clients_process.run.remote(kind, clients, args.seconds))  # type: ignore[no-any-return]
 
             print(f"{args.users} users, {args.seconds:.0f} s per run, lanes={args.lanes}")
             print(
                 f"{'clients':>7} | {'actor ops/s':>11} {'p50 ms':>7} {'p99 ms':>7} | "
                 f"{'raw ops/s':>9} {'p50 ms':>7} {'p99 ms':>7} | {'actor/raw':>9} | "
-                f"{'ray floor':>9} {'direct':>7}"
+                f"{'debit':>7} {'direct':>7}"
             )
             for clients in args.clients:
-                run_clients(clients, 1.0, actor_op)
-                actor_rate, actor_lat = run_clients(clients, args.seconds, actor_op)
-                raw_rate, raw_lat = run_clients(clients, args.seconds, raw_op)
-                floor_rate, _ = run_clients(clients, args.seconds, floor_op)
-                direct_rate, _ = run_clients(clients, args.seconds, direct_op)
-                for conn in connections:
-                    conn.close()
-                connections.clear()
+                ray.get(clients_process.run.remote("actor", clients, 1.0))
+                actor_rate, actor_lat = measure("actor", clients)
+                raw_rate, raw_lat = measure("raw", clients)
+                debit_rate, _ = measure("debit", clients)
+                direct_rate, _ = measure("direct", clients)
                 print(
                     f"{clients:>7} | {actor_rate:>11.0f} {percentile(actor_lat, 50) * 1e3:>7.2f} "
                     f"{percentile(actor_lat, 99) * 1e3:>7.2f} | {raw_rate:>9.0f} "
                     f"{percentile(raw_lat, 50) * 1e3:>7.2f} {percentile(raw_lat, 99) * 1e3:>7.2f} "
-                    f"| {actor_rate / raw_rate:>9.2f} | {floor_rate:>9.0f} {direct_rate:>7.0f}",
+                    f"| {actor_rate / raw_rate:>9.2f} | {debit_rate:>7.0f} {direct_rate:>7.0f}",
                     flush=True,
                 )
         finally:
             ray.shutdown()
+
+
+@ray.remote(num_cpus=0)
+class ClientProcess:
+    """The client threads of every pass, in a Ray worker process: API replicas and render
+    workers, the ledger's real clients, are Ray workers too (and Ray runs its workers at a
+    lower CPU priority than a driver, so clients in the driver would starve the actor)."""
+
+    def __init__(self, url: str, users: list[uuid.UUID], handle: ActorHandle) -> None:
+        self.url, self.users = url, users
+        self.ledger = LedgerClient(handle)
+
+    def run(self, kind: str, clients: int, seconds: float) -> tuple[float, list[float]]:
+        connections: list[psycopg.Connection[Any]] = []
+        make_op = {
+            "actor": self._actor_op,
+            "direct": self._direct_op,
+            "raw": self._raw(connections, RAW_RESERVE, RAW_CAPTURE),
+            "debit": self._raw(connections, RAW_DEBIT),
+        }[kind]
+        try:
+            return run_clients(clients, seconds, make_op)
+        finally:
+            for conn in connections:
+                conn.close()
+
+    def _actor_op(self, i: int) -> Callable[[], None]:
+        user = self.users[i % len(self.users)]
+
+        def op() -> None:
+            info = self.ledger.reserve(user, 1, uuid.uuid4().hex)
+            self.ledger.capture(info.id, 1)
+
+        return op
+
+    def _direct_op(self, i: int) -> Callable[[], None]:
+        user = self.users[i % len(self.users)]
+
+        def op() -> None:
+            info = credits.reserve(self.url, user, 1, uuid.uuid4().hex)
+            credits.capture(self.url, info.id, 1)
+
+        return op
+
+    def _raw(
+        self, connections: list[psycopg.Connection[Any]], *statements: str
+    ) -> Callable[[int], Callable[[], None]]:
+        def make(i: int) -> Callable[[], None]:
+            connections.append(conn := psycopg.connect(self.url, autocommit=True))
+            params = {"u": self.users[i % len(self.users)], "n": 1}
+
+            def op() -> None:
+                for statement in statements:
+                    conn.execute(statement, params)
+
+            return op
+
+        return make
 
 
 if __name__ == "__main__":

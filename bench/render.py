@@ -10,7 +10,9 @@ the 45 s story):
   zero) are timed apart; the render timed is the next one, on an empty stage cache.
 - encode only: the same frames (animatic, lip-sync, captions and transitions, made here up
   front with the DAG's own functions) and soundtrack; only `encode_segment` of each scene and
-  `assemble` are timed. What the DAG costs above the encoder is orchestration and frame making.
+  `assemble` are timed, with x264 free to use every core (the DAG gives each scene one core and
+  encodes scenes side by side). What the DAG costs above the encoder is orchestration and frame
+  making.
 - MoviePy: the same raw animatic frames and audio composed the way MoneyPrinterTurbo does it
   (a VideoClip per scene, TextClip captions, fades and crossfades as effects, narration and
   music as a CompositeAudioClip, `write_videofile` with libx264), with the DAG's x264 settings
@@ -61,7 +63,7 @@ from models.music import MidiMusicEngine
 from pipeline import audio
 from pipeline import render as dag
 from pipeline.assemble import assemble, inspect_film
-from pipeline.compose import SceneEdges, compose_clip, encode_segment
+from pipeline.compose import EncoderSettings, SceneEdges, compose_clip, encode_segment
 from pipeline.narration import Narration, Segment, narrate
 from pipeline.render import LEAD_S, RenderInputs, ScenePlan, plan_scenes
 from pipeline.spec import FilmSpec, Scene
@@ -119,7 +121,9 @@ def _role(title: str) -> str:
 
 @dataclass
 class Prepared:
-    """One film's material, made up front: what the encoder and MoviePy are given."""
+    """One film's material, made up front and held as plain arrays (the engines draw their frames
+    on demand; here they are drawn before any pass is timed): what the encoder and MoviePy are
+    given."""
 
     spec: FilmSpec
     plans: list[ScenePlan]
@@ -269,15 +273,14 @@ def _material(
             if scene.character is not None:
                 track = audio.place([(LEAD_S, narration.audio)], plan.frames / spec.fps)
                 frames = lipsync.sync(frames, track).frames
-        raw.append(frames)
-        composed.append(
-            compose_clip(
-                frames,
-                captions=captions,
-                edges=SceneEdges(**plan.edges),
-                previous_last_frame=composed[-1].pixels[-1] if composed else None,
-            )
+        raw.append(Frames(frames.pixels, spec.fps))
+        clip = compose_clip(
+            frames,
+            captions=captions,
+            edges=SceneEdges(**plan.edges),
+            previous_last_frame=composed[-1].pixels[-1] if composed else None,
         )
+        composed.append(Frames(clip.pixels, spec.fps))
     duration = sum(p.frames for p in plans) / spec.fps
     music = None
     if spec.music.style is not MusicStyle.none and spec.music.volume > 0:
@@ -304,9 +307,11 @@ def _narration(voice: EspeakVoiceEngine, scene: Scene, seed: int) -> Narration |
 
 
 def encode_only(prepared: Prepared, folder: Path) -> Timing:
-    """Encode every scene's frames and assemble the film (the encoder's limit)."""
+    """Encode every scene's frames and assemble the film (the encoder's limit): the DAG's x264
+    settings, but with as many encoder threads as x264 wants, so that it has every core."""
+    every_core = EncoderSettings(threads=0)
     with measured() as timing:
-        segments = [encode_segment(frames) for frames in prepared.composed]
+        segments = [encode_segment(frames, every_core) for frames in prepared.composed]
         assemble(segments, prepared.soundtrack, folder / "encoded.mp4")
     assert inspect_film(folder / "encoded.mp4").frame_count == sum(p.frames for p in prepared.plans)
     return timing

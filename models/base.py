@@ -116,7 +116,14 @@ class Frames:
 
     @property
     def duration_s(self) -> float:
-        return len(self.pixels) / self.fps
+        return len(self) / self.fps
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def frame(self, index: int) -> np.ndarray:
+        """One frame; frames drawn on demand draw only this one."""
+        return self.pixels[index]
 
 
 @dataclass

@@ -6,13 +6,16 @@ every `redetect_every` frames (on a reduced copy) and its box interpolated in be
 camera is followed. Per frame, the jaw below the lips is pushed down by the mouth opening, a
 smooth displacement that fades out below the chin, and the gap is filled with a feathered dark
 mouth with a hint of teeth.
+
+The result is `MouthFrames`: the input frames and a face and an opening per frame, drawn where the
+frames are first used, so that the replica sends back a few kB rather than the frames.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
-from typing import ClassVar
+from functools import cache, cached_property
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
@@ -65,39 +68,76 @@ class MouthLipSyncEngine:
         self.max_open = max_open
 
     def sync(self, frames: Frames, audio: Audio) -> LipSyncResult:
-        faces = self._track(frames.pixels)
+        faces = self._track(frames)
         if faces is None:
             return LipSyncResult(frames, [NO_FACE])
-        openness = mouth_openness(audio, len(frames.pixels), frames.fps)
-        pixels = frames.pixels.copy()
-        for index, (face, amount) in enumerate(zip(faces, openness, strict=True)):
-            if amount > 0.02:
-                _open_mouth(pixels[index], face, amount * self.max_open * face.size)
-        return LipSyncResult(Frames(pixels, frames.fps))
+        openness = mouth_openness(audio, len(faces), frames.fps)
+        openings = [
+            amount * self.max_open * face.size if amount > 0.02 else 0.0
+            for face, amount in zip(faces, openness, strict=True)
+        ]
+        return LipSyncResult(MouthFrames(frames, faces, openings))
 
-    def _track(self, pixels: np.ndarray) -> list[Face] | None:
+    def _track(self, frames: Frames) -> list[Face] | None:
         """One face per frame, or None when no key frame shows one.
 
         Key frames every `redetect_every` frames are searched near the last face (the whole frame
         when that fails); a key frame equal to the previous one keeps its result. Boxes between key
         frames are interpolated.
         """
-        keys = sorted({*range(0, len(pixels), self.redetect_every), len(pixels) - 1})
+        count = len(frames)
+        keys = sorted({*range(0, count, self.redetect_every), count - 1})
         found: dict[int, Face] = {}
         last: Face | None = None
-        for position, index in enumerate(keys):
-            if position == 0 or not np.array_equal(pixels[index], pixels[keys[position - 1]]):
-                near = last and detect_face(pixels[index], near=last)
-                last = near or detect_face(pixels[index])
+        previous: np.ndarray | None = None
+        for index in keys:
+            image = frames.frame(index)
+            if previous is None or not np.array_equal(image, previous):
+                near = last and detect_face(image, near=last)
+                last = near or detect_face(image)
+            previous = image
             if last is not None:
                 found[index] = last
         if not found:
             return None
         known = sorted(found)
         boxes = np.array([[found[i].x, found[i].y, found[i].size] for i in known])
-        times = np.arange(len(pixels))
+        times = np.arange(count)
         columns = [np.interp(times, known, boxes[:, column]) for column in range(3)]
         return [Face(*values) for values in zip(*columns, strict=True)]
+
+
+class MouthFrames(Frames):
+    """`base` with the mouth of `faces[i]` opened by `openings[i]` pixels in frame i, drawn on
+    first use of `pixels`. Pickled, it is `base` (as it pickles), the faces and the openings."""
+
+    def __init__(self, base: Frames, faces: list[Face], openings: list[float]) -> None:
+        self.base, self.faces, self.openings, self.fps = base, faces, openings, base.fps
+
+    @cached_property
+    def pixels(self) -> np.ndarray:  # type: ignore[override]
+        pixels = np.array(self.base.pixels, copy=True)
+        for frame, face, opening in zip(pixels, self.faces, self.openings, strict=True):
+            if opening > 0:
+                _open_mouth(frame, face, opening)
+        return pixels
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+    def frame(self, index: int) -> np.ndarray:
+        if "pixels" in self.__dict__:
+            return self.pixels[index]
+        frame = np.array(self.base.frame(index), copy=True)
+        if self.openings[index] > 0:
+            _open_mouth(frame, self.faces[index], self.openings[index])
+        return frame
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return MouthFrames, (self.base, self.faces, self.openings)
+
+    def __repr__(self) -> str:
+        return f"MouthFrames({len(self.faces)} frames at {self.fps} fps)"
 
 
 def detect_face(image: np.ndarray, near: Face | None = None) -> Face | None:

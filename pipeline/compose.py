@@ -10,6 +10,7 @@ import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import av
 import numpy as np
@@ -28,12 +29,14 @@ _CAPTION_MAX_LINES = 3
 @dataclass(frozen=True)
 class EncoderSettings:
     """x264 settings shared by every segment of a film. A keyframe every `gop_s` seconds at fixed
-    places (no scene-cut detection): segment sizes and seek points are predictable."""
+    places (no scene-cut detection): segment sizes and seek points are predictable. One encoder
+    thread: the render DAG encodes one scene per `render_slot`, and a slot is one core (its task
+    declares `num_cpus=1`), so scenes, not threads, share the cores; 0 lets x264 take them all."""
 
     preset: str = "veryfast"
     crf: int = 20
     gop_s: float = 2.0
-    threads: int = 0
+    threads: int = 1
 
     def options(self, fps: int) -> dict[str, str]:
         keyint = max(1, round(self.gop_s * fps))
@@ -86,51 +89,83 @@ def compose_clip(
 ) -> Frames:
     """The finished picture of one scene. `captions` are timed from the scene's start;
     `previous_last_frame` (the last frame of the scene before) is needed for a crossfade."""
-    pixels = np.array(frames.pixels, dtype=np.uint8, copy=True)
-    length = max(1, min(round(transition_s * frames.fps), len(pixels) // 2))
-    if edges.crossfade_in:
-        if previous_last_frame is None:
-            raise ValueError("a crossfade needs the previous scene's last frame")
-        crossfade_from(pixels, previous_last_frame, length)
-    burn_captions(pixels, frames.fps, captions)
-    if edges.fade_in:
-        fade(pixels[:length], rising=True)
-    if edges.fade_out:
-        fade(pixels[len(pixels) - length :], rising=False)
-    return Frames(pixels, frames.fps)
+    if edges.crossfade_in and previous_last_frame is None:
+        raise ValueError("a crossfade needs the previous scene's last frame")
+    return ComposedFrames(frames, captions, edges, previous_last_frame, transition_s)
 
 
-def crossfade_from(pixels: np.ndarray, previous: np.ndarray, length: int) -> None:
-    """Blend the first `length` frames in place from the still `previous` into the clip."""
-    weights = (np.arange(1, length + 1, dtype=np.float32) / (length + 1))[:, None, None, None]
-    head = pixels[:length].astype(np.float32)
-    pixels[:length] = np.rint(previous * (1 - weights) + head * weights).astype(np.uint8)
+@dataclass(frozen=True)
+class _Overlay:
+    """A caption cue's box: shown from `start_s` (inclusive) to `end_s`, at `top`, `left`."""
+
+    start_s: float
+    end_s: float
+    top: int
+    left: int
+    colour: np.ndarray
+    alpha: np.ndarray
 
 
-def fade(pixels: np.ndarray, *, rising: bool) -> None:
-    """Fade the frames in place from black (`rising`) or to black; the black end is exact."""
-    steps = np.arange(len(pixels), dtype=np.float32) / len(pixels)
-    levels = steps if rising else steps[::-1]
-    pixels[:] = np.rint(pixels * levels[:, None, None, None]).astype(np.uint8)
+class ComposedFrames(Frames):
+    """A scene's frames with the crossfade, captions and fades applied, one frame at a time as
+    they are read (`frame`): the encoder pulls them, so a whole clip is never held in memory;
+    `pixels` composes them all."""
 
+    def __init__(
+        self,
+        source: Frames,
+        captions: Sequence[Segment],
+        edges: SceneEdges,
+        previous_last_frame: np.ndarray | None,
+        transition_s: float,
+    ) -> None:
+        self.source, self.fps, self.edges = source, source.fps, edges
+        self.captions, self.previous = list(captions), previous_last_frame
+        self.length = max(1, min(round(transition_s * source.fps), len(source) // 2))
+        self._overlays: list[_Overlay] | None = None
 
-def burn_captions(pixels: np.ndarray, fps: int, segments: Sequence[Segment]) -> None:
-    """Draw each cue, in place, on the frames during which it is spoken (a frame shows the cue
-    active at its start time); each cue's overlay is rendered once."""
-    height, width = pixels.shape[1:3]
-    times = np.arange(len(pixels)) / fps
-    for cue in cues(segments):
-        shown = np.flatnonzero((times >= cue.start_s) & (times < cue.end_s))
-        if len(shown) == 0:
-            continue
-        rgba = caption_overlay(cue.text, width, height)
-        box_height, box_width = rgba.shape[:2]
-        top = height - round(0.06 * height) - box_height
-        left = (width - box_width) // 2
-        colour, alpha = rgba[..., :3].astype(np.float32), rgba[..., 3:].astype(np.float32) / 255
-        window = (shown, slice(top, top + box_height), slice(left, left + box_width))
-        under = pixels[window].astype(np.float32)
-        pixels[window] = np.rint(under * (1 - alpha) + colour * alpha).astype(np.uint8)
+    def __len__(self) -> int:
+        return len(self.source)
+
+    @cached_property
+    def pixels(self) -> np.ndarray:  # type: ignore[override]
+        return np.stack([self.frame(index) for index in range(len(self))])
+
+    def frame(self, index: int) -> np.ndarray:
+        pixels = np.array(self.source.frame(index), dtype=np.uint8, copy=True)
+        length, count = self.length, len(self)
+        if self.edges.crossfade_in and index < length and self.previous is not None:
+            weight = np.float32(index + 1) / np.float32(length + 1)
+            blended = self.previous * (1 - weight) + pixels.astype(np.float32) * weight
+            pixels[:] = np.rint(blended).astype(np.uint8)
+        time_s = index / self.fps
+        for overlay in self._caption_overlays(pixels.shape[:2]):
+            if overlay.start_s <= time_s < overlay.end_s:
+                box_height, box_width = overlay.alpha.shape[:2]
+                rows = slice(overlay.top, overlay.top + box_height)
+                window = pixels[rows, overlay.left : overlay.left + box_width]
+                under = window.astype(np.float32)
+                window[:] = np.rint(under * (1 - overlay.alpha) + overlay.colour * overlay.alpha)
+        if self.edges.fade_in and index < length:
+            pixels[:] = np.rint(pixels * (np.float32(index) / np.float32(length)))
+        if self.edges.fade_out and index >= count - length:
+            step = count - 1 - index
+            pixels[:] = np.rint(pixels * (np.float32(step) / np.float32(length)))
+        return pixels
+
+    def _caption_overlays(self, size: tuple[int, ...]) -> list[_Overlay]:
+        """Each cue's box, rendered once, at the bottom centre of frames of `size` (h, w)."""
+        if self._overlays is None:
+            height, width = size
+            self._overlays = []
+            for cue in cues(self.captions):
+                rgba = caption_overlay(cue.text, width, height)
+                top = height - round(0.06 * height) - rgba.shape[0]
+                left = (width - rgba.shape[1]) // 2
+                colour = rgba[..., :3].astype(np.float32)
+                alpha = rgba[..., 3:].astype(np.float32) / 255
+                self._overlays.append(_Overlay(cue.start_s, cue.end_s, top, left, colour, alpha))
+        return self._overlays
 
 
 def caption_overlay(text: str, width: int, height: int) -> np.ndarray:
@@ -188,11 +223,12 @@ def wrap_text(text: str, font: ImageFont.FreeTypeFont, max_width: float) -> list
 
 
 def encode_segment(frames: Frames, settings: EncoderSettings = EncoderSettings()) -> bytes:
-    """The clip as an MP4 holding one H.264 (High, yuv420p, BT.709) video stream."""
-    pixels = frames.pixels
-    if pixels.ndim != 4 or pixels.shape[3] != 3 or pixels.dtype != np.uint8:
-        raise ValueError(f"frames must be uint8 (T, H, W, 3), not {pixels.dtype} {pixels.shape}")
-    height, width = pixels.shape[1:3]
+    """The clip as an MP4 holding one H.264 (High, yuv420p, BT.709) video stream. Frames are
+    read one at a time (`Frames.frame`), so frames drawn on demand are never all in memory."""
+    first = frames.frame(0)
+    if first.ndim != 3 or first.shape[2] != 3 or first.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 (T, H, W, 3), not {first.dtype} {first.shape}")
+    height, width = first.shape[:2]
     if height % 2 or width % 2:
         raise ValueError(f"frame size {width}x{height} must be even for yuv420p")
     buffer = io.BytesIO()
@@ -206,7 +242,8 @@ def encode_segment(frames: Frames, settings: EncoderSettings = EncoderSettings()
         context.thread_count = settings.threads
         context.colorspace = context.color_primaries = context.color_trc = _BT709
         context.color_range = ColorRange.MPEG
-        for pixel_frame in pixels:
+        for index in range(len(frames)):
+            pixel_frame = first if index == 0 else frames.frame(index)
             frame = av.VideoFrame.from_ndarray(pixel_frame, format="rgb24").reformat(
                 format="yuv420p", dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG
             )

@@ -7,10 +7,12 @@ queueing forever."""
 from __future__ import annotations
 
 import re
+from functools import cache
 from typing import Any
 
 from ray import serve
 from ray.serve.exceptions import RayServeException
+from ray.serve.handle import DeploymentHandle
 from ray.serve.schema import ReplicaState
 
 from models.registry import EngineInfo
@@ -41,7 +43,7 @@ def call_engine(info: EngineInfo, method: str, *args: Any) -> Any:
     waiting for one forever (an application scaled to zero queues the request meanwhile). The
     status is checked ever more rarely, so that long generations cost the controller little."""
     try:
-        response = getattr(serve.get_app_handle(info.deployment), method).remote(*args)
+        response = getattr(_handle(info.deployment), method).remote(*args)
         wait_s = _FIRST_CHECK_S
         while True:
             try:
@@ -53,3 +55,11 @@ def call_engine(info: EngineInfo, method: str, *args: Any) -> Any:
                 wait_s = min(2 * wait_s, _CHECK_EVERY_S)
     except RayServeException as error:
         raise EngineUnavailable(engine_problem(info) or str(error)) from error
+
+
+@cache
+def _handle(application: str) -> DeploymentHandle:
+    """One handle per application and process: a handle's first call sets up its routing to the
+    replicas (a round of messages with the Serve controller), which render tasks, reused by Ray
+    from scene to scene, should pay once."""
+    return serve.get_app_handle(application)

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar, cast
@@ -92,7 +93,7 @@ class CreditLedger:
         memo: str | None = None,
     ) -> CreditReceipt:
         op = credits.Credit(user_id, amount, LedgerKind(kind), key, created_by, memo)
-        return cast(CreditReceipt, await self._submit(user_id, op))
+        return cast(CreditReceipt, await self._submit(op))
 
     async def reserve(
         self,
@@ -103,15 +104,15 @@ class CreditLedger:
         ttl_s: float = DEFAULT_TTL_S,
     ) -> ReservationInfo:
         op = credits.Reserve(user_id, amount, key, job_id, ttl_s)
-        return cast(ReservationInfo, await self._submit(user_id, op))
+        return cast(ReservationInfo, await self._submit(op))
 
     async def capture(self, reservation_id: uuid.UUID, amount_used: int) -> ReservationInfo:
         op = credits.Capture(reservation_id, amount_used)
-        return cast(ReservationInfo, await self._submit(reservation_id, op))
+        return cast(ReservationInfo, await self._submit(op))
 
     async def release(self, reservation_id: uuid.UUID) -> ReservationInfo:
         op = credits.Release(reservation_id)
-        return cast(ReservationInfo, await self._submit(reservation_id, op))
+        return cast(ReservationInfo, await self._submit(op))
 
     async def balance(self, user_id: uuid.UUID) -> Balance:
         return await self._in_thread(credits.balance, self._url, user_id)
@@ -119,15 +120,27 @@ class CreditLedger:
     async def expire_reservations(self, now: datetime | None = None) -> int:
         return await self._in_thread(credits.expire_reservations, self._url, now)
 
-    async def _submit(self, route: uuid.UUID, op: credits.Operation) -> credits.Outcome:
-        lane = self._lanes[route.int % len(self._lanes)]
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        lane.waiting.append((op, future))
-        lane.wake.set()
-        outcome = await future
+    async def apply(self, operations: list[credits.Operation]) -> list[credits.Outcome | Exception]:
+        """Many operations in one call (what `LedgerClient` sends): each joins its lane as if
+        called alone, and the outcomes come back in order, a domain error in place of its own."""
+        return list(await asyncio.gather(*(self._enqueue(op) for op in operations)))
+
+    async def _submit(self, op: credits.Operation) -> credits.Outcome:
+        outcome = await self._enqueue(op)
         if isinstance(outcome, Exception):
             raise outcome
-        return cast(credits.Outcome, outcome)
+        return outcome
+
+    async def _enqueue(self, op: credits.Operation) -> credits.Outcome | Exception:
+        by_user = isinstance(op, credits.Credit | credits.Reserve)
+        route = op.user_id if by_user else op.reservation_id
+        lane = self._lanes[route.int % len(self._lanes)]
+        future: asyncio.Future[credits.Outcome | Exception] = (
+            asyncio.get_running_loop().create_future()
+        )
+        lane.waiting.append((op, future))
+        lane.wake.set()
+        return await future
 
     async def _drain(self, lane: _Lane) -> None:
         while True:
@@ -193,12 +206,19 @@ def ledger_handle(database_url: str, *, name: str | None = None, **options: Any)
 
 
 class LedgerClient:
-    """A blocking client of the ledger actor, for code that is not async (Ray tasks, CLI). A
-    domain error comes back as itself: Ray raises an exception that is both a RayTaskError and
-    the original class."""
+    """A blocking client of the ledger actor, for code that is not async (Ray tasks, the API's
+    routes, the CLI); share one per process. Concurrent calls travel together: a call that finds
+    no batch on its way sends everything waiting (its own operation included) as one `apply`
+    call, and calls made meanwhile wait for the next batch, so a busy process pays one Ray round
+    trip per batch instead of one per operation (the actor then runs the batch as one database
+    transaction). A domain error comes back as itself."""
 
-    def __init__(self, handle: ActorHandle) -> None:
+    def __init__(self, handle: ActorHandle, max_in_flight: int = 2) -> None:
         self._handle = handle
+        self._max_in_flight = max_in_flight
+        self._turn = threading.Condition()
+        self._waiting: list[tuple[credits.Operation, Future[Any]]] = []
+        self._in_flight = 0
 
     def credit(
         self,
@@ -209,7 +229,8 @@ class LedgerClient:
         created_by: str,
         memo: str | None = None,
     ) -> CreditReceipt:
-        return _wait(self._handle.credit.remote(user_id, amount, kind, key, created_by, memo))
+        op = credits.Credit(user_id, amount, LedgerKind(kind), key, created_by, memo)
+        return cast(CreditReceipt, self._call(op))
 
     def reserve(
         self,
@@ -219,20 +240,46 @@ class LedgerClient:
         job_id: uuid.UUID | None = None,
         ttl_s: float = DEFAULT_TTL_S,
     ) -> ReservationInfo:
-        return _wait(self._handle.reserve.remote(user_id, amount, key, job_id, ttl_s))
+        op = credits.Reserve(user_id, amount, key, job_id, ttl_s)
+        return cast(ReservationInfo, self._call(op))
 
     def capture(self, reservation_id: uuid.UUID, amount_used: int) -> ReservationInfo:
-        return _wait(self._handle.capture.remote(reservation_id, amount_used))
+        return cast(ReservationInfo, self._call(credits.Capture(reservation_id, amount_used)))
 
     def release(self, reservation_id: uuid.UUID) -> ReservationInfo:
-        return _wait(self._handle.release.remote(reservation_id))
+        return cast(ReservationInfo, self._call(credits.Release(reservation_id)))
 
     def balance(self, user_id: uuid.UUID) -> Balance:
-        return _wait(self._handle.balance.remote(user_id))
+        return cast(Balance, ray.get(self._handle.balance.remote(user_id)))
 
     def expire_reservations(self, now: datetime | None = None) -> int:
-        return _wait(self._handle.expire_reservations.remote(now))
+        return cast(int, ray.get(self._handle.expire_reservations.remote(now)))
 
+    def _call(self, op: credits.Operation) -> credits.Outcome:
+        mine: Future[Any] = Future()
+        with self._turn:
+            self._waiting.append((op, mine))
+            while not mine.done() and self._in_flight >= self._max_in_flight:
+                self._turn.wait()
+            if not mine.done():
+                batch, self._waiting = self._waiting, []
+                self._in_flight += 1
+        if not mine.done():
+            self._send(batch)
+        outcome = mine.result()
+        if isinstance(outcome, Exception):
+            raise outcome
+        return cast(credits.Outcome, outcome)
 
-def _wait(ref: Any) -> Any:
-    return ray.get(ref)
+    def _send(self, batch: list[tuple[credits.Operation, Future[Any]]]) -> None:
+        outcomes: list[Any] = [RuntimeError("the ledger call was interrupted")] * len(batch)
+        try:
+            outcomes = ray.get(self._handle.apply.remote([op for op, _ in batch]))
+        except Exception as e:
+            outcomes = [e] * len(batch)
+        finally:
+            with self._turn:
+                for (_, future), outcome in zip(batch, outcomes, strict=True):
+                    future.set_result(outcome)
+                self._in_flight -= 1
+                self._turn.notify_all()

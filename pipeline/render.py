@@ -58,7 +58,7 @@ from pipeline.narration import Narration, Segment, narrate
 from pipeline.spec import FilmSpec, ImageRef, Scene
 from pipeline.storage import StoredObject, open_storage
 
-COMPOSITION_VERSION = "3"  # bump when clip composition changes what a cached clip holds
+COMPOSITION_VERSION = "4"  # bump when clip composition changes what a cached clip holds
 LEAD_S = 0.3
 TAIL_S = 0.5
 StopAt = Literal["plan", "voice", "animatic"]
@@ -309,9 +309,9 @@ def video_stage(inputs: RenderInputs, plan: ScenePlan) -> Frames:
 
 def _fit_length(frames: Frames, count: int) -> Frames:
     """Engines may return a frame more or less than asked; the plan's count is the contract."""
-    if len(frames.pixels) == count:
+    if len(frames) == count:
         return frames
-    picks = np.linspace(0, len(frames.pixels) - 1, count).round().astype(int)
+    picks = np.linspace(0, len(frames) - 1, count).round().astype(int)
     return Frames(frames.pixels[picks], frames.fps)
 
 
@@ -344,8 +344,8 @@ def clip_stage(
     result = ClipResult(
         index=plan.index,
         segment=encode_segment(clip),
-        last_frame=array_to_png(clip.pixels[-1]),
-        samples=[array_to_png(frames.pixels[i]) for i in _sample_indices(len(frames.pixels))],
+        last_frame=array_to_png(clip.frame(len(clip) - 1)),
+        samples=[array_to_png(frames.frame(i)) for i in _sample_indices(len(frames))],
         cached=False,
         warnings=warnings,
     )
