@@ -62,7 +62,7 @@ from models.mouth import MouthLipSyncEngine
 from models.music import MidiMusicEngine
 from pipeline import audio
 from pipeline import render as dag
-from pipeline.assemble import assemble, inspect_film
+from pipeline.assemble import assemble, encode_soundtrack, inspect_film
 from pipeline.compose import EncoderSettings, SceneEdges, compose_clip, encode_segment
 from pipeline.narration import Narration, Segment, narrate
 from pipeline.render import LEAD_S, RenderInputs, ScenePlan, plan_scenes
@@ -312,7 +312,8 @@ def encode_only(prepared: Prepared, folder: Path) -> Timing:
     every_core = EncoderSettings(threads=0)
     with measured() as timing:
         segments = [encode_segment(frames, every_core) for frames in prepared.composed]
-        assemble(segments, prepared.soundtrack, folder / "encoded.mp4")
+        soundtrack = encode_soundtrack(prepared.soundtrack, prepared.duration_s)
+        assemble(segments, soundtrack, folder / "encoded.mp4")
     assert inspect_film(folder / "encoded.mp4").frame_count == sum(p.frames for p in prepared.plans)
     return timing
 

@@ -1,6 +1,7 @@
-"""The film: H.264 segments joined by remuxing (no re-encode), the soundtrack encoded once as
-AAC, written as an MP4 with the index first (`+faststart`) so that browsers play it while it
-downloads. `inspect_film` decodes a film end to end to check what was written."""
+"""The film: H.264 segments and the soundtrack (encoded once as AAC by `encode_soundtrack`, while
+the picture renders) joined by remuxing, without re-encoding, into an MP4 with the index first
+(`+faststart`) so that browsers play it while it downloads. `inspect_film` decodes a film end to
+end to check what was written."""
 
 from __future__ import annotations
 
@@ -43,26 +44,42 @@ class FilmInfo:
     faststart: bool
 
 
-def assemble(segments: Sequence[bytes], audio: Audio, output: Path) -> Path:
+def encode_soundtrack(audio: Audio, duration_s: float) -> bytes:
+    """`audio` trimmed or padded with silence to `duration_s`, as stereo AAC-LC at 48 kHz in an
+    MP4 held in memory, for `assemble`."""
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=SAMPLE_RATE, layout="stereo")
+        stream.bit_rate = AUDIO_BITRATE
+        for packet in _encode_audio(stream, audio, duration_s):
+            container.mux(packet)
+    return buffer.getvalue()
+
+
+def assemble(segments: Sequence[bytes], soundtrack: bytes, output: Path) -> Path:
     """Write the film to the file `output` (a path, not a stream: `+faststart` rewrites the file
-    to move the index first): the segments in order, and `audio`, trimmed or padded with silence
-    to the picture's length, as stereo AAC-LC at 48 kHz."""
+    to move the index first): the segments in order, and the `encode_soundtrack` output."""
     if not segments:
         raise ValueError("a film needs at least one segment")
     inputs = [av.open(io.BytesIO(segment), "r") for segment in segments]
+    sound_input = av.open(io.BytesIO(soundtrack), "r")
     try:
         _check_joinable(inputs)
         template = inputs[0].streams.video[0]
+        sound_template = sound_input.streams.audio[0]
         with av.open(str(output), "w", format="mp4", options={"movflags": "+faststart"}) as film:
             video = film.add_stream_from_template(template)
-            video_packets, duration_s = _joined_packets(inputs, video)
-            sound = film.add_stream("aac", rate=SAMPLE_RATE, layout="stereo")
-            sound.bit_rate = AUDIO_BITRATE
-            audio_packets = list(_encode_audio(sound, audio, duration_s))
+            video_packets = _joined_packets(inputs, video)
+            sound = film.add_stream_from_template(sound_template)
+            audio_packets = []
+            for packet in sound_input.demux(sound_template):
+                if packet.dts is not None:
+                    packet.stream = sound
+                    audio_packets.append(packet)
             for packet in sorted(video_packets + audio_packets, key=_decode_time):
                 film.mux(packet)
     finally:
-        for container in inputs:
+        for container in [*inputs, sound_input]:
             container.close()
     return output
 
@@ -82,11 +99,8 @@ def _check_joinable(inputs: list[InputContainer]) -> None:
             )
 
 
-def _joined_packets(
-    inputs: list[InputContainer], stream: av.VideoStream
-) -> tuple[list[av.Packet], float]:
-    """Each segment's packets shifted to start where the previous segment ended, and the total
-    length in seconds.
+def _joined_packets(inputs: list[InputContainer], stream: av.VideoStream) -> list[av.Packet]:
+    """Each segment's packets shifted to start where the previous segment ended.
 
     With B-frames, decoding runs ahead of presentation: a segment's first decode time lies a
     few frames before its first picture (fewer in a segment too short for the full delay).
@@ -116,7 +130,7 @@ def _joined_packets(
             packet.stream = stream
             packets.append(packet)
         offset = end
-    return packets, float(offset * _time_base(inputs[0].streams.video[0]))
+    return packets
 
 
 def _encode_audio(stream: av.AudioStream, audio: Audio, duration_s: float) -> Iterator[av.Packet]:

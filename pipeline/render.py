@@ -1,7 +1,7 @@
 """The render DAG: a film spec to an MP4, subtitles, thumbnails and a storyboard, as Ray tasks.
 
     voice_i ─► video_i ─► clip_i (lip-sync, captions, transitions, H.264) ─┐
-    music (whole film) ────────────────────────────────────────────────────┼─► assemble
+    music (whole film) ─► soundtrack (narration + music, AAC) ─────────────┼─► assemble
                                                       subtitles, thumbnails, storyboard ◄─┘
 
 Engines are reached through their Serve applications (`models.registry.EngineInfo.deployment`)
@@ -19,6 +19,7 @@ import json
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from uuid import UUID
@@ -415,35 +416,52 @@ def music_stage(inputs: RenderInputs, duration_s: float) -> tuple[Audio | None, 
 # -- assemble --------------------------------------------------------------------------------
 
 
-@ray.remote(num_cpus=1, resources={"render_slot": 1}, max_retries=3)
-def assemble_stage(
+@dataclass(frozen=True)
+class Soundtrack:
+    aac: bytes
+    """The mix, encoded (`film_assembly.encode_soundtrack`)."""
+    segments: list[Segment]
+    """The narration's sentences on the film's timeline."""
+    midi: bytes | None
+
+
+@ray.remote(num_cpus=1, max_retries=3)
+def soundtrack_stage(
     inputs: RenderInputs,
     plans: list[ScenePlan],
-    clips: list[ClipResult],
     narrations: list[Narration | None],
     music: tuple[Audio | None, bytes | None, bool],
+) -> Soundtrack:
+    """The narration placed on the film's timeline and mixed over the music, encoded while the
+    scenes render."""
+    duration = sum(p.frames for p in plans) / inputs.spec.fps
+    track, segments = _narration_track(inputs, plans, narrations, duration)
+    music_audio, midi, _ = music
+    mix = audio.mix_film(track, music_audio, music_volume=inputs.spec.music.volume)
+    return Soundtrack(film_assembly.encode_soundtrack(mix, duration), segments, midi)
+
+
+@ray.remote(num_cpus=1, resources={"render_slot": 1}, max_retries=3)
+def assemble_stage(
+    inputs: RenderInputs, plans: list[ScenePlan], clips: list[ClipResult], soundtrack: Soundtrack
 ) -> dict[str, bytes]:
     """The film's files, by output name."""
     spec = inputs.spec
-    total_frames = sum(p.frames for p in plans)
-    duration = total_frames / spec.fps
-    track, segments = _narration_track(inputs, plans, narrations, duration)
-    music_audio, midi, _ = music
-    soundtrack = audio.mix_film(track, music_audio, music_volume=spec.music.volume)
     files: dict[str, bytes] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        film = film_assembly.assemble([c.segment for c in clips], soundtrack, Path(tmp) / "f.mp4")
+        segments = [c.segment for c in clips]
+        film = film_assembly.assemble(segments, soundtrack.aac, Path(tmp) / "f.mp4")
         files["film.mp4"] = film.read_bytes()
-    files["subtitles.srt"] = subtitles.to_srt(segments).encode()
-    files["subtitles.vtt"] = subtitles.to_vtt(segments).encode()
+    files["subtitles.srt"] = subtitles.to_srt(soundtrack.segments).encode()
+    files["subtitles.vtt"] = subtitles.to_vtt(soundtrack.segments).encode()
     samples = [array_from_png(s) for clip in clips for s in clip.samples]
     made = thumbnails.make_thumbnails(samples, spec.title)
     for i, candidate in enumerate(made.candidates):
         files[f"thumbnail{i + 1}.jpg"] = candidate.image
     files["thumbnail.jpg"] = made.chosen.image
     files["storyboard.png"] = _storyboard(inputs, plans, clips)
-    if midi:
-        files["music.mid"] = midi
+    if soundtrack.midi:
+        files["music.mid"] = soundtrack.midi
     return files
 
 
@@ -510,6 +528,7 @@ def render_film(inputs: RenderInputs, report: Reporter) -> tuple[RenderReport, d
         return _preview(inputs, plans, narrations, duration, hits, misses, report)
 
     music_ref = music_stage.remote(inputs, duration)
+    soundtrack_ref = soundtrack_stage.remote(inputs, plans, narrations, music_ref)
     clip_refs: list[ray.ObjectRef] = []
     previous_last: ray.ObjectRef | None = None
     for plan in plans:
@@ -532,7 +551,7 @@ def render_film(inputs: RenderInputs, report: Reporter) -> tuple[RenderReport, d
     if music[0] is not None:
         (hits if music[2] else misses).append("music")
     report("assemble", "running", 0)
-    files = ray.get(assemble_stage.remote(inputs, plans, clips, narrations, music))
+    files = ray.get(assemble_stage.remote(inputs, plans, clips, soundtrack_ref))
     report("assemble", "succeeded", 100)
     clock.done("assemble", Capability.video)
     warnings = [w for clip in clips for w in clip.warnings]

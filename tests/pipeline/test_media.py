@@ -17,6 +17,7 @@ from pipeline.assemble import (
     FilmInfo,
     SegmentMismatch,
     assemble,
+    encode_soundtrack,
     frames_at,
     inspect_film,
     verify_film,
@@ -97,7 +98,8 @@ def film(tmp_path_factory: pytest.TempPathFactory) -> Film:
         44_100,
     )
     soundtrack = mix_film(place(voice_clips, total_s), music, music_volume=0.5)
-    path = assemble(segments, soundtrack, tmp_path_factory.mktemp("film") / "film.mp4")
+    aac = encode_soundtrack(soundtrack, total_s)
+    path = assemble(segments, aac, tmp_path_factory.mktemp("film") / "film.mp4")
     with av.open(str(path)) as container:
         frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
     with av.open(str(path)) as container:
@@ -228,7 +230,8 @@ def test_segments_too_short_for_the_b_frame_delay_join_in_order(tmp_path: Path) 
         encode_segment(Frames(np.full((count, 64, 64, 3), level, np.uint8), FPS))
         for count, level in zip(lengths, grey_levels, strict=True)
     ]
-    path = assemble(segments, Audio(np.zeros(10, np.float32), SAMPLE_RATE), tmp_path / "x.mp4")
+    silence = encode_soundtrack(Audio(np.zeros(10, np.float32), SAMPLE_RATE), sum(lengths) / FPS)
+    path = assemble(segments, silence, tmp_path / "x.mp4")
     verify_film(path, frame_count=sum(lengths), fps=FPS)
     with av.open(str(path)) as container:
         shown = [frame.to_ndarray(format="rgb24").mean() for frame in container.decode(video=0)]
@@ -240,7 +243,8 @@ def test_segments_of_different_sizes_cannot_be_joined(tmp_path: Path) -> None:
     small = encode_segment(Frames(np.zeros((2, 64, 64, 3), np.uint8), FPS))
     wide = encode_segment(Frames(np.zeros((2, 64, 96, 3), np.uint8), FPS))
     with pytest.raises(SegmentMismatch, match="segment 1"):
-        assemble([small, wide], Audio(np.zeros(100, np.float32), SAMPLE_RATE), tmp_path / "x.mp4")
+        silence = encode_soundtrack(Audio(np.zeros(100, np.float32), SAMPLE_RATE), 2 / FPS)
+        assemble([small, wide], silence, tmp_path / "x.mp4")
 
 
 def test_odd_frame_sizes_are_refused() -> None:
