@@ -37,7 +37,7 @@ from pipeline.errors import (
     StudioError,
 )
 from pipeline.jobstate import set_stage, transition
-from pipeline.ledger import ledger_handle
+from pipeline.ledger import ledger_client
 from pipeline.render import EngineChoice, RenderInputs, StopAt, render_film, store_outputs
 from pipeline.scheduler import scheduler
 from pipeline.spec import FilmSpec
@@ -303,17 +303,18 @@ def _enqueue(
     except BaseException:
         session.rollback()
         if reservation is not None:
-            ray.get(ledger_handle(settings.resolved_database_url).release.remote(reservation.id))
+            ledger_client(settings.resolved_database_url).release(reservation.id)
         raise
     if not findings:
         scheduler(settings).wake.remote()
     return job
 
 
-def _reserve(settings: Settings, user_id: UUID, amount: int, key: str, job_id: UUID) -> Any:
-    reservation = ray.get(
-        ledger_handle(settings.resolved_database_url).reserve.remote(user_id, amount, key, job_id)
-    )
+def _reserve(
+    settings: Settings, user_id: UUID, amount: int, key: str, job_id: UUID
+) -> credits.ReservationInfo:
+    ledger = ledger_client(settings.resolved_database_url)
+    reservation = ledger.reserve(user_id, amount, key, job_id)
     if reservation.job_id == job_id:
         metrics.credits("reserved", reservation.amount)
     return reservation
@@ -395,7 +396,7 @@ def reject_held(settings: Settings, job_id: UUID, reason: str) -> Job:
 
 
 def balance(settings: Settings, user: User) -> tuple[int, int]:
-    result = ray.get(ledger_handle(settings.resolved_database_url).balance.remote(user.id))
+    result = ledger_client(settings.resolved_database_url).balance(user.id)
     return result.available, result.held
 
 
@@ -412,26 +413,18 @@ def on_user_registered(settings: Settings, user: User) -> None:
     with session_scope(settings.resolved_database_url) as session:
         plan = _plan(session, user)
     month = utcnow().strftime("%Y-%m")
-    ledger = ledger_handle(settings.resolved_database_url)
-    ray.get(
-        ledger.credit.remote(
-            user.id,
-            plan.monthly_credits,
-            "grant",
-            f"grant:{user.id}:{month}",
-            "system",
-            "monthly grant",
-        )
-    )
+    key = f"grant:{user.id}:{month}"
+    ledger = ledger_client(settings.resolved_database_url)
+    ledger.credit(user.id, plan.monthly_credits, "grant", key, "system", "monthly grant")
 
 
 def grant_credits(
     settings: Settings, admin: User, user_id: UUID, amount: int, memo: str
 ) -> tuple[int, int]:
-    ledger = ledger_handle(settings.resolved_database_url)
+    ledger = ledger_client(settings.resolved_database_url)
     key = f"admin-grant:{uuid.uuid4()}"
-    ray.get(ledger.credit.remote(user_id, amount, "adjustment", key, f"admin:{admin.id}", memo))
-    result = ray.get(ledger.balance.remote(user_id))
+    ledger.credit(user_id, amount, "adjustment", key, f"admin:{admin.id}", memo)
+    result = ledger.balance(user_id)
     return result.available, result.held
 
 

@@ -205,6 +205,21 @@ def ledger_handle(database_url: str, *, name: str | None = None, **options: Any)
     return handle
 
 
+def ledger_client(database_url: str) -> LedgerClient:
+    """This process's client of the database's ledger actor, made on first use: one per process
+    (and Ray connection), so that the calls of all its threads travel together."""
+    key = (database_url, ray.get_runtime_context().get_worker_id())
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = _clients[key] = LedgerClient(ledger_handle(database_url))
+        return client
+
+
+_clients: dict[tuple[str, str], LedgerClient] = {}
+_clients_lock = threading.Lock()
+
+
 class LedgerClient:
     """A blocking client of the ledger actor, for code that is not async (Ray tasks, the API's
     routes, the CLI); share one per process. Concurrent calls travel together: a call that finds

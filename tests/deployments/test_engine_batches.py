@@ -1,6 +1,7 @@
 """What the video deployments batch: the text-to-video engines' `generate_batch` (one pipeline
-call per native shot) gives every request the video it gets alone, mixed shot lengths included
-(tiny models, two steps). SVD renders one request per pipeline call (see its `render`)."""
+call per native shot) gives every request the video it gets alone (to within float rounding),
+mixed shot lengths included (tiny models, two steps). SVD renders one request per pipeline call
+(see its `render`)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,8 @@ def test_a_batch_gives_each_request_its_own_video(
     ]
     alone = [made.generate(request) for request in requests]
     together = made.generate_batch(requests)
+    # A batched matmul may round a hair differently from a single one on some CPUs: the same
+    # video is the same to within one level of 255 (another seed's is far from it).
     for frames, expected in zip(together, alone, strict=True):
-        assert np.array_equal(frames.pixels, expected.pixels)
-    assert not np.array_equal(together[0].pixels, together[1].pixels)
+        assert np.abs(frames.pixels.astype(int) - expected.pixels).max() <= 1
+    assert np.abs(together[0].pixels.astype(int) - together[1].pixels).max() > 1

@@ -1,6 +1,7 @@
-"""A Jepsen-style bank test of the CreditLedger actor on PostgreSQL: clients in threads and in
-separate processes hammer a few hot accounts with reservations, captures and releases (some
-sharing idempotency keys, some abandoned to expire) while the actor is killed and restarts.
+"""A Jepsen-style bank test of the CreditLedger actor on PostgreSQL: clients in threads (sharing
+one LedgerClient, so that their calls reach the actor in batches) and in separate processes
+hammer a few hot accounts with reservations, captures and releases (some sharing idempotency
+keys, some abandoned to expire) while the actor is killed and restarts.
 Afterwards the books must balance, no balance may ever have been negative, nothing may be
 captured twice and every reservation must be settled."""
 
@@ -56,7 +57,7 @@ def ledger(ledger_name: str) -> ActorHandle:
 
 
 def run_client(
-    name: str,
+    ledger: LedgerClient,
     client: str,
     users: list[uuid.UUID],
     run: str,
@@ -66,7 +67,6 @@ def run_client(
     """One client's random walk. Every fifth reservation uses a key that all clients use at the
     same step (a replayed request, settled by several clients at once); of the others, one in
     five is abandoned and left to expire."""
-    handle = ray.get_actor(name, namespace=LEDGER_NAMESPACE)
     rng = random.Random(seed)
     records: list[Record] = []
     for step in range(OPS_PER_CLIENT):
@@ -78,14 +78,14 @@ def run_client(
         action = rng.choices(["capture", "release", "abandon"], [5, 3, 0 if shared else 2])[0]
         ttl = ABANDONED_TTL_S if action == "abandon" else 120.0
         try:
-            info = ray.get(handle.reserve.remote(user, amount, key, None, ttl))
+            info = ledger.reserve(user, amount, key, None, ttl)
             records.append(("reserve", key, user, amount, info.id))
             if action == "capture":
                 asked = rng.randint(0, amount + 10)
-                info = ray.get(handle.capture.remote(info.id, asked))
+                info = ledger.capture(info.id, asked)
                 records.append(("settled", info.id, info.status, info.captured))
             elif action == "release":
-                info = ray.get(handle.release.remote(info.id))
+                info = ledger.release(info.id)
                 records.append(("settled", info.id, info.status, info.captured))
         except (InsufficientCredits, Conflict) as error:
             records.append(("refused", key, type(error).__name__))
@@ -110,7 +110,8 @@ def process_client(
     ray.init(address=address, namespace=LEDGER_NAMESPACE, log_to_driver=False)
     ready.put(client)
     go.wait(120)
-    results.put(run_client(name, client, users, run, seed))
+    ledger = LedgerClient(ray.get_actor(name, namespace=LEDGER_NAMESPACE))
+    results.put(run_client(ledger, client, users, run, seed))
     ray.shutdown()
 
 
@@ -145,9 +146,10 @@ def test_the_books_hold_under_concurrent_clients_and_an_actor_kill(
             done += 1
 
     go.set()
+    shared = LedgerClient(ledger)
     with ThreadPoolExecutor(THREADS) as pool:
         futures = [
-            pool.submit(run_client, name, f"t{i}", users, run, i, tick) for i in range(THREADS)
+            pool.submit(run_client, shared, f"t{i}", users, run, i, tick) for i in range(THREADS)
         ]
         deadline = time.monotonic() + 120
         while done < THREADS * OPS_PER_CLIENT // 3 and time.monotonic() < deadline:
@@ -256,6 +258,43 @@ def test_a_request_replayed_concurrently_is_charged_once(
     captures = ray.get([ledger.capture.remote(infos[0].id, 4) for _ in range(6)])
     assert {(c.status, c.captured) for c in captures} == {("captured", 4)}
     assert LedgerClient(ledger).balance(user).available == 66
+    assert_books_balance(postgres_url, [user])
+
+
+class CountingHandle:
+    """The ledger's handle, counting the `apply` calls made through it."""
+
+    def __init__(self, handle: ActorHandle) -> None:
+        self.handle, self.applies = handle, 0
+
+    @property
+    def apply(self) -> Any:
+        self.applies += 1
+        return self.handle.apply
+
+
+def test_a_shared_client_sends_concurrent_calls_together(
+    postgres_url: str, ledger: ActorHandle
+) -> None:
+    user = make_user(postgres_url, grant=100)
+    counting = CountingHandle(ledger)
+    client = LedgerClient(counting)  # type: ignore[arg-type]
+    run, callers = uuid.uuid4().hex[:8], 16
+    start = threading.Barrier(callers)
+
+    def reserve(i: int) -> str:
+        start.wait()
+        try:
+            return client.reserve(user, 1000 if i == 0 else 5, f"{run}-{i}").status
+        except InsufficientCredits:
+            return "refused"
+
+    with ThreadPoolExecutor(callers) as pool:
+        outcomes = list(pool.map(reserve, range(callers)))
+    assert outcomes == ["refused"] + ["held"] * (callers - 1)
+    assert counting.applies < callers
+    balance = LedgerClient(ledger).balance(user)
+    assert (balance.available, balance.held) == (25, 75)
     assert_books_balance(postgres_url, [user])
 
 

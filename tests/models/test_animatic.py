@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import time
 
 import cv2
@@ -127,3 +128,22 @@ def test_720p_renders_faster_than_real_time() -> None:
     elapsed = time.perf_counter() - started
     assert len(pixels) == 48
     assert elapsed < 2.0
+
+
+@pytest.mark.parametrize("camera", [CameraMove.static, CameraMove.pan_left, CameraMove.dolly_in])
+def test_a_shot_travels_as_its_keyframe_and_path_and_draws_the_same_frames(
+    camera: CameraMove,
+) -> None:
+    request = VideoRequest(
+        prompt="a lamp", camera=camera, width=320, height=180, fps=12, duration_s=2.0
+    )
+    frames = ENGINE.generate(request)
+    sent = pickle.dumps(frames, protocol=5)
+    single = [frames.frame(i) for i in (0, 11, 23)]
+    assert "pixels" not in vars(frames)  # drawing one frame draws only that one
+    assert len(frames) == 24
+    assert len(sent) < 24 * 320 * 180 * 3 / 5
+    received = pickle.loads(sent)
+    assert np.array_equal(received.pixels, frames.pixels)
+    for index, image in zip((0, 11, 23), single, strict=True):
+        assert np.array_equal(image, frames.pixels[index])

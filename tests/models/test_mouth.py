@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 from skimage import data
@@ -113,3 +115,18 @@ def test_audio_shorter_than_the_shot_closes_the_mouth(astronaut: np.ndarray) -> 
     result = ENGINE.sync(still(astronaut, 24), voice(np.full(6, 0.8)))
     assert mouth_change(astronaut, result.frames.pixels[2], *ASTRONAUT_FACE) > 8
     assert np.array_equal(result.frames.pixels[-1], astronaut)
+
+
+def test_the_result_travels_as_faces_and_openings_and_draws_the_same_frames(
+    astronaut: np.ndarray,
+) -> None:
+    frames = still(astronaut, 24)
+    result = ENGINE.sync(frames, voice(np.array([0.0, 0.8] * 12)))
+    first, loud = result.frames.frame(0), result.frames.frame(1)
+    assert "pixels" not in vars(result.frames)
+    assert np.array_equal(first, astronaut)
+    assert mouth_change(astronaut, loud, *ASTRONAUT_FACE) > 10
+    received = pickle.loads(pickle.dumps(result.frames, protocol=5))
+    assert len(received) == 24
+    assert np.array_equal(received.pixels[1], loud)
+    assert np.array_equal(received.pixels, result.frames.pixels)

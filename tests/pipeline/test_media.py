@@ -23,7 +23,7 @@ from pipeline.assemble import (
     verify_film,
 )
 from pipeline.audio import SAMPLE_RATE, duck, limit, mix_film, place, resample
-from pipeline.compose import compose_clip, encode_segment, scene_edges
+from pipeline.compose import SceneEdges, compose_clip, encode_segment, scene_edges
 from pipeline.narration import Segment, narrate
 from pipeline.spec import Transition
 
@@ -277,3 +277,17 @@ def test_the_limiter_keeps_peaks_under_the_ceiling_and_quiet_parts_untouched() -
     limited = limit(Audio(samples, SAMPLE_RATE), ceiling_db=-1).samples
     assert np.abs(limited).max() <= 10 ** (-1 / 20) + 1e-6
     assert limited[: SAMPLE_RATE // 4] == pytest.approx(0.2, rel=1e-6)
+
+
+def test_a_clip_is_composed_a_frame_at_a_time_while_it_is_encoded() -> None:
+    ramp = np.linspace(60, 200, 64, dtype=np.uint8)[None, :, None].repeat(64, 0).repeat(3, 2)
+    source = Frames(np.repeat(ramp[None], 24, axis=0), FPS)
+    edges = SceneEdges(fade_in=True, fade_out=True)
+    clip = compose_clip(source, captions=[Segment("Hello", 0.0, 0.5)], edges=edges)
+    segment = encode_segment(clip)
+    assert "pixels" not in vars(clip)  # never held whole
+    with av.open(io.BytesIO(segment)) as container:
+        decoded = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    assert decoded.shape == (24, 64, 64, 3)
+    assert np.abs(decoded.astype(int) - clip.pixels).mean() < 3
+    assert clip.pixels[0].max() == 0 and clip.pixels[12].mean() > 100
