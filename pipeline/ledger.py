@@ -9,7 +9,9 @@ small machine it beat two or four (bigger batches, fewer contending transactions
 suit a database with cores to spare. Captures and releases are routed by reservation id, as
 their owner is not known before the database is read: the account locks order them. Those
 locks, not the actor, are what make overspending impossible, so clients that bypass the actor
-(other processes calling pipeline/credits.py) stay safe.
+(other processes calling pipeline/credits.py) stay safe. On the calling side, `LedgerClient`
+(one per process: `ledger_client`) sends the concurrent calls of a process's threads to the
+actor together, one Ray call per batch.
 
 It is detached, restarts forever and retries calls that were in flight when it died: that is
 safe because every operation is idempotent (credits and reservations by key, captures and

@@ -176,8 +176,7 @@ def insert_job(api: Api, user_id: uuid.UUID, project_id: str | None = None, **fi
         job = Job(
             user_id=user_id,
             project_id=uuid.UUID(project_id) if project_id else None,
-            type="render",
-            **fields,
+            **{"type": "render", **fields},
         )
         session.add(job)
     return job

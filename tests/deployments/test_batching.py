@@ -80,7 +80,8 @@ def test_concurrent_requests_reach_the_engine_as_one_batch(handle: DeploymentHan
     together = concurrently(handle, requests)
     assert handle.batch_sizes.remote().result() == [3], "the batch size of the user_config"
     for frames, expected in zip(together, alone, strict=True):
-        assert np.array_equal(frames.pixels, expected.pixels), "a video is the one it is alone"
+        difference = np.abs(frames.pixels.astype(int) - expected.pixels).max()
+        assert difference <= 1, "a video is the one it is alone, to within float rounding"
 
 
 def test_a_bad_request_fails_alone_and_not_its_batch_mates(handle: DeploymentHandle) -> None:
