@@ -452,20 +452,21 @@ def run_job(settings: Settings, job_id: UUID) -> None:
             return
         transition(session, job, JobStatus.running)
         job.attempts += 1
+        job_input = dict(job.input)
+    quality = job_input.get("quality", "animatic")
+    try:
         inputs = RenderInputs(
             settings=settings,
-            spec=FilmSpec.model_validate(job.input["spec"]),
-            engines=EngineChoice(**job.input["engines"]),
-            stop_at=job.input.get("stop_at"),
+            spec=FilmSpec.model_validate(job_input["spec"]),
+            engines=EngineChoice(**job_input["engines"]),
+            stop_at=job_input.get("stop_at"),
             job_id=job_id,
         )
-        quality = job.input.get("quality", "animatic")
-    try:
         report, files = render_film(inputs, _reporter(url, job_id))
         stored = store_outputs(settings, files)
     except (ray.exceptions.TaskCancelledError, KeyboardInterrupt):
         return
-    except Exception as error:  # the job fails with the reason; nothing is charged
+    except Exception as error:  # a malformed job or a failed render: it fails with the reason
         fail_job(settings, job_id, _reason(error))
         return
     used = pricing.charge_for(

@@ -11,12 +11,13 @@ import ray
 from sqlmodel import select
 
 from cluster.settings import Settings
-from db.models import Asset, JobStatus, Plan, Project, ProjectStatus
+from db.models import Asset, Job, JobStatus, Plan, Project, ProjectStatus
 from db.session import session_scope
 from pipeline import jobs
 from pipeline.errors import InsufficientCredits, LicenceRefused, PlanLimit, SpecInvalid
 from pipeline.jobs import Estimate, RenderRequest
 from pipeline.ledger import ledger_handle
+from pipeline.scheduler import scheduler
 from tests.jobs.conftest import (
     balance,
     finished,
@@ -141,6 +142,17 @@ def test_a_failed_render_charges_nothing(studio: Settings) -> None:
     assert "missing.png" in (failed.error or "")
     assert settled_balance(studio, user) == (available, 0)
     assert outputs_of(studio, project.id) == []
+
+
+def test_a_job_row_that_cannot_be_read_fails_at_once(studio: Settings) -> None:
+    user = make_user(studio)
+    with session_scope(studio.resolved_database_url) as session:
+        job = Job(user_id=user.id, type="render", input={"engines": {}})
+        session.add(job)
+    scheduler(studio).wake.remote()
+    failed = wait_for(studio, job.id, finished)
+    assert (failed.status, failed.attempts) == (JobStatus.failed, 1)
+    assert "spec" in (failed.error or "")
 
 
 def test_another_users_job_is_not_found(studio: Settings) -> None:
