@@ -134,8 +134,10 @@ class CreditLedger:
         return outcome
 
     async def _enqueue(self, op: credits.Operation) -> credits.Outcome | Exception:
-        by_user = isinstance(op, credits.Credit | credits.Reserve)
-        route = op.user_id if by_user else op.reservation_id
+        if isinstance(op, credits.Credit | credits.Reserve):
+            route = op.user_id
+        else:
+            route = op.reservation_id
         lane = self._lanes[route.int % len(self._lanes)]
         future: asyncio.Future[credits.Outcome | Exception] = (
             asyncio.get_running_loop().create_future()
@@ -225,10 +227,10 @@ _clients_lock = threading.Lock()
 class LedgerClient:
     """A blocking client of the ledger actor, for code that is not async (Ray tasks, the API's
     routes, the CLI); share one per process. Concurrent calls travel together: a call that finds
-    no batch on its way sends everything waiting (its own operation included) as one `apply`
-    call, and calls made meanwhile wait for the next batch, so a busy process pays one Ray round
-    trip per batch instead of one per operation (the actor then runs the batch as one database
-    transaction). A domain error comes back as itself."""
+    fewer than `max_in_flight` batches on their way sends everything waiting (its own operation
+    included) as one `apply` call, and the others wait for a later batch, so a busy process pays
+    one Ray round trip per batch instead of one per operation (the actor then runs what reaches
+    it as one database transaction). A domain error comes back as itself."""
 
     def __init__(self, handle: ActorHandle, max_in_flight: int = 2) -> None:
         self._handle = handle
