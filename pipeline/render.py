@@ -1,16 +1,17 @@
 """The render DAG: a film spec to an MP4, subtitles, thumbnails and a storyboard, as Ray tasks.
 
-    voice_i ─► video_i ─► clip_i (lip-sync, captions, transitions, H.264) ─┐
-    music (whole film) ─► soundtrack (narration + music, AAC) ─────────────┼─► assemble
-                                                      subtitles, thumbnails, storyboard ◄─┘
+    voice_i ─► video_i ─► lip-sync_i ─► clip_i (captions, transitions, H.264) ─┐
+    music (whole film) ─► soundtrack (narration + music, AAC) ─────────────────┼─► assemble
+                                           subtitles, thumbnails, storyboard ◄─┘
 
 Engines are reached through their Serve applications (`models.registry.EngineInfo.deployment`)
 with `pipeline.engines.call_engine`: only engine replicas hold GPUs and no task of this DAG
 asks for one, so a render never holds a GPU while it waits on another stage; an engine whose
 replicas cannot start (a missing or corrupt model folder) fails the render with EngineUnavailable.
 Every stage looks in the stage cache first; a scene whose clip is cached costs neither video nor
-lip-sync again. Tasks retry on worker loss; ObjectRefs carry frames and audio between stages
-through the object store.
+lip-sync again. A scene that crossfades from the one before takes that scene's last frame from
+a small task that composes only that frame, so that the two clips encode side by side. Tasks
+retry on worker loss; ObjectRefs carry frames and audio between stages through the object store.
 """
 
 from __future__ import annotations
@@ -316,32 +317,46 @@ def _fit_length(frames: Frames, count: int) -> Frames:
     return Frames(frames.pixels[picks], frames.fps)
 
 
-@ray.remote(num_cpus=1, resources={"render_slot": 1}, max_retries=3)
-def clip_stage(
+@ray.remote(num_cpus=0.25, num_returns=2, max_retries=3)
+def lipsync_stage(
+    inputs: RenderInputs, plan: ScenePlan, frames: Frames, narration: Narration
+) -> tuple[Frames, list[str]]:
+    """The speaking character's frames moved with the narration, and the engine's warnings."""
+    track = audio.place([(LEAD_S, narration.audio)], plan.frames / inputs.spec.fps)
+    lipsync = inputs.engines.info(Capability.lipsync)
+    synced: LipSyncResult = call_engine(lipsync, "sync", frames, track)
+    return synced.frames, [f"scene {plan.index + 1}: {w}" for w in synced.warnings]
+
+
+def _finished(
     inputs: RenderInputs,
     plan: ScenePlan,
     frames: Frames,
     narration: Narration | None,
     previous_last_frame: bytes | None,
-) -> ClipResult:
-    """Lip-sync (when the scene has a speaking character), captions, transitions, encode."""
-    spec = inputs.spec
-    scene = spec.scenes[plan.index]
-    warnings = list(plan.warnings)
-    duration = plan.frames / spec.fps
+) -> Frames:
+    """The scene's picture with its captions and transitions, composed as it is read."""
     captions: list[Segment] = []
-    if narration is not None:
-        captions = [s.shifted(LEAD_S) for s in narration.segments] if spec.captions else []
-        if scene.character is not None:
-            track = audio.place([(LEAD_S, narration.audio)], duration)
-            lipsync = inputs.engines.info(Capability.lipsync)
-            synced: LipSyncResult = call_engine(lipsync, "sync", frames, track)
-            frames = synced.frames
-            warnings += [f"scene {plan.index + 1}: {w}" for w in synced.warnings]
+    if narration is not None and inputs.spec.captions:
+        captions = [s.shifted(LEAD_S) for s in narration.segments]
     previous = array_from_png(previous_last_frame) if previous_last_frame else None
-    clip = compose_clip(
-        frames, captions=captions, edges=SceneEdges(**plan.edges), previous_last_frame=previous
-    )
+    edges = SceneEdges(**plan.edges)
+    return compose_clip(frames, captions=captions, edges=edges, previous_last_frame=previous)
+
+
+@ray.remote(num_cpus=1, resources={"render_slot": 1}, max_retries=3)
+def clip_stage(
+    inputs: RenderInputs,
+    plan: ScenePlan,
+    frames: Frames,
+    sync_warnings: list[str],
+    narration: Narration | None,
+    previous_last_frame: bytes | None,
+) -> ClipResult:
+    """Captions, transitions, encode; the frames are lip-synced already where the scene has a
+    speaking character."""
+    warnings = [*plan.warnings, *sync_warnings]
+    clip = _finished(inputs, plan, frames, narration, previous_last_frame)
     result = ClipResult(
         index=plan.index,
         segment=encode_segment(clip),
@@ -355,6 +370,20 @@ def clip_stage(
     files["warnings.json"] = json.dumps(warnings).encode()
     _cache(inputs.settings).put("clip", plan.clip_key, files)
     return result
+
+
+@ray.remote(num_cpus=0.25, max_retries=3)
+def last_frame_stage(
+    inputs: RenderInputs,
+    plan: ScenePlan,
+    frames: Frames,
+    narration: Narration | None,
+    previous_last_frame: bytes | None,
+) -> bytes:
+    """The scene's last finished frame (PNG), the one its clip ends on, made without encoding
+    the scene: the next scene crossfades from it while this one still encodes."""
+    clip = _finished(inputs, plan, frames, narration, previous_last_frame)
+    return array_to_png(clip.frame(len(clip) - 1))
 
 
 def _sample_indices(count: int) -> list[int]:
@@ -530,18 +559,25 @@ def render_film(inputs: RenderInputs, report: Reporter) -> tuple[RenderReport, d
     music_ref = music_stage.remote(inputs, duration)
     soundtrack_ref = soundtrack_stage.remote(inputs, plans, narrations, music_ref)
     clip_refs: list[ray.ObjectRef] = []
-    previous_last: ray.ObjectRef | None = None
+    previous_last: ray.ObjectRef | None = None  # the last frame (PNG) of the scene before
     for plan in plans:
+        scene, narration = spec.scenes[plan.index], narrations[plan.index]
+        previous = previous_last if plan.edges["crossfade_in"] else None
+        next_crossfades = plan.index + 1 < count and plans[plan.index + 1].edges["crossfade_in"]
         if cached_clip(inputs, plan) is not None:
             hits.append(f"clip:{plan.index}")
             ref = _cached_clip_task.remote(inputs, plan)
+            previous_last = _last_frame.remote(ref) if next_crossfades else None
         else:
             misses.append(f"clip:{plan.index}")
             frames = video_stage.remote(inputs, plan)
-            needs_previous = plan.edges["crossfade_in"]
-            previous = _last_frame.remote(previous_last) if needs_previous else None
-            ref = clip_stage.remote(inputs, plan, frames, narrations[plan.index], previous)
-        previous_last = ref
+            sync_warnings: Any = []
+            if scene.character is not None and narration is not None:
+                frames, sync_warnings = lipsync_stage.remote(inputs, plan, frames, narration)
+            ref = clip_stage.remote(inputs, plan, frames, sync_warnings, narration, previous)
+            previous_last = None
+            if next_crossfades:
+                previous_last = last_frame_stage.remote(inputs, plan, frames, narration, previous)
         clip_refs.append(ref)
     report("video", "running", 0)
     clips = _gather(clip_refs, lambda done: report("video", "running", 100 * done / count))
