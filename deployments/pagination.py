@@ -26,6 +26,7 @@ PageDep = Annotated[PageParams, Depends(page_params)]
 
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 
 class Page(BaseModel, Generic[T]):
@@ -36,9 +37,12 @@ class Page(BaseModel, Generic[T]):
 
 
 def fetch_page(
-    session: Session, query: SelectOfScalar[Any], page: PageParams
-) -> tuple[list[Any], int]:
-    """The page's rows of `query` (already ordered) and the count of all its rows."""
+    session: Session, query: SelectOfScalar[Any], page: PageParams, item: type[M]
+) -> Page[M]:
+    """The page of `query` (already ordered), each row read as an `item`, with the count of all
+    its rows."""
     total = session.exec(select(func.count()).select_from(query.order_by(None).subquery())).one()
-    rows = list(session.exec(query.limit(page.limit).offset(page.offset)))
-    return rows, total
+    rows = session.exec(query.limit(page.limit).offset(page.offset))
+    return Page[item](  # type: ignore[valid-type]
+        items=[item.model_validate(row) for row in rows], total=total, **page.model_dump()
+    )

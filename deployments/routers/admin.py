@@ -236,8 +236,7 @@ def search_users(
     query = select(User).order_by(col(User.created_at).desc(), col(User.id))
     if email:
         query = query.where(col(User.email).ilike(_contains(email), escape="\\"))
-    rows, total = fetch_page(session, query, page)
-    return Page(items=rows, total=total, limit=page.limit, offset=page.offset)
+    return fetch_page(session, query, page, AdminUserView)
 
 
 @router.put("/users/{user_id}/plan", response_model=AdminUserView, responses=problem_responses(404))
@@ -353,8 +352,7 @@ def search_projects(
         query = query.join(User, col(User.id) == Project.owner_id).where(
             col(User.email).ilike(_contains(owner_email), escape="\\")
         )
-    rows, total = fetch_page(session, query, page)
-    return Page(items=rows, total=total, limit=page.limit, offset=page.offset)
+    return fetch_page(session, query, page, AdminProjectView)
 
 
 @router.delete(
@@ -423,8 +421,7 @@ def moderation_queue(
         .where(ModerationFlag.status == state)
         .order_by(col(ModerationFlag.created_at), col(ModerationFlag.id))
     )
-    rows, total = fetch_page(session, query, page)
-    return Page(items=rows, total=total, limit=page.limit, offset=page.offset)
+    return fetch_page(session, query, page, FlagView)
 
 
 @router.post(

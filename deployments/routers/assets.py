@@ -106,10 +106,7 @@ def _record(
 @router.get("/api/projects/{project_id}/assets", responses=problem_responses(404))
 def list_assets(project: OwnedProject, session: SessionDep, page: PageDep) -> Page[AssetPublic]:
     query = select(Asset).where(Asset.project_id == project.id)
-    rows, total = fetch_page(session, query.order_by(col(Asset.created_at).desc()), page)
-    return Page[AssetPublic](
-        items=[AssetPublic.model_validate(r) for r in rows], total=total, **page.model_dump()
-    )
+    return fetch_page(session, query.order_by(col(Asset.created_at).desc()), page, AssetPublic)
 
 
 @router.get(

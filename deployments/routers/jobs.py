@@ -87,10 +87,7 @@ def list_jobs(
         query = query.where(Job.status == status)
     if project_id is not None:
         query = query.where(Job.project_id == project_id)
-    rows, total = fetch_page(session, query.order_by(col(Job.created_at).desc()), page)
-    return Page[JobPublic](
-        items=[JobPublic.model_validate(r) for r in rows], total=total, **page.model_dump()
-    )
+    return fetch_page(session, query.order_by(col(Job.created_at).desc()), page, JobPublic)
 
 
 @router.get("/{job_id}", responses=problem_responses(404))
