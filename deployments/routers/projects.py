@@ -12,11 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from cluster.settings import Settings
 from db.models import Asset, Job, Project, ProjectStatus, User
 from db.types import utcnow
 from deployments.deps import CurrentUser, OwnedProject, SessionDep, SettingsDep
 from deployments.errors import problem_responses
-from deployments.idempotency import IdempotencyDep
+from deployments.idempotency import Idempotency, IdempotencyDep
 from deployments.pagination import Page, PageDep, fetch_page
 from deployments.routers.jobs import SUBMIT_RESPONSES, submitted
 from pipeline import jobs
@@ -73,10 +74,8 @@ def list_projects(
     query = select(Project).where(Project.owner_id == user.id)
     if status is not None:
         query = query.where(Project.status == status)
-    rows, total = fetch_page(session, query.order_by(col(Project.created_at).desc()), page)
-    return Page[ProjectSummary](
-        items=[ProjectSummary.model_validate(r) for r in rows], total=total, **page.model_dump()
-    )
+    ordered = query.order_by(col(Project.created_at).desc())
+    return fetch_page(session, ordered, page, ProjectSummary)
 
 
 @router.get("/{project_id}", responses=problem_responses(404))
@@ -133,11 +132,7 @@ def render_project(
     settings: SettingsDep,
     idempotency: IdempotencyDep,
 ) -> JSONResponse:
-    return idempotency.run(
-        lambda: submitted(
-            jobs.submit_render(settings, user, project.id, body, idempotency_key=idempotency.key)
-        )
-    )
+    return _submit(project, body, user, settings, idempotency, regenerate=False)
 
 
 @router.post(
@@ -154,10 +149,23 @@ def regenerate_project(
     settings: SettingsDep,
     idempotency: IdempotencyDep,
 ) -> JSONResponse:
+    return _submit(project, body, user, settings, idempotency, regenerate=True)
+
+
+def _submit(
+    project: Project,
+    body: jobs.RenderRequest,
+    user: User,
+    settings: Settings,
+    idempotency: Idempotency,
+    *,
+    regenerate: bool,
+) -> JSONResponse:
+    key = idempotency.key
     return idempotency.run(
         lambda: submitted(
             jobs.submit_render(
-                settings, user, project.id, body, regenerate=True, idempotency_key=idempotency.key
+                settings, user, project.id, body, regenerate=regenerate, idempotency_key=key
             )
         )
     )
