@@ -56,14 +56,15 @@ from moviepy.audio.AudioClip import AudioArrayClip, CompositeAudioClip
 
 from cluster.settings import Settings
 from models.animatic import AnimaticVideoEngine
-from models.base import Audio, Frames, MusicRequest, MusicStyle, VideoRequest, VoiceRequest
+from models.base import Audio, Frames, MusicRequest, MusicStyle, VoiceRequest
 from models.espeak import EspeakVoiceEngine
 from models.mouth import MouthLipSyncEngine
 from models.music import MidiMusicEngine
 from pipeline import audio
 from pipeline import render as dag
 from pipeline.assemble import assemble, encode_soundtrack, inspect_film
-from pipeline.compose import EncoderSettings, SceneEdges, compose_clip, encode_segment
+from pipeline.cache import array_to_png
+from pipeline.compose import EncoderSettings, encode_segment
 from pipeline.narration import Narration, Segment, narrate
 from pipeline.render import LEAD_S, RenderInputs, ScenePlan, plan_scenes
 from pipeline.spec import FilmSpec, Scene
@@ -248,38 +249,17 @@ def _material(
     voice, video, lipsync = EspeakVoiceEngine(), AnimaticVideoEngine(), MouthLipSyncEngine()
     narrations = [_narration(voice, scene, spec.seed + i) for i, scene in enumerate(spec.scenes)]
     plans = plan_scenes(inputs, narrations)
-    width, height = spec.frame_size
     raw: list[Frames] = []
     composed: list[Frames] = []
     for plan, narration in zip(plans, narrations, strict=True):
         scene = spec.scenes[plan.index]
-        request = VideoRequest(
-            prompt=scene.prompt or scene.title or spec.title,
-            title=scene.title,
-            caption=scene.caption,
-            mood=scene.mood,
-            camera=scene.camera,
-            width=width,
-            height=height,
-            fps=spec.fps,
-            duration_s=plan.frames / spec.fps,
-            keyframe_png=dag._keyframe(inputs, scene, plan.index),
-            seed=spec.seed + plan.index,
-        )
-        frames = dag._fit_length(video.generate(request), plan.frames)
-        captions = []
-        if narration is not None:
-            captions = [s.shifted(LEAD_S) for s in narration.segments] if spec.captions else []
-            if scene.character is not None:
-                track = audio.place([(LEAD_S, narration.audio)], plan.frames / spec.fps)
-                frames = lipsync.sync(frames, track).frames
+        frames = dag._fit_length(video.generate(dag.video_request(inputs, plan)), plan.frames)
+        if narration is not None and scene.character is not None:
+            track = audio.place([(LEAD_S, narration.audio)], plan.frames / spec.fps)
+            frames = lipsync.sync(frames, track).frames
         raw.append(Frames(frames.pixels, spec.fps))
-        clip = compose_clip(
-            frames,
-            captions=captions,
-            edges=SceneEdges(**plan.edges),
-            previous_last_frame=composed[-1].pixels[-1] if composed else None,
-        )
+        previous = array_to_png(composed[-1].pixels[-1]) if composed else None
+        clip = dag._finished(inputs, plan, frames, narration, previous)
         composed.append(Frames(clip.pixels, spec.fps))
     duration = sum(p.frames for p in plans) / spec.fps
     music = None

@@ -287,12 +287,12 @@ def _keyframe(inputs: RenderInputs, scene: Scene, index: int) -> bytes | None:
     return array_to_png(pixels)
 
 
-@ray.remote(num_cpus=0.25, max_retries=3)
-def video_stage(inputs: RenderInputs, plan: ScenePlan) -> Frames:
+def video_request(inputs: RenderInputs, plan: ScenePlan) -> VideoRequest:
+    """What the video engine is asked for one scene."""
     spec = inputs.spec
     scene = spec.scenes[plan.index]
     width, height = spec.frame_size
-    request = VideoRequest(
+    return VideoRequest(
         prompt=scene.prompt or scene.title or spec.title,
         title=scene.title,
         caption=scene.caption,
@@ -305,6 +305,11 @@ def video_stage(inputs: RenderInputs, plan: ScenePlan) -> Frames:
         keyframe_png=_keyframe(inputs, scene, plan.index),
         seed=spec.seed + plan.index,
     )
+
+
+@ray.remote(num_cpus=0.25, max_retries=3)
+def video_stage(inputs: RenderInputs, plan: ScenePlan) -> Frames:
+    request = video_request(inputs, plan)
     frames: Frames = call_engine(inputs.engines.info(Capability.video), "generate", request)
     return _fit_length(frames, plan.frames)
 
@@ -404,13 +409,6 @@ def cached_clip(inputs: RenderInputs, plan: ScenePlan) -> ClipResult | None:
         cached=True,
         warnings=json.loads(hit["warnings.json"]),
     )
-
-
-@ray.remote(num_cpus=0, max_retries=3)
-def _cached_clip_task(inputs: RenderInputs, plan: ScenePlan) -> ClipResult:
-    clip = cached_clip(inputs, plan)
-    assert clip is not None
-    return clip
 
 
 # -- music -----------------------------------------------------------------------------------
@@ -559,15 +557,16 @@ def render_film(inputs: RenderInputs, report: Reporter) -> tuple[RenderReport, d
     music_ref = music_stage.remote(inputs, duration)
     soundtrack_ref = soundtrack_stage.remote(inputs, plans, narrations, music_ref)
     clip_refs: list[ray.ObjectRef] = []
-    previous_last: ray.ObjectRef | None = None  # the last frame (PNG) of the scene before
+    previous_last: ray.ObjectRef | bytes | None = None  # the scene before's last frame (PNG)
     for plan in plans:
         scene, narration = spec.scenes[plan.index], narrations[plan.index]
         previous = previous_last if plan.edges["crossfade_in"] else None
         next_crossfades = plan.index + 1 < count and plans[plan.index + 1].edges["crossfade_in"]
-        if cached_clip(inputs, plan) is not None:
+        cached = cached_clip(inputs, plan)
+        if cached is not None:
             hits.append(f"clip:{plan.index}")
-            ref = _cached_clip_task.remote(inputs, plan)
-            previous_last = _last_frame.remote(ref) if next_crossfades else None
+            ref = ray.put(cached)
+            previous_last = cached.last_frame if next_crossfades else None
         else:
             misses.append(f"clip:{plan.index}")
             frames = video_stage.remote(inputs, plan)
@@ -618,11 +617,6 @@ class _StageClock:
         engine = self.inputs.engines.info(capability).deployment
         metrics.stage_done(stage, engine, now - self.started)
         self.started = now
-
-
-@ray.remote(num_cpus=0)
-def _last_frame(clip: ClipResult) -> bytes:
-    return clip.last_frame
 
 
 def _gather(refs: list[ray.ObjectRef], progress: Callable[[int], None]) -> list[Any]:
