@@ -6,6 +6,7 @@ skipping its tests.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -32,9 +34,21 @@ S3_SECRET_KEY = "studio-test-secret"
 
 def unavailable(what: str) -> None:
     """Skip locally, fail in CI: a test that needs a real service must run there."""
-    if os.environ.get("STUDIO_REQUIRE_SERVICES") == "1":
+    if _required():
         pytest.fail(f"required service unavailable: {what}", pytrace=False)
     pytest.skip(f"service unavailable: {what}")
+
+
+def require_module(name: str, why: str) -> Any:
+    """The module `name`; where it cannot be imported, skip locally and fail in CI, as for a
+    missing service (CI installs every extra, so a failed import there is a broken install)."""
+    if _required():
+        return importlib.import_module(name)
+    return pytest.importorskip(name, reason=why)
+
+
+def _required() -> bool:
+    return os.environ.get("STUDIO_REQUIRE_SERVICES") == "1"
 
 
 def free_port() -> int:

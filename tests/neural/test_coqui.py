@@ -12,10 +12,11 @@ import pytest
 
 from models.base import AgeBand, Gender, Voice, VoiceRequest
 from models.errors import ModelUnavailable, UnsupportedRequest
+from tests.services import require_module
 
-pytest.importorskip("TTS.tts.models.xtts", reason="coqui-tts needs torchaudio and torchcodec")
+require_module("TTS.tts.models.xtts", "coqui-tts needs torchaudio and torchcodec")
 
-from models.neural.coqui import CoquiVoiceEngine, VitsVoiceEngine, XttsVoiceEngine
+from models.neural.coqui import CoquiVoiceEngine, VitsVoiceEngine, XttsVoiceEngine  # noqa: E402
 
 RATES = {"vits": 16000, "xtts": 24000}
 

@@ -17,6 +17,7 @@ from ray.autoscaler._private.util import validate_config
 from ray.serve.schema import ServeDeploySchema
 
 from cluster.metrics import prometheus_names
+from tests.services import require_module
 
 ROOT = Path(__file__).resolve().parents[2]
 YAML_FILES = [
@@ -333,7 +334,7 @@ def test_alerts_cover_failures_latency_backlog_crash_loops_and_the_ledger() -> N
 
 
 def test_alert_and_dashboard_expressions_parse_as_promql() -> None:
-    promql_parser = pytest.importorskip("promql_parser")
+    promql_parser = require_module("promql_parser", "promql-parser is a test extra")
     targets = [target for panel in dashboard_panels() for target in panel["targets"]]
     for expr in [rule["expr"] for rule in alert_rules()] + [t["expr"] for t in targets]:
         promql_parser.parse(expr)
