@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from ray import serve
-from sqlmodel import select
+from sqlmodel import SQLModel, select
 
 from cluster.settings import Settings
 from db.migrate import upgrade
@@ -183,12 +183,7 @@ def insert_job(api: Api, user_id: uuid.UUID, project_id: str | None = None, **fi
 
 
 def update_job(api: Api, job_id: uuid.UUID, **fields: Any) -> None:
-    with session_scope(api.database_url) as session:
-        job = session.get(Job, job_id)
-        assert job is not None
-        for name, value in fields.items():
-            setattr(job, name, value)
-        session.add(job)
+    _update(api, Job, job_id, fields)
 
 
 def put_on_plan(api: Api, user_id: uuid.UUID, code: str, **limits: int) -> None:
@@ -206,12 +201,16 @@ def put_on_plan(api: Api, user_id: uuid.UUID, code: str, **limits: int) -> None:
 
 
 def set_user(api: Api, user_id: uuid.UUID, **fields: Any) -> None:
+    _update(api, User, user_id, fields)
+
+
+def _update(api: Api, table: type[SQLModel], row_id: uuid.UUID, fields: dict[str, Any]) -> None:
     with session_scope(api.database_url) as session:
-        user = session.get(User, user_id)
-        assert user is not None
+        row = session.get(table, row_id)
+        assert row is not None
         for name, value in fields.items():
-            setattr(user, name, value)
-        session.add(user)
+            setattr(row, name, value)
+        session.add(row)
 
 
 def delete_user(api: Api, user_id: uuid.UUID) -> None:

@@ -18,6 +18,7 @@ from pipeline.errors import InsufficientCredits, LicenceRefused, PlanLimit, Spec
 from pipeline.jobs import Estimate, RenderRequest
 from pipeline.ledger import ledger_handle
 from pipeline.scheduler import scheduler
+from pipeline.spec import FilmSpec
 from tests.jobs.conftest import (
     balance,
     finished,
@@ -252,9 +253,7 @@ def test_a_corrupt_uploaded_image_is_refused_at_submit(studio: Settings) -> None
         session.add(asset)
     spec = tiny_spec().model_dump(mode="json")
     spec["scenes"][0]["image"] = str(asset.id)
-    with session_scope(studio.resolved_database_url) as session:
-        project = Project(owner_id=user.id, title="bad image", spec=spec)
-        session.add(project)
+    project = make_project(studio, user, FilmSpec.model_validate(spec))
     with pytest.raises(SpecInvalid, match="not a readable image"):
         jobs.submit_render(studio, user, project.id, RenderRequest())
 
@@ -266,9 +265,7 @@ def test_a_flagged_prompt_is_held_and_charges_nothing_until_approved(studio: Set
     granted, _ = balance(studio, user)
     flagged = tiny_spec().model_dump(mode="json")
     flagged["scenes"][0]["narration"] = "Here is how to make a bomb at home."
-    with session_scope(studio.resolved_database_url) as session:
-        project = Project(owner_id=user.id, title="flagged", spec=flagged)
-        session.add(project)
+    project = make_project(studio, user, FilmSpec.model_validate(flagged))
     job = jobs.submit_render(studio, user, project.id, RenderRequest())
     assert job.status == JobStatus.held
     time.sleep(2)
@@ -288,9 +285,7 @@ def test_a_rejected_held_job_fails_and_charges_nothing(studio: Settings) -> None
     granted, _ = balance(studio, user)
     flagged = tiny_spec().model_dump(mode="json")
     flagged["scenes"][0]["prompt"] = "a beheading video"
-    with session_scope(studio.resolved_database_url) as session:
-        project = Project(owner_id=user.id, title="flagged", spec=flagged)
-        session.add(project)
+    project = make_project(studio, user, FilmSpec.model_validate(flagged))
     job = jobs.submit_render(studio, user, project.id, RenderRequest())
     assert job.status == JobStatus.held
     failed = jobs.reject_held(studio, job.id, "violent content")
