@@ -1,13 +1,18 @@
 """Render speed on this machine: the render DAG against the encoder alone and against MoviePy,
-and 1 render slot against 2. Run by hand (minutes; `--quick` renders the 15 s short instead of
-the 45 s story):
+and 1 render worker against 2. Run by hand (minutes; `--quick` renders the 15 s short instead
+of the 45 s story):
 
     python -m bench.render [--quick] [--spec examples/story.yaml] [--resolution 720]
 
-- DAG: `render_film` on a fresh local Ray, in a subprocess per `render_workers` (1 and 2), so
-  that each gets its own Ray with that many `render_slot`s. Ray start-up, engine deployment and
-  a warm-up render of the same spec at 144p (worker processes, imports, replicas scaled up from
-  zero) are timed apart; the render timed is the next one, on an empty stage cache.
+- DAG: `render_film` on a fresh local Ray, in a subprocess per pass, so that each gets its own
+  Ray with its number of `render_slot`s (`render_workers`), pinned to its number of cores (CPU
+  affinity, which every Ray process it starts inherits). A worker is a core with its render
+  slot: "1 worker" is the whole cluster on one core with one slot, "2 workers" two cores with
+  two slots. A third pass, one slot on two cores, shows what the slot alone buys: there the
+  stages that take no slot (voice, video, lip-sync, soundtrack, Serve) already use the second
+  core. Ray start-up, engine deployment and a warm-up render of the same spec at 144p (worker
+  processes, imports, replicas scaled up from zero) are timed apart; the render timed is the
+  next one, on an empty stage cache.
 - encode only: the same frames (animatic, lip-sync, captions and transitions, made here up
   front with the DAG's own functions) and soundtrack; only `encode_segment` of each scene and
   `assemble` are timed, with x264 free to use every core (the DAG gives each scene one core and
@@ -23,7 +28,7 @@ Each pass is measured in wall seconds and in CPU seconds (its process, every des
 processes, ffmpeg, and what they reaped). On a machine shared with other work, wall time depends
 on the load (and a pass with more runnable threads takes a bigger share of a contended CPU); CPU
 seconds hardly do. Prints a table and the ratios against their goals: DAG at least 3x faster than
-MoviePy, DAG at most 1.5x the encoder alone, 2 slots at least 1.7x faster than 1.
+MoviePy, DAG at most 1.5x the encoder alone, 2 workers at least 1.7x faster than 1.
 """
 
 from __future__ import annotations
@@ -219,12 +224,40 @@ def _timed_render(
     return done, report
 
 
-def dag_in_subprocess(spec_path: Path, resolution: int, workers: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DagPass:
+    cores: int
+    slots: int
+
+    @property
+    def name(self) -> str:
+        if self.cores == self.slots:
+            return f"{self.slots} worker{'s' if self.slots > 1 else ''}"
+        return f"{self.slots} slot on {self.cores} cores"
+
+
+DAG_PASSES = [DagPass(cores=2, slots=2), DagPass(cores=1, slots=1), DagPass(cores=2, slots=1)]
+
+
+def dag_in_subprocess(spec_path: Path, resolution: int, dag_pass: DagPass) -> dict[str, Any]:
+    """`dag_run` in a process (and so a Ray) of its own, pinned to the pass's first cores."""
+    cores = sorted(os.sched_getaffinity(0))[: dag_pass.cores]
+    if len(cores) < dag_pass.cores:
+        raise RuntimeError(
+            f"{dag_pass.name} needs {dag_pass.cores} cores, this machine has {cores}"
+        )
     command = [sys.executable, "-m", "bench.render", "--spec", str(spec_path)]
-    command += ["--resolution", str(resolution), "--dag-run", str(workers)]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    command += ["--resolution", str(resolution), "--dag-run", str(dag_pass.slots)]
+    done = subprocess.run(
+        command,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        preexec_fn=lambda: os.sched_setaffinity(0, cores),
+    )
     if done.returncode != 0:
-        raise RuntimeError(f"DAG run with {workers} worker(s) failed:\n{done.stderr[-4000:]}")
+        raise RuntimeError(f"DAG run, {dag_pass.name}, failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
@@ -408,9 +441,9 @@ def main() -> None:
     loads = [os.getloadavg()[0]]
     print(f"{spec_path.name} at {args.resolution}p on {os.cpu_count()} cores", flush=True)
     runs = {}
-    for workers in (1, 2):
-        runs[workers] = dag_in_subprocess(spec_path, args.resolution, workers)
-        print(f"DAG with {workers} render slot(s): {json.dumps(runs[workers])}", flush=True)
+    for dag_pass in DAG_PASSES:
+        runs[dag_pass] = dag_in_subprocess(spec_path, args.resolution, dag_pass)
+        print(f"DAG, {dag_pass.name}: {json.dumps(runs[dag_pass])}", flush=True)
     loads.append(os.getloadavg()[0])
     spec = load_spec(spec_path, args.resolution)
     prepared = prepare(spec, spec_path.parent)
@@ -426,7 +459,7 @@ def main() -> None:
 def report(
     spec: FilmSpec,
     prepared: Prepared,
-    runs: dict[int, dict[str, Any]],
+    runs: dict[DagPass, dict[str, Any]],
     encoded: Timing,
     moviepy: Timing,
 ) -> None:
@@ -434,10 +467,14 @@ def report(
     frames = sum(p.frames for p in prepared.plans)
     counts = [run["frame_count"] for run in runs.values()]
     assert all(abs(count - frames) <= 0.01 * frames for count in counts), (counts, frames)
-    dag2, dag1 = Timing(**runs[2]["render"]), Timing(**runs[1]["render"])
+    two, one, one_slot = DAG_PASSES
+    dag2, dag1 = Timing(**runs[two]["render"]), Timing(**runs[one]["render"])
+    slot1 = Timing(**runs[one_slot]["render"])
     rows = [
-        ("DAG, 2 render slots (render only)", dag2, runs[2]["frame_count"]),
-        ("DAG, 1 render slot (render only)", dag1, runs[1]["frame_count"]),
+        *(
+            (f"DAG, {p.name} (render only)", Timing(**run["render"]), run["frame_count"])
+            for p, run in runs.items()
+        ),
         ("encode + assemble only", encoded, frames),
         ("MoviePy compose + write_videofile", moviepy, frames),
         ("frames + soundtrack made in 1 process", prepared.timing, frames),
@@ -454,30 +491,31 @@ def report(
             f"{name:<40}{timing.wall_s:>8.1f}{timing.cpu_s:>8.1f}"
             f"{film_s / timing.wall_s:>15.2f}{timing.cpu_s / film_s:>14.2f}"
         )
-    for workers, run in runs.items():
+    for dag_pass, run in runs.items():
         stages = ", ".join(f"{stage} {t:.1f} s" for stage, t in run["stages"].items())
         print(
-            f"DAG {workers} slot(s): Ray start {run['ray_start_s']:.1f} s, engine deploy "
+            f"DAG, {dag_pass.name}: Ray start {run['ray_start_s']:.1f} s, engine deploy "
             f"{run['deploy_s']:.1f} s, warm-up render at 144p {run['warmup_s']:.1f} s; "
             f"timed render, stages ended at: {stages}"
         )
         roles = sorted(run["cpu_by_role"].items(), key=lambda item: -item[1])
         print("  CPU s by process: " + ", ".join(f"{role} {cpu:.1f}" for role, cpu in roles))
-    start_up = runs[2]["ray_start_s"] + runs[2]["deploy_s"]
+    start_up = runs[two]["ray_start_s"] + runs[two]["deploy_s"]
     ratios = [
         (
-            "MoviePy / DAG (2 slots)",
+            "MoviePy / DAG (2 workers)",
             moviepy.wall_s / dag2.wall_s,
             moviepy.cpu_s / dag2.cpu_s,
             ">= 3",
         ),
         (
-            "DAG (2 slots) / encode only",
+            "DAG (2 workers) / encode only",
             dag2.wall_s / encoded.wall_s,
             dag2.cpu_s / encoded.cpu_s,
             "<= 1.5",
         ),
-        ("DAG 1 slot / 2 slots", dag1.wall_s / dag2.wall_s, dag1.cpu_s / dag2.cpu_s, ">= 1.7"),
+        ("DAG 1 worker / 2 workers", dag1.wall_s / dag2.wall_s, dag1.cpu_s / dag2.cpu_s, ">= 1.7"),
+        ("DAG 1 slot / 2 slots, both on 2 cores", slot1.wall_s / dag2.wall_s, None, ""),
         (
             "MoviePy / DAG incl. Ray start + deploy",
             moviepy.wall_s / (start_up + dag2.wall_s),
@@ -485,7 +523,7 @@ def report(
             "",
         ),
         (
-            f"{spec.resolution}p film s per wall s (DAG, 2 slots)",
+            f"{spec.resolution}p film s per wall s (DAG, 2 workers)",
             prepared.duration_s / dag2.wall_s,
             None,
             "",

@@ -80,13 +80,13 @@ class ShotFrames(Frames):
     @cached_property
     def pixels(self) -> np.ndarray:  # type: ignore[override]
         width, height = self.size
-        frame_corners = _frame_corners(width, height)
         pixels = np.empty((len(self.path), height, width, 3), np.uint8)
+        scratch = np.empty((height, width, 4), np.uint8)
         for index, source in enumerate(self.path):
             if index and np.array_equal(source, self.path[index - 1]):
                 pixels[index] = pixels[index - 1]
             else:
-                _warp(self.keyframe, frame_corners, source, self.perspective, out=pixels[index])
+                self._draw(source, scratch, out=pixels[index])
         return pixels
 
     def __len__(self) -> int:
@@ -97,8 +97,19 @@ class ShotFrames(Frames):
             return self.pixels[index]
         width, height = self.size
         out = np.empty((height, width, 3), np.uint8)
-        _warp(self.keyframe, _frame_corners(width, height), self.path[index], self.perspective, out)
+        self._draw(self.path[index], np.empty((height, width, 4), np.uint8), out)
         return out
+
+    @cached_property
+    def _keyframe_rgba(self) -> np.ndarray:
+        """The keyframe with an opaque alpha channel: OpenCV warps 4-channel images on a
+        vectorised path, 2 to 3 times faster than 3-channel ones, to the same RGB values."""
+        return cv2.cvtColor(self.keyframe, cv2.COLOR_RGB2RGBA)
+
+    def _draw(self, source: np.ndarray, scratch: np.ndarray, out: np.ndarray) -> None:
+        width, height = self.size
+        _warp(self._keyframe_rgba, _frame_corners(width, height), source, self.perspective, scratch)
+        cv2.cvtColor(scratch, cv2.COLOR_RGBA2RGB, dst=out)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return _shot_frames, (self.keyframe, self.path, self.size, self.fps, self.perspective)
