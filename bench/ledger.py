@@ -3,7 +3,10 @@ conditional UPDATEs, on the same PostgreSQL, at 1, 8 and 32 client threads.
 
     python -m bench.ledger [--database-url postgresql://...] [--seconds 5] [--users 8]
 
-Runs in a fresh schema of the given database (dropped afterwards) and a local Ray. Each client
+Runs in a fresh schema of the given database (dropped afterwards) and a local Ray. The ledger
+starts with a history (`--history` settled reservations, analysed), as a ledger in use has: on
+tables it has never analysed, PostgreSQL plans sequential scans, and the actor's lookups would
+slow down with every operation the bench adds. Each client
 thread works on user `i % users`, so several clients share each hot account, and the threads
 share one `LedgerClient`, as the threads of an API replica or a render worker do. The actor
 does the whole double-entry job (reservation row, ledger entries, cached balance); the raw
@@ -33,7 +36,7 @@ from ray.actor import ActorHandle
 
 from db.migrate import upgrade
 from db.models import LedgerKind, User
-from db.session import session_scope
+from db.session import get_engine, session_scope
 from pipeline import credits
 from pipeline.ledger import LedgerClient, ledger_handle
 
@@ -69,6 +72,23 @@ def make_users(url: str, count: int, credits_each: int) -> list[uuid.UUID]:
     for user in users:
         credits.credit(url, user.id, credits_each, LedgerKind.grant, "bench", "bench")
     return [user.id for user in users]
+
+
+def seed_history(url: str, users: list[uuid.UUID], count: int, batch: int = 250) -> None:
+    """`count` reservations made and captured, then ANALYZE: the planner sees the tables at a
+    size that a ledger in use has, and plans index lookups for the actor's reads."""
+    with get_engine(url).connect() as conn:
+        for start in range(0, count, batch):
+            size = min(batch, count - start)
+            reserve = [
+                credits.Reserve(users[i % len(users)], 1, f"history-{start + i}")
+                for i in range(size)
+            ]
+            held = credits.apply(conn, reserve)
+            credits.apply(conn, [credits.Capture(info.id, 1) for info in held])  # type: ignore[union-attr]
+        for table in ("credit_accounts", "reservations", "ledger_entries"):
+            conn.exec_driver_sql(f"ANALYZE {table}")
+        conn.commit()
 
 
 def run_clients(
@@ -112,11 +132,13 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=8)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--lanes", type=int, default=1)
+    parser.add_argument("--history", type=int, default=20_000, help="settled reservations")
     args = parser.parse_args()
 
     with fresh_schema(args.database_url) as url:
         upgrade(url)
         users = make_users(url, args.users, 10**9)
+        seed_history(url, users, args.history)
         ray.init(
             num_cpus=4,
             include_dashboard=False,
@@ -130,7 +152,10 @@ def main() -> None:
             def measure(kind: str, clients: int) -> tuple[float, list[float]]:
                 return ray.get(clients_process.run.remote(kind, clients, args.seconds))  # type: ignore[no-any-return]
 
-            print(f"{args.users} users, {args.seconds:.0f} s per run, lanes={args.lanes}")
+            print(
+                f"{args.users} users, {args.seconds:.0f} s per run, lanes={args.lanes}, "
+                f"{args.history} reservations of history"
+            )
             print(
                 f"{'clients':>7} | {'actor ops/s':>11} {'p50 ms':>7} {'p99 ms':>7} | "
                 f"{'raw ops/s':>9} {'p50 ms':>7} {'p99 ms':>7} | {'actor/raw':>9} | "
