@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -18,15 +17,17 @@ from tests.api.conftest import Account, Api, assert_problem, create_project, ins
 pytestmark = pytest.mark.ray
 
 
-def read_events(response: httpx.Response) -> list[tuple[str, dict[str, Any]]]:
-    events: list[tuple[str, dict[str, Any]]] = []
+def iter_events(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]]:
     name = None
     for line in response.iter_lines():
         if line.startswith("event: "):
             name = line.removeprefix("event: ")
         elif line.startswith("data: ") and name is not None:
-            events.append((name, json.loads(line.removeprefix("data: "))))
-    return events
+            yield name, json.loads(line.removeprefix("data: "))
+
+
+def read_events(response: httpx.Response) -> list[tuple[str, dict[str, Any]]]:
+    return list(iter_events(response))
 
 
 def test_list_and_read_jobs(api: Api, client: httpx.Client, account: Account) -> None:
@@ -54,21 +55,21 @@ def test_events_follow_the_job_to_its_end(api: Api, client: httpx.Client, accoun
         api, account.id, status=JobStatus.queued, type="publish", output={"retry_at": due}
     )
 
-    def render() -> None:
-        time.sleep(1.0)
-        update_job(api, job.id, status=JobStatus.running, progress=10, stages={"plan": "done"})
-        time.sleep(1.0)
-        update_job(api, job.id, progress=60, stages={"plan": "done", "video": "running"})
-        time.sleep(1.0)
-        update_job(api, job.id, status=JobStatus.succeeded, progress=100)
-
-    worker = threading.Thread(target=render)
-    worker.start()
+    # Each change is made once the stream has shown the one before: the stream polls, and on a
+    # loaded machine two changes made close together could reach it as one.
+    changes: list[dict[str, Any]] = [
+        {"status": JobStatus.running, "progress": 10, "stages": {"plan": "done"}},
+        {"progress": 60, "stages": {"plan": "done", "video": "running"}},
+        {"status": JobStatus.succeeded, "progress": 100},
+    ]
+    events = []
     with client.stream("GET", f"/api/jobs/{job.id}/events", headers=account.auth) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
-        events = read_events(response)
-    worker.join()
+        for event in iter_events(response):
+            events.append(event)
+            if changes:
+                update_job(api, job.id, **changes.pop(0))
 
     assert [name for name, _ in events] == ["queued", "running", "running", "succeeded"]
     assert [data["progress"] for _, data in events] == [0, 10, 60, 100]
