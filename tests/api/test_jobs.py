@@ -9,9 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
+import ray
 
 from db.models import JobStatus
 from db.types import utcnow
+from pipeline.scheduler import scheduler
 from tests.api.conftest import Account, Api, assert_problem, create_project, insert_job, update_job
 
 pytestmark = pytest.mark.ray
@@ -49,7 +51,9 @@ def test_list_and_read_jobs(api: Api, client: httpx.Client, account: Account) ->
 
 def test_events_follow_the_job_to_its_end(api: Api, client: httpx.Client, account: Account) -> None:
     # The test plays the job's lifecycle itself; as a publish job due in an hour, the job is one
-    # that the render scheduler of this database leaves alone meanwhile.
+    # that the render scheduler of this database leaves alone meanwhile. The scheduler is started
+    # first: starting, it re-queues every running job (their tasks died with the last one).
+    ray.get(scheduler(api.settings).running_jobs.remote())
     due = (utcnow() + timedelta(hours=1)).isoformat()
     job = insert_job(
         api, account.id, status=JobStatus.queued, type="publish", output={"retry_at": due}
