@@ -13,6 +13,7 @@ import uuid
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,9 @@ from sqlmodel import SQLModel, select
 
 from cluster.settings import Settings
 from db.migrate import upgrade
-from db.models import Job, Plan, User
+from db.models import Job, JobStatus, Plan, User
 from db.session import session_scope
+from db.types import utcnow
 from deployments.ingress import build_api
 
 PASSWORD = "correct horse battery staple"
@@ -180,6 +182,15 @@ def insert_job(api: Api, user_id: uuid.UUID, project_id: str | None = None, **fi
         )
         session.add(job)
     return job
+
+
+def insert_queued_job(api: Api, user_id: uuid.UUID, project_id: str | None = None) -> Job:
+    """A queued job that this database's render scheduler leaves alone while a test runs: a
+    publish job whose retry is due in an hour (a queued render would be started, and fail)."""
+    due = (utcnow() + timedelta(hours=1)).isoformat()
+    return insert_job(
+        api, user_id, project_id, status=JobStatus.queued, type="publish", output={"retry_at": due}
+    )
 
 
 def update_job(api: Api, job_id: uuid.UUID, **fields: Any) -> None:

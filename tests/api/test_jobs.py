@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -12,9 +11,16 @@ import pytest
 import ray
 
 from db.models import JobStatus
-from db.types import utcnow
 from pipeline.scheduler import scheduler
-from tests.api.conftest import Account, Api, assert_problem, create_project, insert_job, update_job
+from tests.api.conftest import (
+    Account,
+    Api,
+    assert_problem,
+    create_project,
+    insert_job,
+    insert_queued_job,
+    update_job,
+)
 
 pytestmark = pytest.mark.ray
 
@@ -50,14 +56,10 @@ def test_list_and_read_jobs(api: Api, client: httpx.Client, account: Account) ->
 
 
 def test_events_follow_the_job_to_its_end(api: Api, client: httpx.Client, account: Account) -> None:
-    # The test plays the job's lifecycle itself; as a publish job due in an hour, the job is one
-    # that the render scheduler of this database leaves alone meanwhile. The scheduler is started
-    # first: starting, it re-queues every running job (their tasks died with the last one).
+    # The test plays the job's lifecycle itself. The scheduler is started first: starting, it
+    # re-queues every running job (their tasks died with the last one).
     ray.get(scheduler(api.settings).running_jobs.remote())
-    due = (utcnow() + timedelta(hours=1)).isoformat()
-    job = insert_job(
-        api, account.id, status=JobStatus.queued, type="publish", output={"retry_at": due}
-    )
+    job = insert_queued_job(api, account.id)
 
     # Each change is made once the stream has shown the one before: the stream polls, and on a
     # loaded machine two changes made close together could reach it as one.
@@ -92,7 +94,7 @@ def test_events_of_a_finished_job_end_at_once(
 
 
 def test_cancel_a_queued_job(api: Api, client: httpx.Client, account: Account) -> None:
-    job = insert_job(api, account.id, status=JobStatus.queued)
+    job = insert_queued_job(api, account.id)
 
     response = client.post(f"/api/jobs/{job.id}/cancel", headers=account.auth)
 
@@ -101,7 +103,7 @@ def test_cancel_a_queued_job(api: Api, client: httpx.Client, account: Account) -
 
 
 def test_pause_and_resume(api: Api, client: httpx.Client, account: Account) -> None:
-    job = insert_job(api, account.id, status=JobStatus.queued)
+    job = insert_queued_job(api, account.id)
 
     paused = client.post(f"/api/jobs/{job.id}/pause", headers=account.auth)
     resumed = client.post(f"/api/jobs/{job.id}/resume", headers=account.auth)

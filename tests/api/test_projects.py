@@ -7,7 +7,7 @@ import uuid
 import httpx
 import pytest
 
-from db.models import JobStatus, Project, ProjectStatus
+from db.models import Project, ProjectStatus
 from db.session import session_scope
 from tests.api.conftest import (
     Account,
@@ -15,7 +15,7 @@ from tests.api.conftest import (
     assert_problem,
     create_project,
     film_spec,
-    insert_job,
+    insert_queued_job,
 )
 
 pytestmark = pytest.mark.ray
@@ -86,7 +86,7 @@ def test_a_project_with_an_unfinished_job_is_not_deleted(
     api: Api, client: httpx.Client, account: Account
 ) -> None:
     project = create_project(client, account)
-    insert_job(api, account.id, project["id"], status=JobStatus.queued)
+    insert_queued_job(api, account.id, project["id"])
 
     response = client.delete(f"/api/projects/{project['id']}", headers=account.auth)
 

@@ -29,6 +29,7 @@ from tests.api.conftest import (
     create_project,
     deploy,
     insert_job,
+    insert_queued_job,
     register,
     set_user,
 )
@@ -135,7 +136,7 @@ def test_analytics_count_users_renders_credits_and_durations(
             started_at=now - timedelta(seconds=seconds),
             completed_at=now,
         )
-    insert_job(admin_api, user.id, status=JobStatus.queued)
+    insert_queued_job(admin_api, user.id)
     granted = client.post(
         f"/api/admin/users/{user.id}/credits",
         headers=admin.auth,
