@@ -24,10 +24,12 @@ of the 45 s story):
   (veryfast, CRF 20) so that the encoder preset is not what differs; MoneyPrinterTurbo keeps
   MoviePy's default `medium` preset, which is slower still.
 
-Each pass is measured in wall seconds and in CPU seconds (its process, every descendant: Ray's
+Each pass runs `--repeat` times (3) and its median run is reported, with the range of its wall
+times: on a shared 2-core machine one run can take half as long again as the next. Each run is
+measured in wall seconds and in CPU seconds (its process, every descendant: Ray's
 processes, ffmpeg, and what they reaped). On a machine shared with other work, wall time depends
 on the load (and a pass with more runnable threads takes a bigger share of a contended CPU); CPU
-seconds hardly do. Prints a table and the ratios against their goals: DAG at least 3x faster than
+seconds less so. Prints a table and the ratios against their goals: DAG at least 3x faster than
 MoviePy, DAG at most 1.5x the encoder alone, 2 workers at least 1.7x faster than 1.
 """
 
@@ -41,10 +43,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import psutil
@@ -77,12 +79,22 @@ from pipeline.subtitles import cues
 
 ROOT = Path(__file__).resolve().parents[1]
 TRANSITION_S = 0.5
+T = TypeVar("T")
 
 
 @dataclass
 class Timing:
     wall_s: float = 0.0
     cpu_s: float = 0.0
+
+
+def median(runs: list[T], key: Callable[[T], float]) -> T:
+    """The run in the middle by `key` (the upper one of the two middle runs of an even count)."""
+    return sorted(runs, key=key)[len(runs) // 2]
+
+
+def repeated(repeat: int, run: Callable[[], Timing]) -> list[Timing]:
+    return [run() for _ in range(repeat)]
 
 
 @contextlib.contextmanager
@@ -167,10 +179,11 @@ def local_settings(data_dir: Path, workers: int) -> Settings:
 # -- DAG (one subprocess per render_workers) ----------------------------------------------------
 
 
-def dag_run(spec_path: Path, resolution: int, workers: int) -> dict[str, Any]:
+def dag_run(spec_path: Path, resolution: int, workers: int, repeat: int) -> dict[str, Any]:
     """In a process of its own: a fresh Ray with `workers` render slots, the engines, a warm-up
-    render at 144p, then the timed render on an empty cache; seconds of each, and when each stage
-    of the timed render ended (from the DAG's progress reports)."""
+    render at 144p, then `repeat` timed renders, each on an empty cache; seconds of each step,
+    and of the median timed render its CPU by process and when each stage ended (from the DAG's
+    progress reports)."""
     import ray
 
     from cluster.runtime import deploy, start_ray
@@ -186,25 +199,34 @@ def dag_run(spec_path: Path, resolution: int, workers: int) -> dict[str, Any]:
         warm = settings.model_copy(update={"data_dir": Path(tmp) / "warm"})
         _timed_render(warm, load_spec(spec_path, 144), spec_path.parent)
         warmed = time.perf_counter()
-        before = process_cpu()
-        with measured() as timing:
-            stages, report = _timed_render(
-                settings, load_spec(spec_path, resolution), spec_path.parent
+        renders: list[dict[str, Any]] = []
+        for i in range(repeat):
+            empty_cache = settings.model_copy(update={"data_dir": Path(tmp) / f"render-{i}"})
+            before = process_cpu()
+            with measured() as timing:
+                stages, report = _timed_render(
+                    empty_cache, load_spec(spec_path, resolution), spec_path.parent
+                )
+            roles: dict[str, float] = {}
+            for pid, (role, cpu) in process_cpu().items():
+                roles[role] = roles.get(role, 0.0) + cpu - before.get(pid, (role, 0.0))[1]
+            renders.append(
+                {
+                    "render": asdict(timing),
+                    "cpu_by_role": roles,
+                    "stages": stages,
+                    "frame_count": report.frame_count,
+                }
             )
-        roles: dict[str, float] = {}
-        for pid, (role, cpu) in process_cpu().items():
-            roles[role] = roles.get(role, 0.0) + cpu - before.get(pid, (role, 0.0))[1]
         ray.shutdown()
+    middle: dict[str, Any] = median(renders, key=lambda run: run["render"]["wall_s"])
     return {
         "workers": workers,
         "ray_start_s": ray_started - started,
         "deploy_s": deployed - ray_started,
         "warmup_s": warmed - deployed,
-        "render": asdict(timing),
-        "cpu_by_role": roles,
-        "stages": stages,
-        "duration_s": report.duration_s,
-        "frame_count": report.frame_count,
+        **middle,
+        "walls": [run["render"]["wall_s"] for run in renders],
     }
 
 
@@ -239,7 +261,9 @@ class DagPass:
 DAG_PASSES = [DagPass(cores=2, slots=2), DagPass(cores=1, slots=1), DagPass(cores=2, slots=1)]
 
 
-def dag_in_subprocess(spec_path: Path, resolution: int, dag_pass: DagPass) -> dict[str, Any]:
+def dag_in_subprocess(
+    spec_path: Path, resolution: int, dag_pass: DagPass, repeat: int
+) -> dict[str, Any]:
     """`dag_run` in a process (and so a Ray) of its own, pinned to the pass's first cores."""
     cores = sorted(os.sched_getaffinity(0))[: dag_pass.cores]
     if len(cores) < dag_pass.cores:
@@ -247,7 +271,8 @@ def dag_in_subprocess(spec_path: Path, resolution: int, dag_pass: DagPass) -> di
             f"{dag_pass.name} needs {dag_pass.cores} cores, this machine has {cores}"
         )
     command = [sys.executable, "-m", "bench.render", "--spec", str(spec_path)]
-    command += ["--resolution", str(resolution), "--dag-run", str(dag_pass.slots)]
+    command += ["--resolution", str(resolution), "--repeat", str(repeat)]
+    command += ["--dag-run", str(dag_pass.slots)]
     done = subprocess.run(
         command,
         cwd=ROOT,
@@ -431,26 +456,29 @@ def main() -> None:
     parser.add_argument("--spec", type=Path, default=ROOT / "examples" / "story.yaml")
     parser.add_argument("--quick", action="store_true", help="the 15 s short, not the story")
     parser.add_argument("--resolution", type=int, default=720)
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="timed runs per pass; the median run is reported"
+    )
     parser.add_argument("--dag-run", type=int, metavar="WORKERS", help=argparse.SUPPRESS)
     args = parser.parse_args()
     spec_path = (ROOT / "examples" / "short.yaml" if args.quick else args.spec).resolve()
     if args.dag_run:
-        print(json.dumps(dag_run(spec_path, args.resolution, args.dag_run)))
+        print(json.dumps(dag_run(spec_path, args.resolution, args.dag_run, args.repeat)))
         return
 
     loads = [os.getloadavg()[0]]
     print(f"{spec_path.name} at {args.resolution}p on {os.cpu_count()} cores", flush=True)
     runs = {}
     for dag_pass in DAG_PASSES:
-        runs[dag_pass] = dag_in_subprocess(spec_path, args.resolution, dag_pass)
+        runs[dag_pass] = dag_in_subprocess(spec_path, args.resolution, dag_pass, args.repeat)
         print(f"DAG, {dag_pass.name}: {json.dumps(runs[dag_pass])}", flush=True)
     loads.append(os.getloadavg()[0])
     spec = load_spec(spec_path, args.resolution)
     prepared = prepare(spec, spec_path.parent)
     with tempfile.TemporaryDirectory() as tmp:
-        encoded = encode_only(prepared, Path(tmp))
+        encoded = repeated(args.repeat, lambda: encode_only(prepared, Path(tmp)))
         loads.append(os.getloadavg()[0])
-        moviepy = moviepy_film(prepared, Path(tmp))
+        moviepy = repeated(args.repeat, lambda: moviepy_film(prepared, Path(tmp)))
     loads.append(os.getloadavg()[0])
     report(spec, prepared, runs, encoded, moviepy)
     print("load average (1 min) before, after DAG, after encode, after MoviePy:", loads)
@@ -460,35 +488,52 @@ def report(
     spec: FilmSpec,
     prepared: Prepared,
     runs: dict[DagPass, dict[str, Any]],
-    encoded: Timing,
-    moviepy: Timing,
+    encodes: list[Timing],
+    moviepys: list[Timing],
 ) -> None:
-    """The table and the ratios."""
+    """The table and the ratios, of each pass's median run; the table also shows the range of
+    its runs' wall times."""
     frames = sum(p.frames for p in prepared.plans)
     counts = [run["frame_count"] for run in runs.values()]
     assert all(abs(count - frames) <= 0.01 * frames for count in counts), (counts, frames)
     two, one, one_slot = DAG_PASSES
     dag2, dag1 = Timing(**runs[two]["render"]), Timing(**runs[one]["render"])
     slot1 = Timing(**runs[one_slot]["render"])
+    encoded = median(encodes, key=lambda timing: timing.wall_s)
+    moviepy = median(moviepys, key=lambda timing: timing.wall_s)
     rows = [
         *(
-            (f"DAG, {p.name} (render only)", Timing(**run["render"]), run["frame_count"])
+            (
+                f"DAG, {p.name} (render only)",
+                Timing(**run["render"]),
+                run["walls"],
+                run["frame_count"],
+            )
             for p, run in runs.items()
         ),
-        ("encode + assemble only", encoded, frames),
-        ("MoviePy compose + write_videofile", moviepy, frames),
-        ("frames + soundtrack made in 1 process", prepared.timing, frames),
+        ("encode + assemble only", encoded, [t.wall_s for t in encodes], frames),
+        ("MoviePy compose + write_videofile", moviepy, [t.wall_s for t in moviepys], frames),
+        (
+            "frames + soundtrack made in 1 process",
+            prepared.timing,
+            [prepared.timing.wall_s],
+            frames,
+        ),
     ]
     width, height = spec.frame_size
     print(
         f"\nfilm: {prepared.duration_s:.1f} s, {frames} frames of {width}x{height} (DAG runs: "
         f"{counts} frames; espeak's speech lengths vary a little from run to run)"
     )
-    print(f"{'pass':<40}{'wall s':>8}{'CPU s':>8}{'film s/wall s':>15}{'CPU s/film s':>14}")
-    for name, timing, count in rows:
+    print(
+        f"{'pass':<40}{'wall s':>8}{'range':>13}{'CPU s':>8}{'film s/wall s':>15}"
+        f"{'CPU s/film s':>14}"
+    )
+    for name, timing, walls, count in rows:
         film_s = count / spec.fps
+        spread = f"{min(walls):.1f}-{max(walls):.1f}"
         print(
-            f"{name:<40}{timing.wall_s:>8.1f}{timing.cpu_s:>8.1f}"
+            f"{name:<40}{timing.wall_s:>8.1f}{spread:>13}{timing.cpu_s:>8.1f}"
             f"{film_s / timing.wall_s:>15.2f}{timing.cpu_s / film_s:>14.2f}"
         )
     for dag_pass, run in runs.items():
@@ -496,7 +541,7 @@ def report(
         print(
             f"DAG, {dag_pass.name}: Ray start {run['ray_start_s']:.1f} s, engine deploy "
             f"{run['deploy_s']:.1f} s, warm-up render at 144p {run['warmup_s']:.1f} s; "
-            f"timed render, stages ended at: {stages}"
+            f"median timed render, stages ended at: {stages}"
         )
         roles = sorted(run["cpu_by_role"].items(), key=lambda item: -item[1])
         print("  CPU s by process: " + ", ".join(f"{role} {cpu:.1f}" for role, cpu in roles))
