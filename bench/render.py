@@ -199,14 +199,13 @@ def dag_run(spec_path: Path, resolution: int, workers: int, repeat: int) -> dict
         warm = settings.model_copy(update={"data_dir": Path(tmp) / "warm"})
         _timed_render(warm, load_spec(spec_path, 144), spec_path.parent)
         warmed = time.perf_counter()
+        spec = load_spec(spec_path, resolution)
         renders: list[dict[str, Any]] = []
         for i in range(repeat):
             empty_cache = settings.model_copy(update={"data_dir": Path(tmp) / f"render-{i}"})
             before = process_cpu()
             with measured() as timing:
-                stages, report = _timed_render(
-                    empty_cache, load_spec(spec_path, resolution), spec_path.parent
-                )
+                stages, report = _timed_render(empty_cache, spec, spec_path.parent)
             roles: dict[str, float] = {}
             for pid, (role, cpu) in process_cpu().items():
                 roles[role] = roles.get(role, 0.0) + cpu - before.get(pid, (role, 0.0))[1]
