@@ -15,34 +15,42 @@ transaction carry an operation key (`credit:<key>`, `reserve:<id>`, `capture:<id
 the same operation twice.
 
 `apply` runs many operations in one transaction (one lock round and one commit for a batch):
-the `CreditLedger` actor batches through it; the single-operation functions use it too.
+the `CreditLedger` actor batches through it; the single-operation functions use it too. On
+PostgreSQL a batch costs two round trips: its reads go to psycopg directly, in pipeline mode,
+with the BEGIN; its writes are one statement, sent with the COMMIT.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
+import orjson
+import psycopg
+from psycopg.rows import dict_row
 from sqlalchemy import (
     JSON,
     Connection,
     Table,
     Text,
+    any_,
     bindparam,
     column,
     func,
     insert,
     literal,
+    literal_column,
     or_,
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.postgresql import psycopg as postgresql_psycopg
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session, SQLModel
@@ -101,33 +109,49 @@ _EXPIRED = (
     .order_by(_reservations.c.expires_at)
     .limit(bindparam("page"))
 )
-_LOCK_ACCOUNTS = (
-    select(_accounts.c.user_id, _accounts.c.available, _accounts.c.held)
-    .where(
-        or_(
-            _accounts.c.user_id.in_(_many("users")),
-            _accounts.c.user_id.in_(
-                select(_reservations.c.user_id).where(_reservations.c.id.in_(_many("rids")))
-            ),
+
+
+def _lock_statements(among: Callable[[Any, str], Any]) -> tuple[Any, Any]:
+    """The two reads that start a batch, with `among(column, name)` testing a column against
+    the list parameter `name`. The first locks the batch's accounts, in user-id order so that
+    concurrent batches cannot deadlock. The second reads (and locks) its reservations once the
+    account locks are held: a statement's snapshot is taken when it starts, so reading them in
+    the first could miss a settlement committed while it waited for a lock."""
+    accounts = (
+        select(_accounts.c.user_id, _accounts.c.available, _accounts.c.held)
+        .where(
+            or_(
+                among(_accounts.c.user_id, "users"),
+                _accounts.c.user_id.in_(
+                    select(_reservations.c.user_id).where(among(_reservations.c.id, "rids"))
+                ),
+            )
         )
+        .order_by(_accounts.c.user_id)
+        .with_for_update(of=_accounts)
     )
-    .order_by(_accounts.c.user_id)
-    .with_for_update(of=_accounts)
-)
-"""Locks the accounts of a batch, in user-id order so that concurrent batches cannot deadlock.
-Reservations are read in the next statement, after the locks are held: a statement's snapshot
-is taken when it starts, so reading them in this one could miss a settlement committed while
-it waited for a lock."""
-_LOCK_RESERVATIONS = (
-    select(_reservations)
-    .where(
-        or_(
-            _reservations.c.id.in_(_many("rids")),
-            _reservations.c.idempotency_key.in_(_many("keys")),
+    reservations = (
+        select(_reservations)
+        .where(
+            or_(among(_reservations.c.id, "rids"), among(_reservations.c.idempotency_key, "keys"))
         )
+        .with_for_update()
     )
-    .with_for_update()
+    return accounts, reservations
+
+
+def _driver_sql(statement: Any) -> str:
+    """A statement as psycopg's SQL, for the statements that go to the driver directly."""
+    return str(statement.compile(dialect=postgresql_psycopg.dialect()))
+
+
+_LOCK_ACCOUNTS, _LOCK_RESERVATIONS = _lock_statements(lambda c, name: c.in_(_many(name)))
+_PG_LOCK_ACCOUNTS, _PG_LOCK_RESERVATIONS = map(
+    _driver_sql,
+    _lock_statements(lambda c, name: c == any_(bindparam(name, type_=ARRAY(c.type)))),
 )
+"""On PostgreSQL the lists travel as arrays: the SQL is the same whatever the batch, so psycopg
+prepares it once per connection."""
 _CREDIT_RECEIPTS = select(
     _entries.c.txn_id,
     _entries.c.user_id,
@@ -295,7 +319,8 @@ def expire_reservations(db: Database, now: datetime | None = None, page: int = 5
     while True:
         with _transaction(db) as conn:
             ids = list(conn.execute(_EXPIRED, params).scalars())
-            batch = _apply(conn, [Release(rid, created_by="expiry", memo="expired") for rid in ids])
+            expired = [Release(rid, created_by="expiry", memo="expired") for rid in ids]
+            batch = _apply(conn, expired, commit=not isinstance(db, Session))
         released += len(batch.settled)
         if len(ids) < page or isinstance(db, Session):
             return released
@@ -343,7 +368,7 @@ def apply(db: Database, operations: Sequence[Operation]) -> list[Outcome | Excep
         with _transaction(db) as conn:
             if credit_users and isinstance(db, Session):
                 _ensure_accounts(conn, credit_users)
-            return _apply(conn, operations).outcomes
+            return _apply(conn, operations, commit=not isinstance(db, Session)).outcomes
     except DBAPIError as e:
         if len(operations) == 1 or isinstance(db, Session) or e.connection_invalidated:
             raise
@@ -403,8 +428,13 @@ def _read(db: Database) -> Iterator[Connection]:
 
 @contextmanager
 def _begin(conn: Connection) -> Iterator[None]:
+    """A transaction on `conn`: on SQLite `BEGIN IMMEDIATE` (one writer at a time); elsewhere
+    begun explicitly, as statements may go to the driver without SQLAlchemy seeing them, so that
+    the rollback reaches the driver. The commit changes nothing if the write committed."""
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.begin()
     try:
         yield
         conn.commit()
@@ -497,19 +527,14 @@ class _Batch:
         self.touched.add(user_id)
 
 
-def _apply(conn: Connection, operations: Sequence[Operation]) -> _Batch:
+def _apply(conn: Connection, operations: Sequence[Operation], *, commit: bool) -> _Batch:
+    """Runs the operations in the transaction open on `conn`. With `commit` (the transaction is
+    not a caller's Session) PostgreSQL's COMMIT travels with the batch's write."""
     rids = list({op.reservation_id for op in operations if isinstance(op, Capture | Release)})
     user_ids = list({op.user_id for op in operations if isinstance(op, Credit | Reserve)})
     keys = list({op.key for op in operations if isinstance(op, Reserve)})
     credits_ = [op for op in operations if isinstance(op, Credit)]
-    accounts = {
-        row.user_id: [row.available, row.held]
-        for row in conn.execute(_LOCK_ACCOUNTS, {"users": user_ids, "rids": rids})
-    }
-    reservations: dict[uuid.UUID, dict[str, Any]] = {}
-    if rids or keys:
-        for row in conn.execute(_LOCK_RESERVATIONS, {"rids": rids, "keys": keys}):
-            reservations[row.id] = dict(row._mapping)
+    accounts, reservations = _lock(conn, user_ids, rids, keys)
     receipts: dict[tuple[uuid.UUID, str], CreditReceipt] = {}
     if credits_:
         found = conn.execute(
@@ -547,8 +572,56 @@ def _apply(conn: Connection, operations: Sequence[Operation]) -> _Batch:
                 batch.outcomes.append(_release(batch, op))
         except (StudioError, ValueError) as e:
             batch.outcomes.append(e)
-    _write(conn, batch)
+    _write(conn, batch, commit=commit)
     return batch
+
+
+def _lock(
+    conn: Connection, user_ids: list[uuid.UUID], rids: list[uuid.UUID], keys: list[str]
+) -> tuple[dict[uuid.UUID, list[int]], dict[uuid.UUID, dict[str, Any]]]:
+    """Locks and reads the batch's accounts ([available, held] by user) and reservations (rows
+    by id). On PostgreSQL both reads go to the driver in one round trip (pipeline mode), with
+    the BEGIN that psycopg would otherwise send alone before them."""
+    params = {"users": user_ids, "rids": rids, "keys": keys}
+    if conn.dialect.name != "postgresql":
+        locked = conn.execute(_LOCK_ACCOUNTS, params).all()
+        found = conn.execute(_LOCK_RESERVATIONS, params).mappings().all() if rids or keys else []
+        return {r.user_id: [r.available, r.held] for r in locked}, {r["id"]: dict(r) for r in found}
+    with _driver(conn) as pg, pg.pipeline():
+        accounts = pg.execute(_PG_LOCK_ACCOUNTS, params)
+        rows = pg.cursor(row_factory=dict_row)
+        if rids or keys:
+            rows.execute(_PG_LOCK_RESERVATIONS, params)
+        return (
+            {user_id: [available, held] for user_id, available, held in accounts},
+            {row["id"]: _in_utc(row) for row in rows} if rids or keys else {},
+        )
+
+
+def _in_utc(row: dict[str, Any]) -> dict[str, Any]:
+    """A reservation read by the driver, its times in UTC as SQLAlchemy's `UTCDateTime` gives
+    them (psycopg gives them in the session's time zone)."""
+    for name in ("expires_at", "created_at", "settled_at"):
+        if row[name] is not None:
+            row[name] = row[name].astimezone(UTC)
+    return row
+
+
+@contextmanager
+def _driver(conn: Connection) -> Iterator[psycopg.Connection[Any]]:
+    """The psycopg connection under `conn`, in the transaction that `conn` began, its errors
+    raised as SQLAlchemy raises them (an IntegrityError for a key that raced in, a DBAPIError
+    with `connection_invalidated` for a lost connection, which is invalidated)."""
+    proxied = conn.connection
+    try:
+        yield cast(psycopg.Connection[Any], proxied.driver_connection)
+    except psycopg.Error as e:
+        lost = conn.dialect.is_disconnect(cast(Any, e), proxied, None)
+        if lost:
+            conn.invalidate()
+        raise DBAPIError.instance(
+            None, None, e, psycopg.Error, connection_invalidated=lost, dialect=conn.dialect
+        ) from e
 
 
 def _check_key(key: str) -> None:
@@ -713,7 +786,7 @@ def _release(batch: _Batch, op: Release) -> ReservationInfo:
     return _info(row)
 
 
-def _write(conn: Connection, batch: _Batch) -> None:
+def _write(conn: Connection, batch: _Batch, *, commit: bool) -> None:
     new = [batch.reservations[rid] for rid in batch.new_reservations]
     settled = [
         {name: batch.reservations[rid][name] for name in _SETTLED_COLUMNS}
@@ -728,8 +801,11 @@ def _write(conn: Connection, batch: _Batch) -> None:
         return
     if conn.dialect.name == "postgresql":
         tables = {"r": new, "s": settled, "e": batch.entries, "a": accounts}
-        params = {name: json.dumps(rows, default=str) for name, rows in tables.items()}
-        conn.execute(_WRITE_ALL, {"now": batch.now, **params})
+        params = {name: orjson.dumps(rows).decode() for name, rows in tables.items()}
+        with _driver(conn) as pg, pg.pipeline():
+            pg.execute(_PG_WRITE_ALL, {"now": batch.now, **params})
+            if commit:
+                pg.commit()
         return
     if new:
         conn.execute(_reservations.insert(), new)
@@ -765,9 +841,10 @@ _SET_BALANCES = (
 def _write_all_statement() -> Any:
     """PostgreSQL: every write of a batch in one statement, data-modifying CTEs over the rows of
     each table sent as one JSON array (`json_to_recordset`), so a batch's writes cost one round
-    trip, the statement is the same whatever the batch (compiled and prepared once), and the
-    parameters are four strings that `json.dumps` makes in C (a parameter per column, as
-    arrays, cost psycopg a Python call per value); an empty array writes nothing."""
+    trip, the statement is the same whatever the batch (compiled once, prepared by psycopg),
+    and the parameters are four strings that orjson makes in C, UUIDs and datetimes included (a
+    parameter per column, as arrays, cost psycopg a Python call per value); an empty array
+    writes nothing."""
 
     def rows(name: str, table: Table, columns: list[str]) -> Any:
         typed = [column(c, table.c[c].type) for c in columns]
@@ -788,7 +865,7 @@ def _write_all_statement() -> Any:
         .where(_accounts.c.user_id == accounts.c.user_id)
         .values(available=accounts.c.available, held=accounts.c.held, updated_at=_NOW),
     ]
-    return select(literal(1)).add_cte(*[w.cte(f"write_{i}") for i, w in enumerate(writes)])
+    return select(literal_column("1")).add_cte(*[w.cte(f"write_{i}") for i, w in enumerate(writes)])
 
 
-_WRITE_ALL = _write_all_statement()
+_PG_WRITE_ALL = _driver_sql(_write_all_statement())

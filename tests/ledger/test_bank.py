@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import psycopg
 import pytest
 import ray
 from ray.actor import ActorHandle
@@ -25,7 +26,7 @@ from sqlmodel import col, select
 from db.models import LedgerEntry, LedgerKind, Reservation, ReservationStatus
 from db.session import database_tag, session_scope
 from db.types import utcnow
-from pipeline.credits import SYSTEM_REVENUE, available_account, held_account
+from pipeline.credits import SYSTEM_REVENUE, Balance, available_account, held_account
 from pipeline.errors import Conflict, InsufficientCredits
 from pipeline.ledger import LEDGER_NAMESPACE, LedgerClient, ledger_handle
 from tests.ledger import assert_books_balance, make_user
@@ -296,6 +297,41 @@ def test_a_shared_client_sends_concurrent_calls_together(
     balance = LedgerClient(ledger).balance(user)
     assert (balance.available, balance.held) == (25, 75)
     assert_books_balance(postgres_url, [user])
+
+
+def backends(url: str) -> set[int]:
+    """The server processes of the connections to this database."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid()"
+        )
+        return {pid for (pid,) in rows}
+
+
+def terminate(url: str, pids: set[int]) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return sum(
+            conn.execute("SELECT pg_terminate_backend(%s)", [pid]).fetchone()[0] for pid in pids
+        )
+
+
+def test_the_ledger_reconnects_when_the_database_drops_its_connection(postgres_url: str) -> None:
+    """A lane keeps its connection between batches: once the server has dropped it, the next
+    batch fails on it, and the lane runs that batch again on a new connection."""
+    user = make_user(postgres_url, grant=100)
+    before = backends(postgres_url)
+    handle = ledger_handle(postgres_url, name=f"ledger-{uuid.uuid4().hex[:8]}")
+    try:
+        client = LedgerClient(handle)
+        client.reserve(user, 10, f"{user}-before")
+        assert terminate(postgres_url, backends(postgres_url) - before) >= 1
+        info = client.reserve(user, 20, f"{user}-after")
+        assert (info.status, info.amount) == (ReservationStatus.held, 20)
+        assert client.balance(user) == Balance(available=70, held=30)
+        assert_books_balance(postgres_url, [user])
+    finally:
+        ray.kill(handle)
 
 
 def test_the_ledger_refuses_a_client_of_another_database(ledger_name: str, sqlite_url: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -347,3 +348,23 @@ def test_a_key_replayed_concurrently_reserves_once(database_url: str, key: Key) 
             )
         ).one()
     assert reserves == 1
+
+
+@pytest.mark.postgres
+def test_a_key_raced_in_by_another_users_transaction_is_a_conflict(
+    postgres_url: str, key: Key
+) -> None:
+    """Two users' reservations lock different accounts, so neither sees the other's key until
+    the unique index does: the one that commits second is refused, having written nothing."""
+    first, second = make_user(postgres_url, grant=50), make_user(postgres_url, grant=50)
+    with ThreadPoolExecutor(1) as pool:
+        with session_scope(postgres_url) as session:
+            credits.reserve(session, first, 10, key("raced"))
+            racing = pool.submit(credits.reserve, postgres_url, second, 10, key("raced"))
+            time.sleep(0.5)  # its insert now waits for this transaction's key
+            assert not racing.done()
+        with pytest.raises(Conflict):
+            racing.result(timeout=30)
+    assert credits.balance(postgres_url, first) == Balance(available=40, held=10)
+    assert credits.balance(postgres_url, second) == Balance(available=50, held=0)
+    assert_books_balance(postgres_url, [first, second])
