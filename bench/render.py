@@ -24,8 +24,10 @@ of the 45 s story):
   (veryfast, CRF 20) so that the encoder preset is not what differs; MoneyPrinterTurbo keeps
   MoviePy's default `medium` preset, which is slower still.
 
-Each pass runs `--repeat` times (3) and its median run is reported, with the range of its wall
-times: on a shared 2-core machine one run can take half as long again as the next. Each run is
+The bench runs `--repeat` rounds (3), each round every pass once, in turn (a DAG pass in a new
+subprocess each time), and reports each pass's median run with the range of its wall times: on
+a shared 2-core machine one run can take half as long again as the next, and the machine can
+speed up or slow down during the bench, which rounds spread over every pass alike. Each run is
 measured in wall seconds and in CPU seconds (its process, every descendant: Ray's
 processes, ffmpeg, and what they reaped). On a machine shared with other work, wall time depends
 on the load (and a pass with more runnable threads takes a bigger share of a contended CPU); CPU
@@ -91,10 +93,6 @@ class Timing:
 def median(runs: list[T], key: Callable[[T], float]) -> T:
     """The run in the middle by `key` (the upper one of the two middle runs of an even count)."""
     return sorted(runs, key=key)[len(runs) // 2]
-
-
-def repeated(repeat: int, run: Callable[[], Timing]) -> list[Timing]:
-    return [run() for _ in range(repeat)]
 
 
 @contextlib.contextmanager
@@ -179,11 +177,10 @@ def local_settings(data_dir: Path, workers: int) -> Settings:
 # -- DAG (one subprocess per render_workers) ----------------------------------------------------
 
 
-def dag_run(spec_path: Path, resolution: int, workers: int, repeat: int) -> dict[str, Any]:
+def dag_run(spec_path: Path, resolution: int, workers: int) -> dict[str, Any]:
     """In a process of its own: a fresh Ray with `workers` render slots, the engines, a warm-up
-    render at 144p, then `repeat` timed renders, each on an empty cache; seconds of each step,
-    and of the median timed render its CPU by process and when each stage ended (from the DAG's
-    progress reports)."""
+    render at 144p, then the timed render on an empty cache; seconds of each step, the timed
+    render's CPU by process and when each stage ended (from the DAG's progress reports)."""
     import ray
 
     from cluster.runtime import deploy, start_ray
@@ -200,32 +197,22 @@ def dag_run(spec_path: Path, resolution: int, workers: int, repeat: int) -> dict
         _timed_render(warm, load_spec(spec_path, 144), spec_path.parent)
         warmed = time.perf_counter()
         spec = load_spec(spec_path, resolution)
-        renders: list[dict[str, Any]] = []
-        for i in range(repeat):
-            empty_cache = settings.model_copy(update={"data_dir": Path(tmp) / f"render-{i}"})
-            before = process_cpu()
-            with measured() as timing:
-                stages, report = _timed_render(empty_cache, spec, spec_path.parent)
-            roles: dict[str, float] = {}
-            for pid, (role, cpu) in process_cpu().items():
-                roles[role] = roles.get(role, 0.0) + cpu - before.get(pid, (role, 0.0))[1]
-            renders.append(
-                {
-                    "render": asdict(timing),
-                    "cpu_by_role": roles,
-                    "stages": stages,
-                    "frame_count": report.frame_count,
-                }
-            )
+        before = process_cpu()
+        with measured() as timing:
+            stages, report = _timed_render(settings, spec, spec_path.parent)
+        roles: dict[str, float] = {}
+        for pid, (role, cpu) in process_cpu().items():
+            roles[role] = roles.get(role, 0.0) + cpu - before.get(pid, (role, 0.0))[1]
         ray.shutdown()
-    middle: dict[str, Any] = median(renders, key=lambda run: run["render"]["wall_s"])
     return {
         "workers": workers,
         "ray_start_s": ray_started - started,
         "deploy_s": deployed - ray_started,
         "warmup_s": warmed - deployed,
-        **middle,
-        "walls": [run["render"]["wall_s"] for run in renders],
+        "render": asdict(timing),
+        "cpu_by_role": roles,
+        "stages": stages,
+        "frame_count": report.frame_count,
     }
 
 
@@ -260,9 +247,7 @@ class DagPass:
 DAG_PASSES = [DagPass(cores=2, slots=2), DagPass(cores=1, slots=1), DagPass(cores=2, slots=1)]
 
 
-def dag_in_subprocess(
-    spec_path: Path, resolution: int, dag_pass: DagPass, repeat: int
-) -> dict[str, Any]:
+def dag_in_subprocess(spec_path: Path, resolution: int, dag_pass: DagPass) -> dict[str, Any]:
     """`dag_run` in a process (and so a Ray) of its own, pinned to the pass's first cores."""
     cores = sorted(os.sched_getaffinity(0))[: dag_pass.cores]
     if len(cores) < dag_pass.cores:
@@ -270,8 +255,7 @@ def dag_in_subprocess(
             f"{dag_pass.name} needs {dag_pass.cores} cores, this machine has {cores}"
         )
     command = [sys.executable, "-m", "bench.render", "--spec", str(spec_path)]
-    command += ["--resolution", str(resolution), "--repeat", str(repeat)]
-    command += ["--dag-run", str(dag_pass.slots)]
+    command += ["--resolution", str(resolution), "--dag-run", str(dag_pass.slots)]
     done = subprocess.run(
         command,
         cwd=ROOT,
@@ -462,36 +446,40 @@ def main() -> None:
     args = parser.parse_args()
     spec_path = (ROOT / "examples" / "short.yaml" if args.quick else args.spec).resolve()
     if args.dag_run:
-        print(json.dumps(dag_run(spec_path, args.resolution, args.dag_run, args.repeat)))
+        print(json.dumps(dag_run(spec_path, args.resolution, args.dag_run)))
         return
 
-    loads = [os.getloadavg()[0]]
     print(f"{spec_path.name} at {args.resolution}p on {os.cpu_count()} cores", flush=True)
-    runs = {}
-    for dag_pass in DAG_PASSES:
-        runs[dag_pass] = dag_in_subprocess(spec_path, args.resolution, dag_pass, args.repeat)
-        print(f"DAG, {dag_pass.name}: {json.dumps(runs[dag_pass])}", flush=True)
-    loads.append(os.getloadavg()[0])
     spec = load_spec(spec_path, args.resolution)
     prepared = prepare(spec, spec_path.parent)
+    dags: dict[DagPass, list[dict[str, Any]]] = {dag_pass: [] for dag_pass in DAG_PASSES}
+    encodes: list[Timing] = []
+    moviepys: list[Timing] = []
+    loads = []
     with tempfile.TemporaryDirectory() as tmp:
-        encoded = repeated(args.repeat, lambda: encode_only(prepared, Path(tmp)))
-        loads.append(os.getloadavg()[0])
-        moviepy = repeated(args.repeat, lambda: moviepy_film(prepared, Path(tmp)))
-    loads.append(os.getloadavg()[0])
-    report(spec, prepared, runs, encoded, moviepy)
-    print("load average (1 min) before, after DAG, after encode, after MoviePy:", loads)
+        for round_ in range(1, args.repeat + 1):
+            for dag_pass, runs in dags.items():
+                runs.append(dag_in_subprocess(spec_path, args.resolution, dag_pass))
+            encodes.append(encode_only(prepared, Path(tmp)))
+            moviepys.append(moviepy_film(prepared, Path(tmp)))
+            loads.append(os.getloadavg()[0])
+            walls = [runs[-1]["render"]["wall_s"] for runs in dags.values()]
+            walls += [encodes[-1].wall_s, moviepys[-1].wall_s]
+            print(f"round {round_}: " + ", ".join(f"{w:.1f} s" for w in walls), flush=True)
+    report(spec, prepared, dags, encodes, moviepys)
+    print("load average (1 min) after each round:", loads)
 
 
 def report(
     spec: FilmSpec,
     prepared: Prepared,
-    runs: dict[DagPass, dict[str, Any]],
+    dags: dict[DagPass, list[dict[str, Any]]],
     encodes: list[Timing],
     moviepys: list[Timing],
 ) -> None:
     """The table and the ratios, of each pass's median run; the table also shows the range of
     its runs' wall times."""
+    runs = {p: median(r, key=lambda run: run["render"]["wall_s"]) for p, r in dags.items()}
     frames = sum(p.frames for p in prepared.plans)
     counts = [run["frame_count"] for run in runs.values()]
     assert all(abs(count - frames) <= 0.01 * frames for count in counts), (counts, frames)
@@ -505,7 +493,7 @@ def report(
             (
                 f"DAG, {p.name} (render only)",
                 Timing(**run["render"]),
-                run["walls"],
+                [r["render"]["wall_s"] for r in dags[p]],
                 run["frame_count"],
             )
             for p, run in runs.items()
