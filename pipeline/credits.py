@@ -23,10 +23,10 @@ with the BEGIN; its writes are one statement, sent with the COMMIT.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import orjson
@@ -140,9 +140,12 @@ def _lock_statements(among: Callable[[Any, str], Any]) -> tuple[Any, Any]:
     return accounts, reservations
 
 
+_PG_DIALECT = postgresql_psycopg.dialect()
+
+
 def _driver_sql(statement: Any) -> str:
     """A statement as psycopg's SQL, for the statements that go to the driver directly."""
-    return str(statement.compile(dialect=postgresql_psycopg.dialect()))
+    return str(statement.compile(dialect=_PG_DIALECT))
 
 
 _LOCK_ACCOUNTS, _LOCK_RESERVATIONS = _lock_statements(lambda c, name: c.in_(_many(name)))
@@ -589,21 +592,30 @@ def _lock(
         return {r.user_id: [r.available, r.held] for r in locked}, {r["id"]: dict(r) for r in found}
     with _driver(conn) as pg, pg.pipeline():
         accounts = pg.execute(_PG_LOCK_ACCOUNTS, params)
-        rows = pg.cursor(row_factory=dict_row)
-        if rids or keys:
-            rows.execute(_PG_LOCK_RESERVATIONS, params)
+        reservations: Iterable[dict[str, Any]] = (
+            pg.cursor(row_factory=dict_row).execute(_PG_LOCK_RESERVATIONS, params)
+            if rids or keys
+            else []
+        )
         return (
             {user_id: [available, held] for user_id, available, held in accounts},
-            {row["id"]: _in_utc(row) for row in rows} if rids or keys else {},
+            {row["id"]: _as_sqlalchemy_reads(row) for row in reservations},
         )
 
 
-def _in_utc(row: dict[str, Any]) -> dict[str, Any]:
-    """A reservation read by the driver, its times in UTC as SQLAlchemy's `UTCDateTime` gives
-    them (psycopg gives them in the session's time zone)."""
-    for name in ("expires_at", "created_at", "settled_at"):
-        if row[name] is not None:
-            row[name] = row[name].astimezone(UTC)
+_RESERVATION_RESULTS = {
+    c.name: process
+    for c in _reservations.columns
+    if (process := c.type.result_processor(_PG_DIALECT, None)) is not None
+}
+"""SQLAlchemy's processing of the reservation columns that it changes on the way out (the
+times, which `UTCDateTime` gives in UTC where psycopg gives the session's time zone)."""
+
+
+def _as_sqlalchemy_reads(row: dict[str, Any]) -> dict[str, Any]:
+    """A reservation read by the driver, with the values SQLAlchemy would have given."""
+    for name, process in _RESERVATION_RESULTS.items():
+        row[name] = process(row[name])
     return row
 
 
