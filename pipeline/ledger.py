@@ -1,9 +1,10 @@
 """The `CreditLedger` actor: the one front door to the credit ledger in a cluster.
 
 It keeps no state of its own: every call becomes an operation of pipeline/credits.py and the
-database decides. What the actor adds is throughput: calls wait in a lane and the lane runs
-everything waiting in it as one database transaction (one lock round, one write, one commit)
-on its own connection, while the next calls gather. A user's operations always go to the same
+database decides. What the actor adds is throughput: calls wait in a lane, and the lane's own
+thread runs everything waiting in it as one database transaction (one lock round, one write,
+one commit) on the lane's connection while the next calls gather, hands the outcomes to the
+event loop and goes straight on with what gathered. A user's operations always go to the same
 lane and run in arrival order; different users share batches. One lane is the default: on a
 small machine it beat two or four (bigger batches, fewer contending transactions); more lanes
 suit a database with cores to spare. Captures and releases are routed by reservation id, as
@@ -29,6 +30,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from queue import SimpleQueue
 from typing import Any, TypeVar, cast
 
 import ray
@@ -52,10 +54,12 @@ T = TypeVar("T")
 
 @dataclass
 class _Lane:
-    """Operations waiting for the next batch, and the lane's own database connection."""
+    """Operations waiting for the lane's thread, which runs them in batches on its own database
+    connection."""
 
-    waiting: list[tuple[credits.Operation, asyncio.Future[Any]]] = field(default_factory=list)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    waiting: SimpleQueue[tuple[credits.Operation, asyncio.Future[Any]]] = field(
+        default_factory=SimpleQueue
+    )
     connection: Connection | None = None
 
 
@@ -75,10 +79,13 @@ class CreditLedger:
     ) -> None:
         self._url = database_url
         self._max_batch = max_batch
-        self._executor = ThreadPoolExecutor(max_workers=lanes + 1, thread_name_prefix="ledger")
+        self._executor = ThreadPoolExecutor(thread_name_prefix="ledger")  # reads, the sweep
         self._lanes = [_Lane() for _ in range(lanes)]
-        self._tasks = [asyncio.create_task(self._drain(lane)) for lane in self._lanes]
-        self._tasks.append(asyncio.create_task(self._sweep(sweep_interval_s)))
+        loop = asyncio.get_running_loop()
+        for i, lane in enumerate(self._lanes):
+            name = f"ledger-lane-{i}"
+            threading.Thread(target=self._drain, args=(lane, loop), name=name, daemon=True).start()
+        self._sweeper = asyncio.create_task(self._sweep(sweep_interval_s))
 
     async def ping(self) -> str:
         """The tag of the database this ledger serves (a client checks it found the right
@@ -125,7 +132,7 @@ class CreditLedger:
     async def apply(self, operations: list[credits.Operation]) -> list[credits.Outcome | Exception]:
         """Many operations in one call (what `LedgerClient` sends): each joins its lane as if
         called alone, and the outcomes come back in order, a domain error in place of its own."""
-        return list(await asyncio.gather(*(self._enqueue(op) for op in operations)))
+        return list(await asyncio.gather(*map(self._enqueue, operations)))
 
     async def _submit(self, op: credits.Operation) -> credits.Outcome:
         outcome = await self._enqueue(op)
@@ -133,35 +140,29 @@ class CreditLedger:
             raise outcome
         return outcome
 
-    async def _enqueue(self, op: credits.Operation) -> credits.Outcome | Exception:
+    def _enqueue(self, op: credits.Operation) -> asyncio.Future[credits.Outcome | Exception]:
         if isinstance(op, credits.Credit | credits.Reserve):
             route = op.user_id
         else:
             route = op.reservation_id
-        lane = self._lanes[route.int % len(self._lanes)]
-        future: asyncio.Future[credits.Outcome | Exception] = (
-            asyncio.get_running_loop().create_future()
-        )
-        lane.waiting.append((op, future))
-        lane.wake.set()
-        return await future
+        future = asyncio.get_running_loop().create_future()
+        self._lanes[route.int % len(self._lanes)].waiting.put((op, future))
+        return future
 
-    async def _drain(self, lane: _Lane) -> None:
+    def _drain(self, lane: _Lane, loop: asyncio.AbstractEventLoop) -> None:
+        """The lane's thread: runs everything waiting (up to `max_batch`) as one batch, hands
+        the outcomes to the event loop and goes on with what gathered meanwhile."""
         while True:
-            await lane.wake.wait()
-            lane.wake.clear()
-            while lane.waiting:
-                batch = lane.waiting[: self._max_batch]
-                del lane.waiting[: self._max_batch]
-                try:
-                    outcomes = await self._in_thread(self._apply, lane, [op for op, _ in batch])
-                except Exception as e:
-                    log.exception("ledger batch failed")
-                    metrics.ledger_error()
-                    outcomes = [e] * len(batch)
-                for (_, future), outcome in zip(batch, outcomes, strict=True):
-                    if not future.done():
-                        future.set_result(outcome)
+            batch = [lane.waiting.get()]
+            while len(batch) < self._max_batch and not lane.waiting.empty():
+                batch.append(lane.waiting.get())
+            try:
+                outcomes = self._apply(lane, [op for op, _ in batch])
+            except Exception as e:
+                log.exception("ledger batch failed")
+                metrics.ledger_error()
+                outcomes = [e] * len(batch)
+            loop.call_soon_threadsafe(_settle, batch, outcomes)
 
     def _apply(
         self, lane: _Lane, ops: list[credits.Operation]
@@ -193,6 +194,15 @@ class CreditLedger:
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+
+def _settle(
+    batch: list[tuple[credits.Operation, asyncio.Future[Any]]],
+    outcomes: list[credits.Outcome | Exception],
+) -> None:
+    for (_, future), outcome in zip(batch, outcomes, strict=True):
+        if not future.done():
+            future.set_result(outcome)
 
 
 def ledger_handle(database_url: str, *, name: str | None = None, **options: Any) -> ActorHandle:
@@ -230,14 +240,24 @@ class LedgerClient:
     fewer than `max_in_flight` batches on their way sends everything waiting (its own operation
     included) as one `apply` call, and the others wait for a later batch, so a busy process pays
     one Ray round trip per batch instead of one per operation (the actor then runs what reaches
-    it as one database transaction). A domain error comes back as itself."""
+    it as one database transaction). While another batch is on its way (the actor is busy with
+    it), a batch first waits up to `gather_s` for as many operations as the last batch to come
+    back brought answers: the threads it answered usually call again at once, and without the
+    wait the batch would leave with the first of them to wake up. A domain error comes back as
+    itself."""
 
-    def __init__(self, handle: ActorHandle, max_in_flight: int = 2) -> None:
+    def __init__(
+        self, handle: ActorHandle, max_in_flight: int = 2, gather_s: float = 0.002
+    ) -> None:
         self._handle = handle
         self._max_in_flight = max_in_flight
-        self._turn = threading.Condition()
+        self._gather_s = gather_s
+        lock = threading.Lock()
+        self._turn = threading.Condition(lock)
+        self._arrival = threading.Condition(lock)
         self._waiting: list[tuple[credits.Operation, Future[Any]]] = []
         self._in_flight = 0
+        self._answered = 0
 
     def credit(
         self,
@@ -278,17 +298,28 @@ class LedgerClient:
         mine: Future[Any] = Future()
         with self._turn:
             self._waiting.append((op, mine))
+            self._arrival.notify()
             while not mine.done() and self._in_flight >= self._max_in_flight:
                 self._turn.wait()
-            if not mine.done():
-                batch, self._waiting = self._waiting, []
-                self._in_flight += 1
-        if not mine.done():
+            batch = [] if mine.done() else self._gather()
+        if batch:
             self._send(batch)
         outcome = mine.result()
         if isinstance(outcome, Exception):
             raise outcome
         return cast(credits.Outcome, outcome)
+
+    def _gather(self) -> list[tuple[credits.Operation, Future[Any]]]:
+        """Takes a free place on the way and what is waiting for it (call with the lock held);
+        nothing if a batch that left meanwhile took it all."""
+        self._in_flight += 1
+        if self._in_flight > 1:
+            self._arrival.wait_for(lambda: len(self._waiting) >= self._answered, self._gather_s)
+        batch, self._waiting = self._waiting, []
+        if not batch:
+            self._in_flight -= 1
+            self._turn.notify_all()
+        return batch
 
     def _send(self, batch: list[tuple[credits.Operation, Future[Any]]]) -> None:
         outcomes: list[Any] = [RuntimeError("the ledger call was interrupted")] * len(batch)
@@ -300,5 +331,6 @@ class LedgerClient:
             with self._turn:
                 for (_, future), outcome in zip(batch, outcomes, strict=True):
                     future.set_result(outcome)
+                self._answered = len(batch)
                 self._in_flight -= 1
                 self._turn.notify_all()

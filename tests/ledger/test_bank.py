@@ -299,6 +299,48 @@ def test_a_shared_client_sends_concurrent_calls_together(
     assert_books_balance(postgres_url, [user])
 
 
+class OneBatchAtATime:
+    """Stands in for the ledger actor: answers one batch at a time, each after `seconds` (as a
+    busy lane does), and records each batch's size."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.sizes: list[int] = []
+        self._lane = threading.Lock()
+
+    @property
+    def apply(self) -> OneBatchAtATime:
+        return self
+
+    def remote(self, ops: list[Any]) -> ray.ObjectRef:
+        with self._lane:
+            time.sleep(self.seconds)
+            self.sizes.append(len(ops))
+        return ray.put([None] * len(ops))
+
+
+def test_callers_answered_together_call_again_together(ray_session: None) -> None:
+    """Threads that call again as soon as they are answered (as a render worker's do) keep
+    travelling in the same batch: two batches a round, one on its way while the actor runs
+    the other, instead of splitting into more and smaller ones (without the wait for the
+    answered callers, this run took 31 batches)."""
+    ledger = OneBatchAtATime(0.02)
+    client = LedgerClient(ledger, gather_s=0.05)  # type: ignore[arg-type]
+    callers, rounds = 12, 10
+    start = threading.Barrier(callers)
+
+    def caller() -> None:
+        start.wait()
+        for _ in range(rounds):
+            client.release(uuid.uuid4())
+
+    with ThreadPoolExecutor(callers) as pool:
+        for done in [pool.submit(caller) for _ in range(callers)]:
+            done.result()
+    assert sum(ledger.sizes) == callers * rounds
+    assert len(ledger.sizes) <= 2 * rounds + 4, ledger.sizes
+
+
 def backends(url: str) -> set[int]:
     """The server processes of the connections to this database."""
     with psycopg.connect(url, autocommit=True) as conn:
