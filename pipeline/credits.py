@@ -17,11 +17,15 @@ the same operation twice.
 `apply` runs many operations in one transaction (one lock round and one commit for a batch):
 the `CreditLedger` actor batches through it; the single-operation functions use it too. On
 PostgreSQL a batch costs two round trips: its reads go to psycopg directly, in pipeline mode,
-with the BEGIN; its writes are one statement, sent with the COMMIT.
+with the BEGIN; its writes are one statement, sent with the COMMIT. A writer with a
+`LedgerCache` (the actor's lanes) saves the first: the batch is decided from what the writer's
+last batches committed, and the account locks, the write (which checks that what the batch
+assumed still holds) and the COMMIT travel together.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -40,6 +44,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     column,
+    exists,
     func,
     insert,
     literal,
@@ -355,12 +360,15 @@ class DirectLedger:
         return balance(self.db, user_id)
 
 
-def apply(db: Database, operations: Sequence[Operation]) -> list[Outcome | Exception]:
+def apply(
+    db: Database, operations: Sequence[Operation], cache: LedgerCache | None = None
+) -> list[Outcome | Exception]:
     """Runs the operations in order in one transaction and returns each one's outcome, or the
     domain error it raised (an error writes nothing and does not affect the others). If the
     transaction itself fails (a key raced in by another process, a deadlock), each operation
     is retried alone, so one bad operation cannot fail its neighbours; a lost connection is
-    raised (everything is idempotent, so the caller may run the batch again)."""
+    raised (everything is idempotent, so the caller may run the batch again). A writer that
+    runs batch after batch on one PostgreSQL Connection (an actor's lane) passes its `cache`."""
     if not operations:
         return []
     credit_users = sorted({op.user_id for op in operations if isinstance(op, Credit)})
@@ -371,7 +379,8 @@ def apply(db: Database, operations: Sequence[Operation]) -> list[Outcome | Excep
         with _transaction(db) as conn:
             if credit_users and isinstance(db, Session):
                 _ensure_accounts(conn, credit_users)
-            return _apply(conn, operations, commit=not isinstance(db, Session)).outcomes
+            commit = not isinstance(db, Session)
+            return _apply(conn, operations, commit=commit, cache=cache).outcomes
     except DBAPIError as e:
         if len(operations) == 1 or isinstance(db, Session) or e.connection_invalidated:
             raise
@@ -469,13 +478,29 @@ def _ensure_accounts(conn: Connection, user_ids: Sequence[uuid.UUID]) -> None:
 
 @dataclass
 class _Batch:
-    """The state of one transaction: locked accounts, reservations and the writes to make."""
+    """The state of one transaction: locked (or cached) accounts, reservations and the writes
+    to make. A batch decided from a cache lists what it assumed: the balances it started from
+    and the reservations it took to be held."""
 
     now: datetime
     accounts: dict[uuid.UUID, list[int]]
     reservations: dict[uuid.UUID, dict[str, Any]]
     by_key: dict[str, uuid.UUID]
     receipts: dict[tuple[uuid.UUID, str], CreditReceipt]
+    assumed_accounts: dict[uuid.UUID, tuple[int, int]] = field(default_factory=dict)
+    assumed_held: list[uuid.UUID] = field(default_factory=list)
+    _random: bytes = b""
+    _taken: int = 0
+
+    def new_id(self) -> uuid.UUID:
+        """A random (version 4) UUID. Their randomness is drawn 64 at a time: `uuid.uuid4()`
+        makes a system call for each, letting go of the GIL, and in the ledger actor the lane's
+        thread then waits for the event loop to give it back, dozens of times a batch."""
+        if self._taken == len(self._random):
+            self._random, self._taken = os.urandom(16 * 64), 0
+        self._taken += 16
+        return uuid.UUID(bytes=self._random[self._taken - 16 : self._taken], version=4)
+
     outcomes: list[Outcome | Exception] = field(default_factory=list)
     new_reservations: list[uuid.UUID] = field(default_factory=list)
     settled: set[uuid.UUID] = field(default_factory=set)
@@ -499,13 +524,13 @@ class _Batch:
         accounts carry the operation key, system accounts none (they are shared)."""
         if sum(amount for _, amount in legs) != 0:
             raise RuntimeError(f"unbalanced ledger transaction: {legs}")
-        txn_id = uuid.uuid4()
+        txn_id = self.new_id()
         for account, amount in legs:
             if amount == 0:
                 continue
             self.entries.append(
                 {
-                    "id": uuid.uuid4(),
+                    "id": self.new_id(),
                     "txn_id": txn_id,
                     "account": account,
                     "user_id": user_id,
@@ -530,9 +555,121 @@ class _Batch:
         self.touched.add(user_id)
 
 
-def _apply(conn: Connection, operations: Sequence[Operation], *, commit: bool) -> _Batch:
+@dataclass
+class LedgerCache:
+    """What one writer last committed: the balances of the accounts its batches touched and the
+    reservations they left held (the most recent `limit` of each). A batch whose operations
+    find everything they need here is decided without the locking reads, and its write checks,
+    in the same statement, that what it assumed still holds: the balances it started from, its
+    reservations still held, its new reservation keys still unused. If another writer moved a
+    balance or settled a reservation meanwhile, the write changes nothing and the batch is
+    decided again from the database. Credits always go to the database (their receipts are
+    not kept)."""
+
+    limit: int = 100_000
+    accounts: dict[uuid.UUID, tuple[int, int]] = field(default_factory=dict)
+    held: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
+    keys: dict[str, uuid.UUID] = field(default_factory=dict)
+
+    def batch(self, operations: Sequence[Operation]) -> _Batch | None:
+        """The batch's state from the cache, or None if an operation needs what it lacks."""
+        users: set[uuid.UUID] = set()
+        rows: dict[uuid.UUID, dict[str, Any]] = {}
+        for op in operations:
+            if isinstance(op, Credit):
+                return None
+            if isinstance(op, Reserve):
+                users.add(op.user_id)
+                rid = self.keys.get(op.key)
+            else:
+                rid = op.reservation_id
+                if rid not in self.held:
+                    return None
+            if rid is not None:
+                rows[rid] = self.held[rid]
+                users.add(rows[rid]["user_id"])
+        if not users <= self.accounts.keys():
+            return None
+        reservations = {rid: dict(row) for rid, row in rows.items()}
+        return _Batch(
+            now=utcnow(),
+            accounts={user: list(self.accounts[user]) for user in users},
+            reservations=reservations,
+            by_key={row["idempotency_key"]: rid for rid, row in reservations.items()},
+            receipts={},
+            assumed_accounts={user: self.accounts[user] for user in users},
+            assumed_held=list(rows),
+        )
+
+    def remember(self, batch: _Batch) -> None:
+        """Keeps what a committed batch left (the most recent last)."""
+        for user, (available, held) in batch.accounts.items():
+            self.accounts.pop(user, None)
+            self.accounts[user] = (available, held)
+        for rid, row in batch.reservations.items():
+            self._drop(rid)
+            if row["status"] == ReservationStatus.held:
+                self.held[rid] = row
+                self.keys[row["idempotency_key"]] = rid
+        while len(self.accounts) > self.limit:
+            del self.accounts[next(iter(self.accounts))]
+        while len(self.held) > self.limit:
+            self._drop(next(iter(self.held)))
+
+    def forget(self, batch: _Batch) -> None:
+        """Drops what a batch found stale, so that it is read again."""
+        for user in batch.accounts:
+            self.accounts.pop(user, None)
+        for rid in batch.reservations:
+            self._drop(rid)
+
+    def _drop(self, rid: uuid.UUID) -> None:
+        row = self.held.pop(rid, None)
+        if row is not None:
+            del self.keys[row["idempotency_key"]]
+
+
+def _apply(
+    conn: Connection,
+    operations: Sequence[Operation],
+    *,
+    commit: bool,
+    cache: LedgerCache | None = None,
+) -> _Batch:
     """Runs the operations in the transaction open on `conn`. With `commit` (the transaction is
-    not a caller's Session) PostgreSQL's COMMIT travels with the batch's write."""
+    not a caller's Session) PostgreSQL's COMMIT travels with the batch's write, and a `cache`
+    may stand in for the locking reads. A write that finds its assumptions stale wrote nothing:
+    the batch is decided again from what the database holds now."""
+    cached = cache is not None and commit and conn.dialect.name == "postgresql"
+    while True:
+        batch = cache.batch(operations) if cached and cache is not None else None
+        if batch is None:
+            batch = _locked_batch(conn, operations)
+        for op in operations:
+            try:
+                batch.outcomes.append(_decide(batch, op))
+            except (StudioError, ValueError) as e:
+                batch.outcomes.append(e)
+        written = _write(conn, batch, commit=commit)
+        if cache is not None:
+            (cache.remember if written else cache.forget)(batch)
+        if written:
+            return batch
+
+
+def _decide(batch: _Batch, op: Operation) -> Outcome:
+    if isinstance(op, Credit):
+        return _credit(batch, op)
+    if isinstance(op, Reserve):
+        return _reserve(batch, op)
+    if isinstance(op, Capture):
+        return _capture(batch, op)
+    return _release(batch, op)
+
+
+def _locked_batch(conn: Connection, operations: Sequence[Operation]) -> _Batch:
+    """A batch decided from the database: its accounts and reservations locked and read, and
+    the receipts of its credits' keys."""
     rids = list({op.reservation_id for op in operations if isinstance(op, Capture | Release)})
     user_ids = list({op.user_id for op in operations if isinstance(op, Credit | Reserve)})
     keys = list({op.key for op in operations if isinstance(op, Reserve)})
@@ -556,27 +693,13 @@ def _apply(conn: Connection, operations: Sequence[Operation], *, commit: bool) -
                 kind=LedgerKind(row.kind),
                 idempotency_key=key,
             )
-    batch = _Batch(
+    return _Batch(
         now=utcnow(),
         accounts=accounts,
         reservations=reservations,
         by_key={r["idempotency_key"]: rid for rid, r in reservations.items()},
         receipts=receipts,
     )
-    for op in operations:
-        try:
-            if isinstance(op, Credit):
-                batch.outcomes.append(_credit(batch, op))
-            elif isinstance(op, Reserve):
-                batch.outcomes.append(_reserve(batch, op))
-            elif isinstance(op, Capture):
-                batch.outcomes.append(_capture(batch, op))
-            else:
-                batch.outcomes.append(_release(batch, op))
-        except (StudioError, ValueError) as e:
-            batch.outcomes.append(e)
-    _write(conn, batch, commit=commit)
-    return batch
 
 
 def _lock(
@@ -707,7 +830,7 @@ def _reserve(batch: _Batch, op: Reserve) -> ReservationInfo:
             needed=op.amount,
             available=available,
         )
-    rid = uuid.uuid4()
+    rid = batch.new_id()
     row = {
         "id": rid,
         "user_id": op.user_id,
@@ -798,7 +921,9 @@ def _release(batch: _Batch, op: Release) -> ReservationInfo:
     return _info(row)
 
 
-def _write(conn: Connection, batch: _Batch, *, commit: bool) -> None:
+def _write(conn: Connection, batch: _Batch, *, commit: bool) -> bool:
+    """Writes the batch; False if it wrote nothing because what it assumed no longer holds. A
+    batch decided from a cache locks its accounts in the same round trip as its write."""
     new = [batch.reservations[rid] for rid in batch.new_reservations]
     settled = [
         {name: batch.reservations[rid][name] for name in _SETTLED_COLUMNS}
@@ -809,16 +934,29 @@ def _write(conn: Connection, batch: _Batch, *, commit: bool) -> None:
         for user_id in sorted(batch.touched)
         for available, held in [batch.accounts[user_id]]
     ]
-    if not (new or settled or batch.entries or accounts):
-        return
+    if not (new or settled or batch.entries or accounts or batch.assumed_accounts):
+        return True
     if conn.dialect.name == "postgresql":
-        tables = {"r": new, "s": settled, "e": batch.entries, "a": accounts}
+        tables = {
+            "r": new,
+            "s": settled,
+            "e": batch.entries,
+            "a": accounts,
+            "x": [
+                {"user_id": user_id, "available": available, "held": held}
+                for user_id, (available, held) in batch.assumed_accounts.items()
+            ],
+            "h": [{"id": rid} for rid in batch.assumed_held],
+        }
         params = {name: orjson.dumps(rows).decode() for name, rows in tables.items()}
         with _driver(conn) as pg, pg.pipeline():
-            pg.execute(_PG_WRITE_ALL, {"now": batch.now, **params})
+            if batch.assumed_accounts:
+                lock = {"users": sorted(batch.assumed_accounts), "rids": [], "keys": []}
+                pg.execute(_PG_LOCK_ACCOUNTS, lock)
+            written = pg.execute(_PG_WRITE_ALL, {"now": batch.now, **params})
             if commit:
                 pg.commit()
-        return
+        return cast(bool, written.fetchone()[0])  # type: ignore[index]
     if new:
         conn.execute(_reservations.insert(), new)
     if settled:
@@ -827,6 +965,7 @@ def _write(conn: Connection, batch: _Batch, *, commit: bool) -> None:
         conn.execute(_entries.insert(), batch.entries)
     if accounts:
         conn.execute(_SET_BALANCES, [{**row, "now": batch.now} for row in _prefixed(accounts)])
+    return True
 
 
 def _prefixed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -854,9 +993,12 @@ def _write_all_statement() -> Any:
     """PostgreSQL: every write of a batch in one statement, data-modifying CTEs over the rows of
     each table sent as one JSON array (`json_to_recordset`), so a batch's writes cost one round
     trip, the statement is the same whatever the batch (compiled once, prepared by psycopg),
-    and the parameters are four strings that orjson makes in C, UUIDs and datetimes included (a
+    and the parameters are strings that orjson makes in C, UUIDs and datetimes included (a
     parameter per column, as arrays, cost psycopg a Python call per value); an empty array
-    writes nothing."""
+    writes nothing. The writes happen only if the batch's assumptions hold (`x`: the balances
+    it started from, `h`: the reservations it took to be held, and its new reservations' keys
+    unused), which the statement returns; the lookups are scalar subqueries, one index probe
+    per row whatever the planner guesses of a JSON array's size."""
 
     def rows(name: str, table: Table, columns: list[str]) -> Any:
         typed = [column(c, table.c[c].type) for c in columns]
@@ -867,17 +1009,44 @@ def _write_all_statement() -> Any:
     settled = rows("s", _reservations, _SETTLED_COLUMNS)
     entries = rows("e", _entries, _ENTRY_COLUMNS)
     accounts = rows("a", _accounts, _ACCOUNT_COLUMNS)
+    assumed = rows("x", _accounts, _ACCOUNT_COLUMNS)
+    held = rows("h", _reservations, ["id"])
+    unused = rows("r", _reservations, ["idempotency_key"])
+
+    def found(column: Any, where: Any) -> Any:
+        return select(column).where(where).scalar_subquery()
+
+    moved = found(
+        _accounts.c.user_id,
+        (_accounts.c.user_id == assumed.c.user_id)
+        & (_accounts.c.available == assumed.c.available)
+        & (_accounts.c.held == assumed.c.held),
+    ).is_(None)
+    settled_meanwhile = found(
+        _reservations.c.status, _reservations.c.id == held.c.id
+    ).is_distinct_from(literal_column(f"'{ReservationStatus.held.value}'"))
+    key_taken = found(
+        _reservations.c.id, _reservations.c.idempotency_key == unused.c.idempotency_key
+    ).is_not(None)
+    check = select(
+        ~(
+            exists().select_from(assumed).where(moved)
+            | exists().select_from(held).where(settled_meanwhile)
+            | exists().select_from(unused).where(key_taken)
+        ).label("current")
+    ).cte("check")
+    current = select(check.c.current).scalar_subquery()
     writes = [
-        insert(_reservations).from_select(_RESERVATION_COLUMNS, select(*new.c)),
+        insert(_reservations).from_select(_RESERVATION_COLUMNS, select(*new.c).where(current)),
         update(_reservations)
-        .where(_reservations.c.id == settled.c.id)
+        .where(_reservations.c.id == settled.c.id, current)
         .values(status=settled.c.status, captured=settled.c.captured, settled_at=_NOW),
-        insert(_entries).from_select(_ENTRY_COLUMNS, select(*entries.c)),
+        insert(_entries).from_select(_ENTRY_COLUMNS, select(*entries.c).where(current)),
         update(_accounts)
-        .where(_accounts.c.user_id == accounts.c.user_id)
+        .where(_accounts.c.user_id == accounts.c.user_id, current)
         .values(available=accounts.c.available, held=accounts.c.held, updated_at=_NOW),
     ]
-    return select(literal_column("1")).add_cte(*[w.cte(f"write_{i}") for i, w in enumerate(writes)])
+    return select(check.c.current).add_cte(*[w.cte(f"write_{i}") for i, w in enumerate(writes)])
 
 
 _PG_WRITE_ALL = _driver_sql(_write_all_statement())

@@ -1,18 +1,20 @@
 """The `CreditLedger` actor: the one front door to the credit ledger in a cluster.
 
-It keeps no state of its own: every call becomes an operation of pipeline/credits.py and the
-database decides. What the actor adds is throughput: calls wait in a lane, and the lane's own
-thread runs everything waiting in it as one database transaction (one lock round, one write,
-one commit) on the lane's connection while the next calls gather, hands the outcomes to the
-event loop and goes straight on with what gathered. A user's operations always go to the same
-lane and run in arrival order; different users share batches. One lane is the default: on a
-small machine it beat two or four (bigger batches, fewer contending transactions); more lanes
-suit a database with cores to spare. Captures and releases are routed by reservation id, as
-their owner is not known before the database is read: the account locks order them. Those
-locks, not the actor, are what make overspending impossible, so clients that bypass the actor
-(other processes calling pipeline/credits.py) stay safe. On the calling side, `LedgerClient`
-(one per process: `ledger_client`) sends the concurrent calls of a process's threads to the
-actor together, one Ray call per batch.
+Every call becomes an operation of pipeline/credits.py and the database decides. What the
+actor adds is throughput: calls wait in a lane, and the lane's own thread runs everything
+waiting in it as one database transaction on the lane's connection while the next calls
+gather, hands the outcomes to the event loop and goes straight on with what gathered. The lane
+keeps a `LedgerCache` of what its batches committed, so a batch of operations on accounts and
+reservations it knows costs one round trip (its write checks that what it assumed still holds;
+a batch that finds it stale is decided again from the database). A user's operations always
+go to the same lane and run in arrival order; different users share batches. One lane is the
+default: on a small machine it beat two or four (bigger batches, fewer contending
+transactions); more lanes suit a database with cores to spare. Captures and releases are
+routed by reservation id, as their owner is not known before the database is read: the
+account locks order them. Those locks and checks, not the actor, are what make overspending
+impossible, so clients that bypass the actor (other processes calling pipeline/credits.py)
+stay safe. On the calling side, `LedgerClient` (one per process: `ledger_client`) sends the
+concurrent calls of a process's threads to the actor together, one Ray call per batch.
 
 It is detached, restarts forever and retries calls that were in flight when it died: that is
 safe because every operation is idempotent (credits and reservations by key, captures and
@@ -61,6 +63,7 @@ class _Lane:
         default_factory=SimpleQueue
     )
     connection: Connection | None = None
+    cache: credits.LedgerCache = field(default_factory=credits.LedgerCache)
 
 
 @ray.remote(  # type: ignore[call-overload]
@@ -174,7 +177,7 @@ class CreditLedger:
             if lane.connection is None:
                 lane.connection = get_engine(self._url).connect()
             try:
-                return credits.apply(lane.connection, ops)
+                return credits.apply(lane.connection, ops, lane.cache)
             except DBAPIError as e:
                 lane.connection.close()
                 lane.connection = None

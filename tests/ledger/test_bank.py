@@ -1,7 +1,8 @@
 """A Jepsen-style bank test of the CreditLedger actor on PostgreSQL: clients in threads (sharing
-one LedgerClient, so that their calls reach the actor in batches) and in separate processes
-hammer a few hot accounts with reservations, captures and releases (some sharing idempotency
-keys, some abandoned to expire) while the actor is killed and restarts.
+one LedgerClient, so that their calls reach the actor in batches), in separate processes and
+one bypassing the actor (pipeline/credits.py straight to the database, behind the back of the
+lanes' caches) hammer a few hot accounts with reservations, captures and releases (some
+sharing idempotency keys, some abandoned to expire) while the actor is killed and restarts.
 Afterwards the books must balance, no balance may ever have been negative, nothing may be
 captured twice and every reservation must be settled."""
 
@@ -26,7 +27,13 @@ from sqlmodel import col, select
 from db.models import LedgerEntry, LedgerKind, Reservation, ReservationStatus
 from db.session import database_tag, session_scope
 from db.types import utcnow
-from pipeline.credits import SYSTEM_REVENUE, Balance, available_account, held_account
+from pipeline.credits import (
+    SYSTEM_REVENUE,
+    Balance,
+    DirectLedger,
+    available_account,
+    held_account,
+)
 from pipeline.errors import Conflict, InsufficientCredits
 from pipeline.ledger import LEDGER_NAMESPACE, LedgerClient, ledger_handle
 from tests.ledger import assert_books_balance, make_user
@@ -58,7 +65,7 @@ def ledger(ledger_name: str) -> ActorHandle:
 
 
 def run_client(
-    ledger: LedgerClient,
+    ledger: LedgerClient | DirectLedger,
     client: str,
     users: list[uuid.UUID],
     run: str,
@@ -148,12 +155,14 @@ def test_the_books_hold_under_concurrent_clients_and_an_actor_kill(
 
     go.set()
     shared = LedgerClient(ledger)
-    with ThreadPoolExecutor(THREADS) as pool:
+    clients = {f"t{i}": shared for i in range(THREADS)} | {"direct": DirectLedger(postgres_url)}
+    with ThreadPoolExecutor(len(clients)) as pool:
         futures = [
-            pool.submit(run_client, shared, f"t{i}", users, run, i, tick) for i in range(THREADS)
+            pool.submit(run_client, client, name, users, run, seed, tick)
+            for seed, (name, client) in enumerate(clients.items())
         ]
         deadline = time.monotonic() + 120
-        while done < THREADS * OPS_PER_CLIENT // 3 and time.monotonic() < deadline:
+        while done < len(clients) * OPS_PER_CLIENT // 3 and time.monotonic() < deadline:
             time.sleep(0.05)
         ray.kill(ledger, no_restart=False)
         killed_at = done
@@ -163,7 +172,7 @@ def test_the_books_hold_under_concurrent_clients_and_an_actor_kill(
     for process in processes:
         process.join(timeout=60)
 
-    assert 0 < killed_at < THREADS * OPS_PER_CLIENT
+    assert 0 < killed_at < len(clients) * OPS_PER_CLIENT
     assert [r for r in records if r[0] == "error"] == []
     time.sleep(ABANDONED_TTL_S)
     LedgerClient(ledger).expire_reservations(utcnow())
