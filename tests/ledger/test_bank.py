@@ -330,9 +330,9 @@ class OneBatchAtATime:
 
 def test_callers_answered_together_call_again_together(ray_session: None) -> None:
     """Threads that call again as soon as they are answered (as bench/ledger.py's clients do)
-    keep travelling in the same batch: two batches a round, one on its way while the actor runs
-    the other, instead of splitting into more and smaller ones (with `gather_s=0`, no wait for
-    the answered callers, this run took 30 to 31 batches)."""
+    keep travelling in the same batch: one batch a round, instead of splitting into more and
+    smaller ones (with `gather_s=0`, no wait for the answered callers, this run took 20
+    batches, 11 with it)."""
     ledger = OneBatchAtATime(0.02)
     client = LedgerClient(ledger, gather_s=0.05)  # type: ignore[arg-type]
     callers, rounds = 12, 10
@@ -347,7 +347,7 @@ def test_callers_answered_together_call_again_together(ray_session: None) -> Non
         for done in [pool.submit(caller) for _ in range(callers)]:
             done.result()
     assert sum(ledger.sizes) == callers * rounds
-    assert len(ledger.sizes) <= 2 * rounds + 4, ledger.sizes
+    assert len(ledger.sizes) <= rounds + 4, ledger.sizes
 
 
 def backends(url: str) -> set[int]:
