@@ -16,6 +16,10 @@ available = available - 1, held = held + 1 WHERE user_id = :u AND available >= 1
 columns, for context: `debit` is one such UPDATE per op (the lower bound of any safe debit),
 `direct` the actor's reserve+capture through pipeline/credits.py from the client threads,
 without the actor (two transactions per op, no batching).
+
+A 2-core machine's speed drifts by a third from one pass to the next, so the actor and raw
+passes alternate for `--repeat` rounds (3) and the ratio reported is the median of the rounds'
+ratios, with their range; the rates are the medians, the latencies those of all rounds.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +138,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--lanes", type=int, default=1)
     parser.add_argument("--history", type=int, default=20_000, help="settled reservations")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of actor and raw passes")
     args = parser.parse_args()
 
     with fresh_schema(args.database_url) as url:
@@ -153,29 +159,48 @@ def main() -> None:
                 return ray.get(clients_process.run.remote(kind, clients, args.seconds))  # type: ignore[no-any-return]
 
             print(
-                f"{args.users} users, {args.seconds:.0f} s per run, lanes={args.lanes}, "
-                f"{args.history} reservations of history"
+                f"{args.users} users, {args.seconds:.0f} s per pass, {args.repeat} rounds, "
+                f"lanes={args.lanes}, {args.history} reservations of history"
             )
             print(
                 f"{'clients':>7} | {'actor ops/s':>11} {'p50 ms':>7} {'p99 ms':>7} | "
-                f"{'raw ops/s':>9} {'p50 ms':>7} {'p99 ms':>7} | {'actor/raw':>9} | "
+                f"{'raw ops/s':>9} {'p50 ms':>7} {'p99 ms':>7} | {'actor/raw':>15} | "
                 f"{'debit':>7} {'direct':>7}"
             )
             for clients in args.clients:
                 ray.get(clients_process.run.remote("actor", clients, 1.0))
-                actor_rate, actor_lat = measure("actor", clients)
-                raw_rate, raw_lat = measure("raw", clients)
+                actor, raw = Passes(), Passes()
+                for _ in range(args.repeat):
+                    actor.add(*measure("actor", clients))
+                    raw.add(*measure("raw", clients))
+                ratios = sorted(a / r for a, r in zip(actor.rates, raw.rates, strict=True))
+                ratio = f"{statistics.median(ratios):.2f} ({ratios[0]:.2f}-{ratios[-1]:.2f})"
                 debit_rate, _ = measure("debit", clients)
                 direct_rate, _ = measure("direct", clients)
                 print(
-                    f"{clients:>7} | {actor_rate:>11.0f} {percentile(actor_lat, 50) * 1e3:>7.2f} "
-                    f"{percentile(actor_lat, 99) * 1e3:>7.2f} | {raw_rate:>9.0f} "
-                    f"{percentile(raw_lat, 50) * 1e3:>7.2f} {percentile(raw_lat, 99) * 1e3:>7.2f} "
-                    f"| {actor_rate / raw_rate:>9.2f} | {debit_rate:>7.0f} {direct_rate:>7.0f}",
+                    f"{clients:>7} | {actor.summary(11)} | {raw.summary(9)} | {ratio:>15} | "
+                    f"{debit_rate:>7.0f} {direct_rate:>7.0f}",
                     flush=True,
                 )
         finally:
             ray.shutdown()
+
+
+@dataclass
+class Passes:
+    """The rounds of one kind of pass: their rates and all their latencies."""
+
+    rates: list[float] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+
+    def add(self, rate: float, latencies: list[float]) -> None:
+        self.rates.append(rate)
+        self.latencies += latencies
+
+    def summary(self, width: int) -> str:
+        """The median rate, then p50 and p99 in ms."""
+        p50, p99 = (percentile(self.latencies, q) * 1e3 for q in (50, 99))
+        return f"{statistics.median(self.rates):>{width}.0f} {p50:>7.2f} {p99:>7.2f}"
 
 
 @ray.remote(num_cpus=0)
