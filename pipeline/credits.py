@@ -479,8 +479,8 @@ def _ensure_accounts(conn: Connection, user_ids: Sequence[uuid.UUID]) -> None:
 @dataclass
 class _Batch:
     """The state of one transaction: locked (or cached) accounts, reservations and the writes
-    to make. A batch decided from a cache lists what it assumed: the balances it started from
-    and the reservations it took to be held."""
+    to make. A batch decided from a cache lists what it assumed: the balances it started from,
+    the reservations it took to be held and the reservation keys it took to be unused."""
 
     now: datetime
     accounts: dict[uuid.UUID, list[int]]
@@ -489,6 +489,7 @@ class _Batch:
     receipts: dict[tuple[uuid.UUID, str], CreditReceipt]
     assumed_accounts: dict[uuid.UUID, tuple[int, int]] = field(default_factory=dict)
     assumed_held: list[uuid.UUID] = field(default_factory=list)
+    assumed_unused: list[str] = field(default_factory=list)
     _random: bytes = b""
     _taken: int = 0
 
@@ -561,10 +562,11 @@ class LedgerCache:
     reservations they left held (the most recent `limit` of each). A batch whose operations
     find everything they need here is decided without the locking reads, and its write checks,
     in the same statement, that what it assumed still holds: the balances it started from, its
-    reservations still held, its new reservation keys still unused. If another writer moved a
-    balance or settled a reservation meanwhile, the write changes nothing and the batch is
-    decided again from the database. Credits always go to the database (their receipts are
-    not kept)."""
+    reservations still held, the reservation keys it does not know still unused (a replayed
+    key is decided from the database). If another writer moved a balance, settled a
+    reservation or took a key meanwhile, the write changes nothing and the batch is decided
+    again from the database. Credits always go to the database (their receipts are not
+    kept)."""
 
     limit: int = 100_000
     accounts: dict[uuid.UUID, tuple[int, int]] = field(default_factory=dict)
@@ -575,12 +577,15 @@ class LedgerCache:
         """The batch's state from the cache, or None if an operation needs what it lacks."""
         users: set[uuid.UUID] = set()
         rows: dict[uuid.UUID, dict[str, Any]] = {}
+        unused: set[str] = set()
         for op in operations:
             if isinstance(op, Credit):
                 return None
             if isinstance(op, Reserve):
                 users.add(op.user_id)
                 rid = self.keys.get(op.key)
+                if rid is None:
+                    unused.add(op.key)
             else:
                 rid = op.reservation_id
                 if rid not in self.held:
@@ -599,6 +604,7 @@ class LedgerCache:
             receipts={},
             assumed_accounts={user: self.accounts[user] for user in users},
             assumed_held=list(rows),
+            assumed_unused=sorted(unused),
         )
 
     def remember(self, batch: _Batch) -> None:
@@ -625,7 +631,7 @@ class LedgerCache:
 
     def _drop(self, rid: uuid.UUID) -> None:
         row = self.held.pop(rid, None)
-        if row is not None:
+        if row is not None and self.keys.get(row["idempotency_key"]) == rid:
             del self.keys[row["idempotency_key"]]
 
 
@@ -640,9 +646,10 @@ def _apply(
     not a caller's Session) PostgreSQL's COMMIT travels with the batch's write, and a `cache`
     may stand in for the locking reads. A write that finds its assumptions stale wrote nothing:
     the batch is decided again from what the database holds now."""
-    cached = cache is not None and commit and conn.dialect.name == "postgresql"
+    if not commit or conn.dialect.name != "postgresql":
+        cache = None
     while True:
-        batch = cache.batch(operations) if cached and cache is not None else None
+        batch = cache.batch(operations) if cache is not None else None
         if batch is None:
             batch = _locked_batch(conn, operations)
         for op in operations:
@@ -947,6 +954,7 @@ def _write(conn: Connection, batch: _Batch, *, commit: bool) -> bool:
                 for user_id, (available, held) in batch.assumed_accounts.items()
             ],
             "h": [{"id": rid} for rid in batch.assumed_held],
+            "k": [{"idempotency_key": key} for key in batch.assumed_unused],
         }
         params = {name: orjson.dumps(rows).decode() for name, rows in tables.items()}
         with _driver(conn) as pg, pg.pipeline():
@@ -995,10 +1003,13 @@ def _write_all_statement() -> Any:
     trip, the statement is the same whatever the batch (compiled once, prepared by psycopg),
     and the parameters are strings that orjson makes in C, UUIDs and datetimes included (a
     parameter per column, as arrays, cost psycopg a Python call per value); an empty array
-    writes nothing. The writes happen only if the batch's assumptions hold (`x`: the balances
-    it started from, `h`: the reservations it took to be held, and its new reservations' keys
-    unused), which the statement returns; the lookups are scalar subqueries, one index probe
-    per row whatever the planner guesses of a JSON array's size."""
+    writes nothing. The writes happen only if a cached batch's assumptions hold (`x`: the
+    balances it started from, `h`: the reservations it took to be held, `k`: the reservation
+    keys it took to be unused), which the statement returns; the lookups are scalar
+    subqueries, one index probe per row whatever the planner guesses of a JSON array's size.
+    The statement's snapshot is taken once the batch holds its accounts' locks (in the
+    statement before), so no other writer can change what the check read before the writes
+    land: reservations, too, change only under their owner's account lock."""
 
     def rows(name: str, table: Table, columns: list[str]) -> Any:
         typed = [column(c, table.c[c].type) for c in columns]
@@ -1011,7 +1022,7 @@ def _write_all_statement() -> Any:
     accounts = rows("a", _accounts, _ACCOUNT_COLUMNS)
     assumed = rows("x", _accounts, _ACCOUNT_COLUMNS)
     held = rows("h", _reservations, ["id"])
-    unused = rows("r", _reservations, ["idempotency_key"])
+    unused = rows("k", _reservations, ["idempotency_key"])
 
     def found(column: Any, where: Any) -> Any:
         return select(column).where(where).scalar_subquery()

@@ -3,8 +3,10 @@ changed meanwhile (a balance, a settlement, a key), and write nothing when they 
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -121,6 +123,41 @@ def test_a_key_taken_by_another_writer_is_not_reserved_twice(
     assert isinstance(refused, Conflict)
     assert credits.balance(postgres_url, user) == Balance(available=90, held=10)
     assert_books_balance(postgres_url, [user, other])
+
+
+def test_a_replayed_key_the_cache_does_not_know_returns_its_reservation(
+    postgres_url: str, lane: Connection
+) -> None:
+    """The reservation was settled, so the cache let go of it; the balance left cannot pay
+    for it again, and the replay must still find it rather than be refused."""
+    user, cache, replayed = make_user(postgres_url, grant=100), LedgerCache(), key()
+    (held,) = credits.apply(lane, [credits.Reserve(user, 100, replayed)], cache)
+    assert isinstance(held, ReservationInfo)
+    credits.apply(lane, [credits.Capture(held.id, 100)], cache)
+    assert replayed not in cache.keys and cache.accounts[user] == (0, 0)
+    (replay,) = credits.apply(lane, [credits.Reserve(user, 100, replayed)], cache)
+    assert isinstance(replay, ReservationInfo)
+    assert (replay.id, replay.status) == (held.id, "captured")
+    assert credits.balance(postgres_url, user) == Balance(available=0, held=0)
+
+
+def test_a_cached_batch_waits_for_a_writer_holding_its_account(
+    postgres_url: str, lane: Connection
+) -> None:
+    """The batch locks its accounts before its write reads what it checks: a writer that holds
+    the account when the batch starts commits first, and the batch sees what it wrote."""
+    user, cache = make_user(postgres_url, grant=100), LedgerCache()
+    reserve(lane, cache, user, 10)
+    with ThreadPoolExecutor(1) as pool:
+        with session_scope(postgres_url) as session:
+            credits.reserve(session, user, 85, key())
+            batch = pool.submit(credits.apply, lane, [credits.Reserve(user, 10, key())], cache)
+            time.sleep(0.5)
+            assert not batch.done()
+        (refused,) = batch.result(timeout=30)
+    assert isinstance(refused, InsufficientCredits)
+    assert credits.balance(postgres_url, user) == Balance(available=5, held=95)
+    assert_books_balance(postgres_url, [user])
 
 
 def test_the_cache_keeps_the_most_recent_and_reads_the_rest(
