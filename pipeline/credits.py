@@ -490,6 +490,11 @@ class _Batch:
     assumed_accounts: dict[uuid.UUID, tuple[int, int]] = field(default_factory=dict)
     assumed_held: list[uuid.UUID] = field(default_factory=list)
     assumed_unused: list[str] = field(default_factory=list)
+    outcomes: list[Outcome | Exception] = field(default_factory=list)
+    new_reservations: list[uuid.UUID] = field(default_factory=list)
+    settled: set[uuid.UUID] = field(default_factory=set)
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    touched: set[uuid.UUID] = field(default_factory=set)
     _random: bytes = b""
     _taken: int = 0
 
@@ -501,12 +506,6 @@ class _Batch:
             self._random, self._taken = os.urandom(16 * 64), 0
         self._taken += 16
         return uuid.UUID(bytes=self._random[self._taken - 16 : self._taken], version=4)
-
-    outcomes: list[Outcome | Exception] = field(default_factory=list)
-    new_reservations: list[uuid.UUID] = field(default_factory=list)
-    settled: set[uuid.UUID] = field(default_factory=set)
-    entries: list[dict[str, Any]] = field(default_factory=list)
-    touched: set[uuid.UUID] = field(default_factory=set)
 
     def post(
         self,
@@ -936,11 +935,9 @@ def _write(conn: Connection, batch: _Batch, *, commit: bool) -> bool:
         {name: batch.reservations[rid][name] for name in _SETTLED_COLUMNS}
         for rid in sorted(batch.settled)
     ]
-    accounts = [
-        {"user_id": user_id, "available": available, "held": held}
-        for user_id in sorted(batch.touched)
-        for available, held in [batch.accounts[user_id]]
-    ]
+    accounts = _account_rows(
+        (user_id, batch.accounts[user_id]) for user_id in sorted(batch.touched)
+    )
     if not (new or settled or batch.entries or accounts or batch.assumed_accounts):
         return True
     if conn.dialect.name == "postgresql":
@@ -949,10 +946,7 @@ def _write(conn: Connection, batch: _Batch, *, commit: bool) -> bool:
             "s": settled,
             "e": batch.entries,
             "a": accounts,
-            "x": [
-                {"user_id": user_id, "available": available, "held": held}
-                for user_id, (available, held) in batch.assumed_accounts.items()
-            ],
+            "x": _account_rows(batch.assumed_accounts.items()),
             "h": [{"id": rid} for rid in batch.assumed_held],
             "k": [{"idempotency_key": key} for key in batch.assumed_unused],
         }
@@ -974,6 +968,13 @@ def _write(conn: Connection, batch: _Batch, *, commit: bool) -> bool:
     if accounts:
         conn.execute(_SET_BALANCES, [{**row, "now": batch.now} for row in _prefixed(accounts)])
     return True
+
+
+def _account_rows(balances: Iterable[tuple[uuid.UUID, Sequence[int]]]) -> list[dict[str, Any]]:
+    return [
+        {"user_id": user_id, "available": available, "held": held}
+        for user_id, (available, held) in balances
+    ]
 
 
 def _prefixed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
