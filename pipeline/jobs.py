@@ -443,8 +443,8 @@ OUTPUT_KINDS = {
 
 @ray.remote(num_cpus=0.1, max_retries=0)
 def run_job(settings: Settings, job_id: UUID) -> None:
-    """Runs one job to a terminal state. Cancellation arrives as TaskCancelledError while the
-    job is already marked cancelled/paused by whoever cancelled it."""
+    """Runs one job to a terminal state. Whoever cancels or pauses it marks the job first; then
+    the scheduler kills this task's worker (`scheduler.stop`)."""
     url = settings.resolved_database_url
     with session_scope(url) as session:
         job = session.get(Job, job_id)
@@ -464,8 +464,6 @@ def run_job(settings: Settings, job_id: UUID) -> None:
         )
         report, files = render_film(inputs, _reporter(url, job_id))
         stored = store_outputs(settings, files)
-    except (ray.exceptions.TaskCancelledError, KeyboardInterrupt):
-        return
     except Exception as error:  # a malformed job or a failed render: it fails with the reason
         fail_job(settings, job_id, _reason(error))
         return

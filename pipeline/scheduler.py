@@ -56,7 +56,7 @@ class RenderScheduler:
         if ref is None:
             return False
         del self.kinds[job_id]
-        ray.cancel(ref, recursive=True)
+        stop(ref)
         return True
 
     async def running_jobs(self) -> list[UUID]:
@@ -135,6 +135,18 @@ class RenderScheduler:
     def _launch(self, job: Job, ref: ray.ObjectRef) -> None:
         self.running[job.id] = ref
         self.kinds[job.id] = job.type
+
+
+def stop(ref: ray.ObjectRef) -> None:
+    """Ends a job's task and the stage tasks it started by killing their worker processes.
+
+    A gentler cancel raises KeyboardInterrupt wherever the task happens to be, and the worker lives
+    on to run later jobs. Interrupted inside Ray's first export of a stage function, it is left
+    believing the function exported when it never was: every later job it runs hangs on that
+    stage ("This worker was asked to execute a function that has not been registered"). A killed
+    worker takes any such half-done state with it. Its database transaction rolls back, and the
+    stage cache and storage replace files only once complete."""
+    ray.cancel(ref, force=True, recursive=True)
 
 
 def scheduler(settings: Settings) -> ray.actor.ActorHandle:
