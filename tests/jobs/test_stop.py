@@ -7,6 +7,7 @@ import os
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import ray
 
@@ -37,14 +38,6 @@ def job(pid_file: str, slow_export: bool) -> int:
     return ray.get(stage.remote())  # type: ignore[no-any-return]
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def test_a_job_stopped_inside_a_function_export_leaves_no_worker_that_hangs_on_it(
     ray_session: None, tmp_path: Path
 ) -> None:
@@ -57,14 +50,12 @@ def test_a_job_stopped_inside_a_function_export_leaves_no_worker_that_hangs_on_i
     while not pid_file.exists():
         assert time.monotonic() < deadline, "the job never started"
         time.sleep(0.05)
+    worker = psutil.Process(int(pid_file.read_text()))
     time.sleep(1)
     stop(first)
     with pytest.raises(ray.exceptions.TaskCancelledError):
         ray.get(first, timeout=30)
-    pid = int(pid_file.read_text())
-    deadline = time.monotonic() + 30
-    while alive(pid):
-        assert time.monotonic() < deadline, "the stopped job's worker lives on"
-        time.sleep(0.1)
+    _, alive = psutil.wait_procs([worker], timeout=30)
+    assert not alive, "the stopped job's worker lives on"
     second = job.remote(str(tmp_path / "pid2"), False)
-    assert ray.get(second, timeout=60) != pid
+    assert ray.get(second, timeout=60) != worker.pid
