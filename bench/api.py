@@ -133,7 +133,7 @@ def run_uvicorn(data_dir: str, port: int, ray_address: str) -> None:
     import ray
     import uvicorn
 
-    from deployments.app import create_app
+    from deployments.api.app import create_app
 
     ray.init(address=ray_address, namespace="studio", log_to_driver=False)
     app = create_app(studio_settings(Path(data_dir)))
@@ -185,7 +185,7 @@ def main() -> None:
     from ray import serve
 
     from db.migrate import upgrade
-    from deployments.ingress import build_api
+    from deployments.api.ingress import build_api
 
     data_dir = Path(tempfile.mkdtemp(prefix="studio-bench-"))
     settings = studio_settings(data_dir)

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.base import Audio, Frames, VideoRequest, Voice, VoiceRequest
 from models.neural.device import compile_module, seeded_generator
-from models.tiny import BUILDERS, build_vits, build_wav2lip, build_xtts, t5_tokenizer
+from tests.tiny_models import BUILDERS, build_vits, build_wav2lip, build_xtts, t5_tokenizer
 
 LTX_SCHEDULER = {
     "base_image_seq_len": 1024,

@@ -14,7 +14,7 @@ baseline only moves the numbers, in autocommit: reserve is `UPDATE credit_accoun
 available = available - 1, held = held + 1 WHERE user_id = :u AND available >= 1`, capture
 `UPDATE credit_accounts SET held = held - 1 WHERE user_id = :u AND held >= 1`. Two more
 columns, for context: `debit` is one such UPDATE per op (the lower bound of any safe debit),
-`direct` the actor's reserve+capture through pipeline/credits.py from the client threads,
+`direct` the actor's reserve+capture through pipeline/ledger/store.py from the client threads,
 without the actor (two transactions per op, no batching).
 
 A 2-core machine's speed drifts by a third from one pass to the next, so the actor and raw
@@ -42,8 +42,8 @@ from ray.actor import ActorHandle
 from db.migrate import upgrade
 from db.models import LedgerKind, User
 from db.session import get_engine, session_scope
-from pipeline import credits
-from pipeline.ledger import LedgerClient, ledger_handle
+from pipeline.ledger import store as credits
+from pipeline.ledger.actor import LedgerClient, ledger_handle
 
 RAW_RESERVE = (
     "UPDATE credit_accounts SET available = available - %(n)s, held = held + %(n)s "

@@ -69,15 +69,14 @@ from models.base import Audio, Frames, MusicRequest, MusicStyle, VoiceRequest
 from models.espeak import EspeakVoiceEngine
 from models.mouth import MouthLipSyncEngine
 from models.music import MidiMusicEngine
-from pipeline import audio
-from pipeline import render as dag
-from pipeline.assemble import assemble, encode_soundtrack, inspect_film
-from pipeline.cache import array_to_png
-from pipeline.compose import EncoderSettings, encode_segment
-from pipeline.narration import Narration, Segment, narrate
-from pipeline.render import LEAD_S, RenderInputs, ScenePlan, plan_scenes
-from pipeline.spec import FilmSpec, Scene
-from pipeline.subtitles import cues
+from pipeline.render import audio, dag
+from pipeline.render.assemble import assemble, encode_soundtrack, inspect_film
+from pipeline.render.compose import EncoderSettings, encode_segment
+from pipeline.render.dag import LEAD_S, RenderInputs, ScenePlan, plan_scenes
+from pipeline.render.narration import Narration, Segment, narrate
+from pipeline.render.spec import FilmSpec, Scene
+from pipeline.render.stage_cache import array_to_png
+from pipeline.render.subtitles import cues
 
 ROOT = Path(__file__).resolve().parents[1]
 TRANSITION_S = 0.5

@@ -20,7 +20,7 @@ from cluster.preflight import check
 from cluster.settings import ConfigError, Settings, get_settings
 
 if TYPE_CHECKING:
-    from pipeline.render import EngineChoice
+    from pipeline.render.dag import EngineChoice
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,8 +113,8 @@ def cmd_render(settings: Settings, args: argparse.Namespace) -> int:
 
     from cluster.runtime import deploy, start_ray
     from models.registry import Capability
-    from pipeline.render import EngineChoice, RenderInputs, render_film
-    from pipeline.spec import FilmSpec
+    from pipeline.render.dag import EngineChoice, RenderInputs, render_film
+    from pipeline.render.spec import FilmSpec
 
     spec = FilmSpec.from_file(args.spec)
     check(settings)
@@ -154,7 +154,7 @@ def cmd_render(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _final_engines(settings: Settings) -> EngineChoice:
-    from pipeline.render import EngineChoice
+    from pipeline.render.dag import EngineChoice
 
     return EngineChoice(
         video=settings.video_engine, image=settings.image_engine, voice=settings.voice_engine,
@@ -163,7 +163,7 @@ def _final_engines(settings: Settings) -> EngineChoice:
 
 
 def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
-    from pipeline import batch
+    from cluster import batch
 
     return batch.main([str(args.manifest), "-o", str(args.output)])
 

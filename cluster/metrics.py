@@ -189,7 +189,9 @@ def job_engine(job: Job) -> str:
     """The engine a job is counted under: the Serve application of the engine that dominates it
     (the voice engine of an audio job, the video engine of a render), as in
     `studio_engine_replicas`."""
-    from pipeline.jobs import ENGINE_JOBS  # the render stack, only for the callers that sample
+    from pipeline.jobs.submission import (
+        ENGINE_JOBS,  # the render stack, only for the callers that sample
+    )
 
     capability = ENGINE_JOBS.get(job.type, Capability.video)
     engine = job.input.get("engines", {}).get(capability.value, "unknown")

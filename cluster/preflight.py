@@ -10,7 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cluster.settings import ConfigError, Settings
 from db.session import get_engine, normalise_url
-from pipeline.moderation import policy_for
+from pipeline.jobs.moderation import policy_for
 from pipeline.storage import StorageError, open_storage
 
 

@@ -112,7 +112,7 @@ def wait_running(names: set[str], timeout_s: float) -> None:
 def start_studio(settings: Settings) -> None:
     """Ray, every application of the Serve config, and the scheduler (which resumes jobs left
     queued or running by an earlier run)."""
-    from pipeline.scheduler import scheduler
+    from pipeline.jobs.scheduler import scheduler
 
     start_ray(settings)
     deploy(settings)

@@ -1,1 +1,2 @@
-"""Ray Serve: the FastAPI ingress (routers, auth, errors, rate limits) and the engines."""
+"""Ray Serve: the HTTP API (`deployments.api`) and one Serve application per engine
+(`deployments.engines`), with the Serve config YAMLs."""

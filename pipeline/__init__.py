@@ -1,2 +1,3 @@
-"""The render pipeline: the film spec, the Ray DAG of stages, and the media work (narration,
-audio mix, clip composition, assembly, subtitles, thumbnails, storyboard)."""
+"""The studio's domains, side by side: `render` (spec to film), `jobs` (submission, running,
+scheduling), `ledger` (credits, pricing, payments), `publish` (Google and YouTube); beside them,
+`storage` and the domain errors."""

@@ -1,5 +1,5 @@
 """The domain's exceptions. Each carries a stable problem `type` slug and an HTTP status; the API
-maps them to RFC 9457 problem documents in one place (deployments/errors.py)."""
+maps them to RFC 9457 problem documents in one place (deployments/api/problems.py)."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ from db.migrate import upgrade
 from db.models import Job, JobStatus, Plan, User
 from db.session import session_scope
 from db.types import utcnow
-from deployments.ingress import build_api
+from deployments.api.ingress import build_api
 
 PASSWORD = "correct horse battery staple"
 

@@ -11,7 +11,7 @@ import pytest
 import ray
 
 from db.models import JobStatus
-from pipeline.scheduler import scheduler
+from pipeline.jobs.scheduler import scheduler
 from tests.api.conftest import (
     Account,
     Api,

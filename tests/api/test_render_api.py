@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline.assemble import inspect_film
+from pipeline.render.assemble import inspect_film
 from tests.api.conftest import (
     Account,
     Api,

@@ -1,5 +1,5 @@
-"""The neural engines on Serve, on CPU: tiny random models (models.tiny) in a models folder, and
-Serve configs derived from the shipped ones so that the tests deploy what operators deploy."""
+"""The neural engines on Serve, on CPU: tiny random models (tests.tiny_models) in a models folder,
+and Serve configs derived from the shipped ones so that the tests deploy what operators deploy."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from models.tiny import BUILDERS
+from tests.tiny_models import BUILDERS
 
 torch.set_num_threads(1)
 

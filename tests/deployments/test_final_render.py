@@ -14,9 +14,9 @@ from ray.serve.schema import ReplicaState
 
 from cluster.runtime import deploy
 from cluster.settings import Settings
-from pipeline.assemble import inspect_film
-from pipeline.render import EngineChoice, RenderInputs, render_film
-from pipeline.spec import FilmSpec
+from pipeline.render.assemble import inspect_film
+from pipeline.render.dag import EngineChoice, RenderInputs, render_film
+from pipeline.render.spec import FilmSpec
 from tests.deployments.conftest import EXAMPLES, GPU_CONFIG, derived_config
 
 pytestmark = pytest.mark.ray

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ray.remote_function import RemoteFunction
 
-from pipeline import render
+from pipeline.render import dag as render
 
 
 def test_no_render_task_asks_for_a_gpu() -> None:

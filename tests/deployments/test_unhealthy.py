@@ -18,8 +18,8 @@ from cluster.settings import Settings
 from models.base import Voice, VoiceRequest
 from models.registry import engine_info
 from pipeline.errors import EngineUnavailable
-from pipeline.render import EngineChoice, RenderInputs, render_film
-from pipeline.spec import FilmSpec
+from pipeline.render.dag import EngineChoice, RenderInputs, render_film
+from pipeline.render.spec import FilmSpec
 from tests.deployments.conftest import GPU_CONFIG, derived_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
@@ -112,8 +112,8 @@ def test_a_job_on_a_corrupt_model_fails_with_the_reason_and_releases_its_credits
 ) -> None:
     from db.migrate import upgrade
     from db.models import JobStatus
-    from pipeline import jobs
-    from pipeline.jobs import RenderRequest
+    from pipeline.jobs import submission as jobs
+    from pipeline.jobs.submission import RenderRequest
     from tests.jobs.conftest import (
         balance,
         finished,

@@ -17,9 +17,9 @@ from cluster.settings import Settings
 from db.migrate import upgrade
 from db.models import Job, JobStatus, Project, User
 from db.session import session_scope
-from pipeline import jobs
-from pipeline.ledger import ledger_handle
-from pipeline.spec import FilmSpec
+from pipeline.jobs import submission as jobs
+from pipeline.ledger.actor import ledger_handle
+from pipeline.render.spec import FilmSpec
 
 TERMINAL = {JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled}
 

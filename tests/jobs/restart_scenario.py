@@ -17,9 +17,9 @@ from db.migrate import upgrade
 from db.models import JobStatus, LedgerEntry, LedgerKind
 from db.session import session_scope
 from models.registry import CPU_DEFAULTS, engine_info
-from pipeline import jobs
-from pipeline.jobs import RenderRequest
-from pipeline.scheduler import scheduler
+from pipeline.jobs import submission as jobs
+from pipeline.jobs.scheduler import scheduler
+from pipeline.jobs.submission import RenderRequest
 from tests.jobs.conftest import (
     balance,
     finished,

@@ -13,12 +13,12 @@ from sqlmodel import select
 from cluster.settings import Settings
 from db.models import Asset, Job, JobStatus, Plan, Project, ProjectStatus
 from db.session import session_scope
-from pipeline import jobs
 from pipeline.errors import InsufficientCredits, LicenceRefused, PlanLimit, SpecInvalid
-from pipeline.jobs import Estimate, RenderRequest
-from pipeline.ledger import ledger_handle
-from pipeline.scheduler import scheduler
-from pipeline.spec import FilmSpec
+from pipeline.jobs import submission as jobs
+from pipeline.jobs.scheduler import scheduler
+from pipeline.jobs.submission import Estimate, RenderRequest
+from pipeline.ledger.actor import ledger_handle
+from pipeline.render.spec import FilmSpec
 from tests.jobs.conftest import (
     balance,
     finished,

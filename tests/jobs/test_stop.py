@@ -11,7 +11,7 @@ import psutil
 import pytest
 import ray
 
-from pipeline.scheduler import stop
+from pipeline.jobs.scheduler import stop
 
 pytestmark = pytest.mark.ray
 

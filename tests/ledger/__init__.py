@@ -9,8 +9,8 @@ from sqlmodel import col, select
 
 from db.models import CreditAccount, LedgerEntry, LedgerKind, User
 from db.session import session_scope
-from pipeline import credits
-from pipeline.credits import Balance, available_account, held_account
+from pipeline.ledger import store as credits
+from pipeline.ledger.store import Balance, available_account, held_account
 
 
 def make_user(url: str, grant: int = 0) -> uuid.UUID:

@@ -1,6 +1,6 @@
 """A Jepsen-style bank test of the CreditLedger actor on PostgreSQL: clients in threads (sharing
 one LedgerClient, so that their calls reach the actor in batches), in separate processes and
-one bypassing the actor (pipeline/credits.py straight to the database, behind the back of the
+one bypassing the actor (pipeline/ledger/store.py straight to the database, behind the back of the
 lanes' caches) hammer a few hot accounts with reservations, captures and releases (some
 sharing idempotency keys, some abandoned to expire) while the actor is killed and restarts.
 Afterwards the books must balance, no balance may ever have been negative, nothing may be
@@ -27,15 +27,15 @@ from sqlmodel import col, select
 from db.models import LedgerEntry, LedgerKind, Reservation, ReservationStatus
 from db.session import database_tag, session_scope
 from db.types import utcnow
-from pipeline.credits import (
+from pipeline.errors import Conflict, InsufficientCredits
+from pipeline.ledger.actor import LEDGER_NAMESPACE, LedgerClient, ledger_handle
+from pipeline.ledger.store import (
     SYSTEM_REVENUE,
     Balance,
     DirectLedger,
     available_account,
     held_account,
 )
-from pipeline.errors import Conflict, InsufficientCredits
-from pipeline.ledger import LEDGER_NAMESPACE, LedgerClient, ledger_handle
 from tests.ledger import assert_books_balance, make_user
 
 pytestmark = [pytest.mark.postgres, pytest.mark.ray, pytest.mark.timeout(240)]

@@ -15,9 +15,9 @@ from sqlmodel import col, func, select
 
 from db.models import LedgerEntry, LedgerKind
 from db.session import get_engine, session_scope
-from pipeline import credits
-from pipeline.credits import Balance, LedgerCache, ReservationInfo
 from pipeline.errors import Conflict, InsufficientCredits
+from pipeline.ledger import store as credits
+from pipeline.ledger.store import Balance, LedgerCache, ReservationInfo
 from tests.ledger import assert_books_balance, make_user
 
 pytestmark = pytest.mark.postgres

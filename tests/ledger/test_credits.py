@@ -16,9 +16,9 @@ from sqlmodel import Session, col, select
 from db.models import LedgerEntry, LedgerKind, Reservation, ReservationStatus
 from db.session import get_engine, session_scope
 from db.types import utcnow
-from pipeline import credits
-from pipeline.credits import SYSTEM_GRANTS, SYSTEM_REVENUE, Balance
 from pipeline.errors import Conflict, InsufficientCredits, NotFound
+from pipeline.ledger import store as credits
+from pipeline.ledger.store import SYSTEM_GRANTS, SYSTEM_REVENUE, Balance
 from tests.ledger import assert_books_balance, make_user
 
 Key = Callable[[str], str]

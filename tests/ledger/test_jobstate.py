@@ -14,11 +14,11 @@ from sqlmodel import col, select
 from db.migrate import upgrade
 from db.models import Job, JobLog, JobStatus
 from db.session import session_scope
-from pipeline import credits
-from pipeline.credits import Balance, DirectLedger
 from pipeline.errors import Conflict, IllegalTransition, NotFound
-from pipeline.jobstate import TERMINAL, TRANSITIONS, can_transition, set_stage, settle, transition
-from pipeline.ledger import ledger_handle
+from pipeline.jobs.state import TERMINAL, TRANSITIONS, can_transition, set_stage, settle, transition
+from pipeline.ledger import store as credits
+from pipeline.ledger.actor import ledger_handle
+from pipeline.ledger.store import Balance, DirectLedger
 from tests.ledger import assert_books_balance, make_user
 
 

@@ -7,10 +7,11 @@ import uuid
 import pytest
 
 from db.models import Plan
-from pipeline import credits, pricing
 from pipeline.errors import Conflict, PlanLimit, SpecInvalid
-from pipeline.payments import PaymentDeclined, PaymentStatus, TestPaymentProvider, topup
-from pipeline.pricing import RenderShape, charge_for, estimate
+from pipeline.ledger import pricing
+from pipeline.ledger import store as credits
+from pipeline.ledger.payments import PaymentDeclined, PaymentStatus, TestPaymentProvider, topup
+from pipeline.ledger.pricing import RenderShape, charge_for, estimate
 from tests.ledger import assert_books_balance, make_user
 
 MINUTE = RenderShape(scene_seconds=[20, 25, 15], resolution=720, has_music=True, lipsync_scenes=1)
@@ -70,7 +71,7 @@ def test_cached_work_is_free() -> None:
 
 
 def test_a_shape_comes_from_a_film_spec() -> None:
-    from pipeline.spec import FilmSpec
+    from pipeline.render.spec import FilmSpec
 
     spec = FilmSpec.model_validate(
         {

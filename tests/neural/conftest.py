@@ -1,4 +1,4 @@
-"""Tiny random models in their real formats, built once per session by models.tiny."""
+"""Tiny random models in their real formats, built once per session by tests.tiny_models."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.tiny import BUILDERS
+from tests.tiny_models import BUILDERS
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
-    """`tiny(name)`: the folder of a tiny model (models.tiny layout), built on first use."""
+    """`tiny(name)`: the folder of a tiny model (tests.tiny_models layout), built on first use."""
     root = tmp_path_factory.mktemp("tiny-models")
 
     def get(name: str) -> Path:

@@ -36,13 +36,13 @@ from cluster.settings import Settings
 from db.migrate import upgrade
 from db.models import Job, JobStatus, LedgerEntry, LedgerKind, User
 from db.session import database_tag, session_scope
-from deployments.ratelimit import ACTOR_NAME as RATE_LIMIT_NAME
-from deployments.ratelimit import RateLimitActor
-from pipeline.assemble import inspect_film
-from pipeline.ledger import LEDGER_NAME, LEDGER_NAMESPACE, CreditLedger, ledger_handle
-from pipeline.scheduler import RenderScheduler
+from deployments.api.ratelimit import ACTOR_NAME as RATE_LIMIT_NAME
+from deployments.api.ratelimit import RateLimitActor
+from pipeline.jobs.scheduler import RenderScheduler
+from pipeline.ledger.actor import LEDGER_NAME, LEDGER_NAMESPACE, CreditLedger, ledger_handle
+from pipeline.render.assemble import inspect_film
+from pipeline.render.upload_manager import UploadManager
 from pipeline.storage import open_storage
-from pipeline.uploads import UploadManager
 from tests.jobs.conftest import finished, job_row, settled_balance, wait_for
 from tests.services import free_port
 

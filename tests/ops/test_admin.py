@@ -20,7 +20,7 @@ from db.migrate import upgrade
 from db.models import AuditLog, Job, JobLog, JobStatus, ModerationFlag, Role
 from db.session import session_scope
 from db.types import utcnow
-from pipeline.moderation import Finding, flag_findings
+from pipeline.jobs.moderation import Finding, flag_findings
 from tests.api.conftest import (
     Account,
     Api,

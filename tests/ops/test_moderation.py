@@ -15,7 +15,7 @@ from cluster.settings import ConfigError, Settings
 from db.models import Job, JobStatus, ModerationFlag, ModerationStatus, User
 from db.session import session_scope
 from pipeline.errors import Conflict
-from pipeline.moderation import (
+from pipeline.jobs.moderation import (
     Finding,
     Policy,
     approve,
@@ -25,7 +25,7 @@ from pipeline.moderation import (
     reject,
     spec_texts,
 )
-from pipeline.spec import FilmSpec
+from pipeline.render.spec import FilmSpec
 
 PNG_HEAD = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(16)
 SEEN: list[str] = []

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from models.base import Audio, Frames
-from pipeline.assemble import (
+from pipeline.render.assemble import (
     FilmInfo,
     SegmentMismatch,
     assemble,
@@ -22,10 +22,10 @@ from pipeline.assemble import (
     inspect_film,
     verify_film,
 )
-from pipeline.audio import SAMPLE_RATE, duck, limit, mix_film, place, resample
-from pipeline.compose import SceneEdges, compose_clip, encode_segment, scene_edges
-from pipeline.narration import Segment, narrate
-from pipeline.spec import Transition
+from pipeline.render.audio import SAMPLE_RATE, duck, limit, mix_film, place, resample
+from pipeline.render.compose import SceneEdges, compose_clip, encode_segment, scene_edges
+from pipeline.render.narration import Segment, narrate
+from pipeline.render.spec import Transition
 
 FPS = 24
 WIDTH, HEIGHT = 640, 360

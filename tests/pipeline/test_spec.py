@@ -12,7 +12,7 @@ import pytest
 
 from models.base import AgeBand, Gender, MusicStyle
 from pipeline.errors import SpecInvalid
-from pipeline.spec import FilmSpec, ImageRef, Transition
+from pipeline.render.spec import FilmSpec, ImageRef, Transition
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.storyboard import StoryboardTile, make_storyboard
+from pipeline.render.storyboard import StoryboardTile, make_storyboard
 
 COLOURS = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40), (40, 200, 200)]
 

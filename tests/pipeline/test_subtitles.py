@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from models.base import Audio
-from pipeline.narration import Segment, narrate, split_sentences
-from pipeline.subtitles import cues, to_srt, to_vtt
+from pipeline.render.narration import Segment, narrate, split_sentences
+from pipeline.render.subtitles import cues, to_srt, to_vtt
 
 VOICE_RATE = 22_050
 LEAD_S = 0.1

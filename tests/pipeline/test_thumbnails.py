@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from pipeline.thumbnails import colourfulness, frame_score, make_thumbnails, sharpness
+from pipeline.render.thumbnails import colourfulness, frame_score, make_thumbnails, sharpness
 
 
 def mosaic(height: int, width: int, seed: int) -> np.ndarray:

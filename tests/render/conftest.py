@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.spec import FilmSpec
+from pipeline.render.spec import FilmSpec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

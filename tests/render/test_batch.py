@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
+from cluster.batch import main, run_batch
 from cluster.settings import Settings
-from pipeline.assemble import inspect_film
-from pipeline.batch import main, run_batch
+from pipeline.render.assemble import inspect_film
 from tests.render.conftest import example
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("cpu_engines")]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.assemble import inspect_film
-from pipeline.spec import FilmSpec
+from pipeline.render.assemble import inspect_film
+from pipeline.render.spec import FilmSpec
 from tests.render.conftest import EXAMPLES
 
 pytestmark = pytest.mark.ray

@@ -17,9 +17,9 @@ import pytest
 
 from cluster.settings import Settings
 from models.base import MusicStyle
-from pipeline.assemble import frames_at, inspect_film
-from pipeline.render import RenderInputs, RenderReport, render_film
-from pipeline.spec import FilmSpec
+from pipeline.render.assemble import frames_at, inspect_film
+from pipeline.render.dag import RenderInputs, RenderReport, render_film
+from pipeline.render.spec import FilmSpec
 from tests.render.conftest import EXAMPLES, example
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("cpu_engines")]

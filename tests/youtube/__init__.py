@@ -15,10 +15,10 @@ from sqlmodel import select
 from cluster.settings import Settings
 from db.models import OAuthAccount, Project, ProjectStatus, User
 from db.session import session_scope
-from deployments.errors import install_error_handlers
-from deployments.ratelimit import LocalLimiter
-from deployments.routers import auth_google, youtube
-from deployments.security import create_access_token
+from deployments.api.problems import install_error_handlers
+from deployments.api.ratelimit import LocalLimiter
+from deployments.api.routers import auth_google, youtube
+from deployments.api.security import create_access_token
 from pipeline.storage import open_storage
 from tests.fakes.google import FakeGoogle
 
@@ -94,7 +94,7 @@ def rendered_project(
     settings: Settings, user: User, film: bytes, extra: dict[str, bytes] | None = None
 ) -> Project:
     """A ready project whose outputs (film, subtitles, thumbnail) are in storage, recorded the
-    way pipeline/jobs.py records render outputs."""
+    way pipeline/jobs/submission.py records render outputs."""
     storage = open_storage(settings)
     files = {"film.mp4": film, "subtitles.srt": SRT, "subtitles.vtt": VTT, "thumbnail.png": PNG}
     files.update(extra or {})

@@ -20,8 +20,8 @@ from cluster.settings import Settings
 from db.models import OAuthAccount, OAuthState, User
 from db.session import session_scope
 from db.types import utcnow
-from deployments.security import decode_token
-from pipeline.tokens import TokenCipher, open_tokens
+from deployments.api.security import decode_token
+from pipeline.publish.sealing import TokenCipher, open_tokens
 from tests.fakes.google import FakeGoogle, GoogleAccount
 from tests.youtube import add_user, auth, link, studio_api, studio_settings, youtube_account
 

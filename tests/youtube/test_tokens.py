@@ -12,8 +12,8 @@ from sqlalchemy import text
 from cluster.settings import Settings
 from db.models import OAuthAccount
 from db.session import get_engine, session_scope
-from pipeline.google_oauth import youtube_credentials
-from pipeline.tokens import (
+from pipeline.publish.google_oauth import youtube_credentials
+from pipeline.publish.sealing import (
     NONCE_BYTES,
     TAG_BYTES,
     OAuthTokens,

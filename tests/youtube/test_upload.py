@@ -20,8 +20,8 @@ from cluster.settings import Settings
 from db.models import Job, JobStatus, OAuthAccount, Project, User, YoutubeVideo
 from db.session import session_scope
 from db.types import utcnow
-from pipeline.publish import PublishRequest, create_publish_job, publish_video
-from pipeline.youtube import UPLOAD_GRANULARITY, UploadOptions, next_quota_reset
+from pipeline.publish.publishing import PublishRequest, create_publish_job, publish_video
+from pipeline.publish.youtube import UPLOAD_GRANULARITY, UploadOptions, next_quota_reset
 from tests.fakes.google import FakeGoogle, UploadSession
 from tests.youtube import (
     PNG,

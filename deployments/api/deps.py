@@ -1,0 +1,150 @@
+"""What routes take as parameters: settings, a database session, storage, the current user.
+
+The session is function-scoped: it closes when the route function returns, before the response
+is sent, so a long response (an event stream, a download) never holds a database connection.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Annotated, TypeVar
+
+import jwt
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel import Session, col, select
+
+from cluster.settings import Settings
+from db.models import Asset, Job, Plan, Project, Role, User
+from db.session import get_engine
+from deployments.api import ratelimit
+from deployments.api.problems import Forbidden, Unauthorized
+from deployments.api.security import decode_token
+from pipeline.errors import NotFound
+from pipeline.jobs import submission as jobs
+from pipeline.storage import Storage
+
+Loaded = TypeVar("Loaded")
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_session(settings: SettingsDep) -> Iterator[Session]:
+    with Session(get_engine(settings.resolved_database_url), expire_on_commit=False) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def released(session: Session, loaded: Loaded) -> Loaded:
+    """Ends a dependency's read transaction, so that its connection goes back to the pool while
+    the route goes on (the pipeline opens sessions of its own: requests holding one connection
+    while they wait for a second could exhaust the pool under load). What it loaded stays."""
+    session.commit()
+    return loaded
+
+
+def get_storage(request: Request) -> Storage:
+    storage: Storage = request.app.state.storage
+    return storage
+
+
+StorageDep = Annotated[Storage, Depends(get_storage)]
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    bearerFormat="JWT",
+    description="An access token from `POST /api/users/login` or `/api/users/refresh`.",
+)
+
+
+def authenticate(
+    session: SessionDep,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> tuple[User, Plan]:
+    """The user the access token names, with their plan; 401 for any defect in the token and
+    for a user who no longer exists or is suspended."""
+    if credentials is None:
+        raise Unauthorized("a bearer access token is required")
+    try:
+        user_id = uuid.UUID(decode_token(settings, credentials.credentials, "access")["sub"])
+    except (jwt.InvalidTokenError, ValueError):
+        raise Unauthorized("invalid or expired access token") from None
+    found = session.exec(
+        select(User, Plan)
+        .join(Plan, col(Plan.code) == col(User.plan_code))
+        .where(User.id == user_id)
+    ).first()
+    if found is None or not found[0].is_active:
+        raise Unauthorized("the account of this token is deleted or suspended")
+    return released(session, found)
+
+
+async def current_user(
+    request: Request, auth: Annotated[tuple[User, Plan], Depends(authenticate)]
+) -> User:
+    """The authenticated user, counted against their plan's rate limit."""
+    user, plan = auth
+    await ratelimit.check(
+        request.app.state.limiter,
+        f"{request.app.state.limit_prefix}:user:{user.id}",
+        plan.rate_limit_per_minute,
+        f"on the {plan.code} plan",
+    )
+    return user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def current_plan(
+    user: CurrentUser, auth: Annotated[tuple[User, Plan], Depends(authenticate)]
+) -> Plan:
+    return auth[1]
+
+
+CurrentPlan = Annotated[Plan, Depends(current_plan)]
+
+
+def admin_user(user: CurrentUser) -> User:
+    if user.role != Role.admin:
+        raise Forbidden("this needs the admin role")
+    return user
+
+
+AdminUser = Annotated[User, Depends(admin_user)]
+
+
+def owned_project(project_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> Project:
+    """Another user's project is answered exactly like a missing one: 404."""
+    return released(session, jobs.owned_project(session, user, project_id))
+
+
+OwnedProject = Annotated[Project, Depends(owned_project)]
+
+
+def owned_job(job_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> Job:
+    return released(session, jobs.owned_job(session, user, job_id))
+
+
+OwnedJob = Annotated[Job, Depends(owned_job)]
+
+
+def owned_asset(asset_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> Asset:
+    asset = session.get(Asset, asset_id)
+    if asset is None or asset.owner_id != user.id:
+        raise NotFound(f"asset {asset_id} not found")
+    return released(session, asset)
+
+
+OwnedAsset = Annotated[Asset, Depends(owned_asset)]

@@ -1,0 +1,109 @@
+"""Google sign-in and YouTube channel linking: start, callback, unlink.
+
+`start` answers Google's authorization URL and sets a short-lived HttpOnly cookie that binds the
+flow to this browser; the callback (where Google sends the browser back) must carry it, so a
+link started by someone else cannot be completed in a victim's browser. Linking needs the
+signed-in user at `start`: the callback comes from Google without the studio's bearer token.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi.security import HTTPAuthorizationCredentials
+from pydantic import BaseModel
+
+from deployments.api.accounts import TokenPair, issue_tokens
+from deployments.api.deps import CurrentUser, SessionDep, SettingsDep, authenticate, bearer
+from deployments.api.problems import problem_responses
+from pipeline.publish.google_oauth import (
+    STATE_TTL,
+    OAuthRejected,
+    Purpose,
+    begin_authorization,
+    complete_authorization,
+    link_channel,
+    sign_in,
+    unlink_channel,
+)
+
+router = APIRouter(tags=["auth"])
+
+# 503 while Google sign-in is not configured (no client id and secret), or Google did not answer.
+GOOGLE_UNAVAILABLE = problem_responses(503)
+
+BINDING_COOKIE = "studio_google_flow"
+CALLBACK_PATH = "/api/auth/google"
+
+
+class AuthorizationUrl(BaseModel):
+    authorization_url: str
+
+
+class ChannelLinked(BaseModel):
+    linked: bool = True
+    email: str | None
+    scopes: list[str]
+
+
+@router.get("/api/auth/google/start", responses=problem_responses(401, 422) | GOOGLE_UNAVAILABLE)
+def start(
+    purpose: Purpose,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> AuthorizationUrl:
+    """Google's authorization URL for sign-in, or (signed in) for linking a YouTube channel."""
+    user = authenticate(session, settings, credentials)[0] if purpose is Purpose.link else None
+    begun = begin_authorization(session, settings, purpose, user)
+    response.set_cookie(
+        BINDING_COOKIE,
+        begun.binding,
+        max_age=int(STATE_TTL.total_seconds()),
+        path=CALLBACK_PATH,
+        httponly=True,
+        secure=settings.public_url.startswith("https://"),
+        samesite="lax",
+    )
+    return AuthorizationUrl(authorization_url=begun.url)
+
+
+@router.get(
+    "/api/auth/google/callback",
+    responses=problem_responses(400, 409, 422) | GOOGLE_UNAVAILABLE,
+)
+def callback(
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    state: Annotated[str, Query(max_length=200)],
+    code: Annotated[str | None, Query(max_length=2000)] = None,
+    error: Annotated[str | None, Query(max_length=200)] = None,
+) -> TokenPair | ChannelLinked:
+    """Where Google sends the browser back: signs in (the studio's token pair) or finishes
+    linking the channel."""
+    if code is None:
+        raise OAuthRejected(f"Google did not authorize the studio ({error or 'no code'})")
+    grant = complete_authorization(
+        session, settings, state=state, code=code, binding=request.cookies.get(BINDING_COOKIE)
+    )
+    response.delete_cookie(BINDING_COOKIE, path=CALLBACK_PATH)
+    if grant.purpose is Purpose.signin:
+        user, _ = sign_in(session, grant)
+        return issue_tokens(session, settings, user, family_id=uuid.uuid4())
+    account = link_channel(session, settings, grant)
+    return ChannelLinked(email=account.email, scopes=account.scopes)
+
+
+@router.delete(
+    "/api/youtube/link",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401, 404) | GOOGLE_UNAVAILABLE,
+)
+def unlink(user: CurrentUser, session: SessionDep, settings: SettingsDep) -> None:
+    """Revokes the channel's authorisation at Google and forgets its tokens."""
+    unlink_channel(session, settings, user)

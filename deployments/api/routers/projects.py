@@ -1,0 +1,188 @@
+"""Projects: a title and a film spec; rendering them into jobs."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from cluster.settings import Settings
+from db.models import Asset, Job, Project, ProjectStatus, User
+from db.types import utcnow
+from deployments.api.deps import CurrentUser, OwnedProject, SessionDep, SettingsDep
+from deployments.api.idempotency import Idempotency, IdempotencyDep
+from deployments.api.pagination import Page, PageDep, fetch_page
+from deployments.api.problems import problem_responses
+from deployments.api.routers.jobs import SUBMIT_RESPONSES, submitted
+from pipeline.errors import Conflict, SpecInvalid
+from pipeline.jobs import submission as jobs
+from pipeline.render.spec import FilmSpec
+
+router = APIRouter(
+    prefix="/api/projects", tags=["projects"], responses=problem_responses(401, 422, 429)
+)
+
+Title = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class ProjectCreate(BaseModel):
+    title: Title
+    spec: FilmSpec
+
+
+class ProjectUpdate(BaseModel):
+    """Fields to change; a changed spec is rendered again with `regenerate`."""
+
+    title: Title | None = None
+    spec: FilmSpec | None = None
+
+
+class ProjectSummary(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    title: str
+    status: ProjectStatus
+    created_at: datetime
+    updated_at: datetime
+
+
+class ProjectPublic(ProjectSummary):
+    spec: dict[str, Any]
+    outputs: dict[str, Any]
+
+
+@router.post("/create", status_code=status.HTTP_201_CREATED)
+def create_project(body: ProjectCreate, user: CurrentUser, session: SessionDep) -> ProjectPublic:
+    _check_assets(session, user, body.spec)
+    project = Project(owner_id=user.id, title=body.title, spec=body.spec.model_dump(mode="json"))
+    session.add(project)
+    session.commit()
+    return ProjectPublic.model_validate(project)
+
+
+@router.get("")
+def list_projects(
+    user: CurrentUser, session: SessionDep, page: PageDep, status: ProjectStatus | None = None
+) -> Page[ProjectSummary]:
+    query = select(Project).where(Project.owner_id == user.id)
+    if status is not None:
+        query = query.where(Project.status == status)
+    ordered = query.order_by(col(Project.created_at).desc())
+    return fetch_page(session, ordered, page, ProjectSummary)
+
+
+@router.get("/{project_id}", responses=problem_responses(404))
+def read_project(project: OwnedProject) -> ProjectPublic:
+    return ProjectPublic.model_validate(project)
+
+
+@router.patch("/{project_id}", responses=problem_responses(404, 409))
+def update_project(
+    project: OwnedProject, body: ProjectUpdate, user: CurrentUser, session: SessionDep
+) -> ProjectPublic:
+    if project.status == ProjectStatus.rendering:
+        raise Conflict("the project is rendering: cancel the render or wait for it to finish")
+    if body.title is not None:
+        project.title = body.title
+    if body.spec is not None:
+        _check_assets(session, user, body.spec)
+        project.spec = body.spec.model_dump(mode="json")
+    project.updated_at = utcnow()
+    session.add(project)
+    session.commit()
+    return ProjectPublic.model_validate(project)
+
+
+@router.delete(
+    "/{project_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(404, 409)
+)
+def delete_project(project: OwnedProject, session: SessionDep) -> None:
+    """Deletes the project with its jobs and asset records (stored files are shared by content
+    and stay until garbage-collected)."""
+    active = session.exec(
+        select(Job.id).where(Job.project_id == project.id, col(Job.status).in_(jobs.ACTIVE))
+    ).first()
+    if active is not None:
+        raise Conflict(f"job {active} of this project is not finished: cancel it first")
+    session.delete(project)
+    try:
+        session.commit()
+    except IntegrityError:
+        raise Conflict("the project is still referenced (a published video?)") from None
+
+
+@router.post(
+    "/{project_id}/render",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=None,
+    responses=SUBMIT_RESPONSES,
+    summary="Render the project: reserve its credits and queue a job (or estimate: dry_run)",
+)
+def render_project(
+    project: OwnedProject,
+    body: jobs.RenderRequest,
+    user: CurrentUser,
+    settings: SettingsDep,
+    idempotency: IdempotencyDep,
+) -> JSONResponse:
+    return _submit(project, body, user, settings, idempotency, regenerate=False)
+
+
+@router.post(
+    "/{project_id}/regenerate",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=None,
+    responses=SUBMIT_RESPONSES,
+    summary="Render the current spec again: unchanged scenes come from the cache",
+)
+def regenerate_project(
+    project: OwnedProject,
+    body: jobs.RenderRequest,
+    user: CurrentUser,
+    settings: SettingsDep,
+    idempotency: IdempotencyDep,
+) -> JSONResponse:
+    return _submit(project, body, user, settings, idempotency, regenerate=True)
+
+
+def _submit(
+    project: Project,
+    body: jobs.RenderRequest,
+    user: User,
+    settings: Settings,
+    idempotency: Idempotency,
+    *,
+    regenerate: bool,
+) -> JSONResponse:
+    key = idempotency.key
+    return idempotency.run(
+        lambda: submitted(
+            jobs.submit_render(
+                settings, user, project.id, body, regenerate=regenerate, idempotency_key=key
+            )
+        )
+    )
+
+
+def _check_assets(session: Session, user: User, spec: FilmSpec) -> None:
+    """Every asset the spec names must be one of the user's images."""
+    for number, scene in enumerate(spec.scenes):
+        for name in ("image", "character"):
+            ref = getattr(scene, name)
+            if ref is None or ref.asset_id is None:
+                continue
+            asset = session.get(Asset, ref.asset_id)
+            if (
+                asset is None
+                or asset.owner_id != user.id
+                or not asset.content_type.startswith("image/")
+            ):
+                where = f"scenes.{number}.{name}"
+                raise SpecInvalid(f"{where}: no image asset {ref.asset_id}", field=where)

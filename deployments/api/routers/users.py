@@ -1,0 +1,130 @@
+"""Accounts: register, log in, refresh, log out, profile."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Self
+
+from fastapi import APIRouter, status
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from db.models import Role
+from db.types import utcnow
+from deployments.api import accounts
+from deployments.api.accounts import TokenPair
+from deployments.api.deps import CurrentUser, SessionDep, SettingsDep
+from deployments.api.problems import problem_responses
+from pipeline.jobs import submission as jobs
+
+router = APIRouter(prefix="/api/users", tags=["users"], responses=problem_responses(422, 429))
+
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+
+def _lower(email: str) -> str:
+    return email.lower()
+
+
+Email = Annotated[
+    str,
+    Field(max_length=320, pattern=EMAIL_PATTERN, examples=["ada@example.com"]),
+    AfterValidator(_lower),
+]
+NewPassword = Annotated[
+    str, Field(min_length=8, max_length=128, description="8 to 128 characters.")
+]
+Password = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class UserRegister(BaseModel):
+    email: Email
+    password: NewPassword
+    full_name: str | None = Field(default=None, max_length=200)
+
+
+class UserLogin(BaseModel):
+    email: Email
+    password: Password
+
+
+class RefreshRequest(BaseModel):
+    refresh_token: str = Field(max_length=4096)
+
+
+class UserPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    email: str
+    full_name: str | None
+    role: Role
+    plan_code: str
+    email_verified: bool
+    created_at: datetime
+
+
+class UserUpdate(BaseModel):
+    """The new profile. Changing the password needs the current one and ends every login."""
+
+    full_name: str | None = Field(default=None, max_length=200)
+    current_password: Password | None = None
+    new_password: NewPassword | None = None
+
+    @model_validator(mode="after")
+    def _current_with_new(self) -> Self:
+        if self.new_password is not None and self.current_password is None:
+            raise ValueError("current_password is required to set new_password")
+        return self
+
+
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    responses=problem_responses(409),
+    summary="Create an account (and grant the plan's monthly credits)",
+)
+def register(body: UserRegister, session: SessionDep, settings: SettingsDep) -> UserPublic:
+    user = accounts.register(session, body.email, body.password, body.full_name)
+    jobs.on_user_registered(settings, user)
+    return UserPublic.model_validate(user)
+
+
+@router.post("/login", responses=problem_responses(401), summary="Log in: access + refresh token")
+def login(body: UserLogin, session: SessionDep, settings: SettingsDep) -> TokenPair:
+    return accounts.login(session, settings, body.email, body.password)
+
+
+@router.post(
+    "/refresh",
+    responses=problem_responses(401),
+    summary="Trade a refresh token for a new pair (each refresh token works once)",
+)
+def refresh(body: RefreshRequest, session: SessionDep, settings: SettingsDep) -> TokenPair:
+    return accounts.refresh(session, settings, body.refresh_token)
+
+
+@router.post(
+    "/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401),
+    summary="End the login a refresh token belongs to",
+)
+def logout(body: RefreshRequest, session: SessionDep, settings: SettingsDep) -> None:
+    accounts.logout(session, settings, body.refresh_token)
+
+
+@router.get("/profile", responses=problem_responses(401))
+def read_profile(user: CurrentUser) -> UserPublic:
+    return UserPublic.model_validate(user)
+
+
+@router.put("/profile", responses=problem_responses(401, 403))
+def update_profile(body: UserUpdate, user: CurrentUser, session: SessionDep) -> UserPublic:
+    user.full_name = body.full_name
+    if body.new_password is not None and body.current_password is not None:
+        accounts.change_password(session, user, body.current_password, body.new_password)
+    user.updated_at = utcnow()
+    session.add(user)
+    session.commit()
+    return UserPublic.model_validate(user)

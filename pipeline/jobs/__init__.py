@@ -1,0 +1,1 @@
+"""Jobs: submission, running, the scheduler, the job state machine and moderation."""

@@ -1,0 +1,157 @@
+"""The `RenderScheduler` actor: starts queued jobs, highest plan priority first (renders at most
+`render_workers` at a time; publishes when their retry time has come), and cancels their task
+trees on request.
+
+The jobs table is the queue and the source of truth. A (re)started scheduler re-queues the jobs it
+finds `running` (their tasks died with the old scheduler or cluster) and runs them again; the
+stage cache makes the rerun resume where the old one stopped, and settling by reservation id
+makes sure each job is charged once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime
+from uuid import UUID
+
+import ray
+from sqlmodel import col, select
+
+from cluster.settings import Settings
+from db.models import Job, JobStatus
+from db.session import database_tag, session_scope
+from db.types import utcnow
+
+log = logging.getLogger(__name__)
+POLL_S = 1.0
+MAX_ATTEMPTS = 3
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+class RenderScheduler:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.running: dict[UUID, ray.ObjectRef] = {}
+        self.kinds: dict[UUID, str] = {}
+        self._wake = asyncio.Event()
+        self._requeue_orphans()
+        self._loop = asyncio.get_event_loop().create_task(self._run())
+
+    def _requeue_orphans(self) -> None:
+        from pipeline.jobs.state import transition
+
+        with session_scope(self.settings.resolved_database_url) as session:
+            orphans = session.exec(select(Job).where(Job.status == JobStatus.running)).all()
+            for job in orphans:
+                transition(session, job, JobStatus.queued, error="re-queued after a restart")
+
+    async def wake(self) -> None:
+        self._wake.set()
+
+    async def cancel(self, job_id: UUID) -> bool:
+        """Stops a job's task tree; its state in the database is the caller's to set."""
+        ref = self.running.pop(job_id, None)
+        if ref is None:
+            return False
+        del self.kinds[job_id]
+        stop(ref)
+        return True
+
+    async def running_jobs(self) -> list[UUID]:
+        return list(self.running)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                self._reap()
+                self._start_queued()
+            except Exception:
+                log.exception("scheduler pass failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), POLL_S)
+            self._wake.clear()
+
+    def _reap(self) -> None:
+        done, _ = ray.wait(list(self.running.values()), num_returns=len(self.running), timeout=0)
+        finished = set(done)
+        for job_id, ref in list(self.running.items()):
+            if ref in finished:
+                del self.running[job_id]
+                del self.kinds[job_id]
+                self._requeue_if_lost(job_id, ref)
+
+    def _requeue_if_lost(self, job_id: UUID, ref: ray.ObjectRef) -> None:
+        """A job whose task died without ending it (its worker or node was lost) goes back to
+        the queue, up to MAX_ATTEMPTS runs; then it fails and its credits are released."""
+        from pipeline.jobs.submission import fail_job
+
+        try:
+            ray.get(ref)
+            return
+        except ray.exceptions.TaskCancelledError:
+            return
+        except ray.exceptions.RayError as error:
+            reason = f"its task was lost: {type(error).__name__}"
+        with session_scope(self.settings.resolved_database_url) as session:
+            job = session.get(Job, job_id)
+            if job is None or job.status != JobStatus.running:
+                return
+            if job.attempts < MAX_ATTEMPTS:
+                from pipeline.jobs.state import transition
+
+                transition(session, job, JobStatus.queued, error=f"re-queued: {reason}")
+                return
+        fail_job(self.settings, job_id, f"gave up after {MAX_ATTEMPTS} attempts: {reason}")
+
+    def _start_queued(self) -> None:
+        """Launches due queued jobs in priority order: renders up to `render_workers` at a
+        time, publishes (network-bound) whenever their retry time has come."""
+        from pipeline.jobs.submission import run_job
+        from pipeline.publish.publishing import publish_task
+
+        free = self.settings.render_workers - sum(
+            1 for kind in self.kinds.values() if kind != "publish"
+        )
+        now = utcnow()
+        with session_scope(self.settings.resolved_database_url) as session:
+            queued = session.exec(
+                select(Job)
+                .where(Job.status == JobStatus.queued)
+                .order_by(col(Job.priority).desc(), col(Job.created_at))
+            ).all()
+        for job in queued:
+            if job.id in self.running:
+                continue
+            if job.type == "publish":
+                retry_at = job.output.get("retry_at")
+                if retry_at is None or datetime.fromisoformat(retry_at) <= now:
+                    self._launch(job, publish_task.remote(self.settings, job.id))
+            elif free > 0:
+                self._launch(job, run_job.remote(self.settings, job.id))
+                free -= 1
+
+    def _launch(self, job: Job, ref: ray.ObjectRef) -> None:
+        self.running[job.id] = ref
+        self.kinds[job.id] = job.type
+
+
+def stop(ref: ray.ObjectRef) -> None:
+    """Ends a job's task and the stage tasks it started by killing their worker processes.
+
+    A gentler cancel raises KeyboardInterrupt wherever the task happens to be, and the worker lives
+    on to run later jobs. Interrupted inside Ray's first export of a stage function, it is left
+    believing the function exported when it never was: every later job it runs hangs on that
+    stage ("This worker was asked to execute a function that has not been registered"). A killed
+    worker takes any such half-done state with it. Its database transaction rolls back, and the
+    stage cache and storage replace files only once complete."""
+    ray.cancel(ref, force=True, recursive=True)
+
+
+def scheduler(settings: Settings) -> ray.actor.ActorHandle:
+    """The scheduler of the settings' database, started on first use."""
+    name = f"render_scheduler-{database_tag(settings.resolved_database_url)}"
+    return RenderScheduler.options(  # type: ignore[attr-defined,no-any-return]
+        name=name, namespace="studio", lifetime="detached", get_if_exists=True
+    ).remote(settings)

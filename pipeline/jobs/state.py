@@ -1,0 +1,163 @@
+"""The job state machine in one place: the allowed transitions, the one function that makes
+them (recording each in the job log), stage progress, and settling a finished job's credits.
+
+```
+queued  ─► running | cancelled | held | paused
+running ─► succeeded | failed | cancelled | paused | queued (re-queued after a restart)
+paused  ─► queued | cancelled
+held    ─► queued | cancelled | failed            (held for moderation)
+succeeded, failed, cancelled: terminal
+```
+"""
+
+from __future__ import annotations
+
+import uuid
+from enum import StrEnum
+from typing import Protocol
+
+from ray.actor import ActorHandle
+from sqlalchemy import update
+from sqlmodel import Session, col
+
+from cluster import metrics
+from db.models import Job, JobLog, JobStatus
+from db.session import session_scope
+from db.types import utcnow
+from pipeline.errors import Conflict, IllegalTransition, NotFound
+from pipeline.ledger.actor import LedgerClient
+from pipeline.ledger.store import ReservationInfo
+
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.queued: frozenset(
+        {JobStatus.running, JobStatus.cancelled, JobStatus.held, JobStatus.paused}
+    ),
+    JobStatus.running: frozenset(
+        {
+            JobStatus.succeeded,
+            JobStatus.failed,
+            JobStatus.cancelled,
+            JobStatus.paused,
+            JobStatus.queued,
+        }
+    ),
+    JobStatus.paused: frozenset({JobStatus.queued, JobStatus.cancelled}),
+    JobStatus.held: frozenset({JobStatus.queued, JobStatus.cancelled, JobStatus.failed}),
+    JobStatus.succeeded: frozenset(),
+    JobStatus.failed: frozenset(),
+    JobStatus.cancelled: frozenset(),
+}
+TERMINAL = frozenset(status for status, targets in TRANSITIONS.items() if not targets)
+
+
+class StageStatus(StrEnum):
+    pending = "pending"
+    running = "running"
+    cached = "cached"
+    succeeded = "succeeded"
+    failed = "failed"
+    skipped = "skipped"
+
+
+STAGE_DONE = frozenset({StageStatus.cached, StageStatus.succeeded, StageStatus.skipped})
+
+
+class Settles(Protocol):
+    """What settling needs from a ledger: `LedgerClient` (through the actor) and
+    `credits.DirectLedger` (straight to the database) both fit."""
+
+    def capture(self, reservation_id: uuid.UUID, amount_used: int) -> ReservationInfo: ...
+    def release(self, reservation_id: uuid.UUID) -> ReservationInfo: ...
+
+
+def can_transition(current: JobStatus | str, to: JobStatus | str) -> bool:
+    return JobStatus(to) in TRANSITIONS[JobStatus(current)]
+
+
+def transition(session: Session, job: Job, to: JobStatus | str, *, error: str | None = None) -> Job:
+    """Moves a job (loaded in `session`) to `to` and logs it; the caller commits. The change is
+    a compare-and-set on the status the job had when loaded, so of two processes racing (a
+    cancel against a finish) one wins and the other gets IllegalTransition."""
+    current, to = JobStatus(job.status), JobStatus(to)
+    if to not in TRANSITIONS[current]:
+        raise IllegalTransition(
+            f"job {job.id} cannot go from {current} to {to}", current=current, to=to
+        )
+    now = utcnow()
+    values: dict[str, object] = {"status": to, "updated_at": now}
+    if to == JobStatus.running:
+        values["started_at"] = job.started_at or now
+    if to in TERMINAL:
+        values["completed_at"] = now
+    if to == JobStatus.succeeded:
+        values["progress"] = 100
+    if error is not None:
+        values["error"] = error
+    result = session.execute(
+        update(Job).where(col(Job.id) == job.id, col(Job.status) == current).values(**values)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        session.refresh(job)
+        raise IllegalTransition(
+            f"job {job.id} is {job.status} now, not {current}", current=job.status, to=to
+        )
+    message = f"{current} -> {to}" + (f": {error}" if error else "")
+    level = "error" if to == JobStatus.failed else "info"
+    session.add(JobLog(job_id=job.id, stage="job", level=level, message=message))
+    session.flush()
+    metrics.job_state(to)
+    return job
+
+
+def set_stage(
+    session: Session,
+    job: Job,
+    stage: str,
+    status: StageStatus | str,
+    progress: float | None = None,
+) -> Job:
+    """Records a stage's status and progress (0-100; a done stage is 100) in `job.stages` and
+    sets `job.progress` to the mean over the job's stages, so the render should register all
+    its stages (pending) up front. The job row is re-read under a lock first, so stages
+    reported from several workers are not lost; the caller commits."""
+    status = StageStatus(status)
+    session.refresh(job, with_for_update=True)
+    stages = dict(job.stages)
+    previous = stages.get(stage, {})
+    if status in STAGE_DONE:
+        progress = 100
+    elif progress is None:
+        progress = previous.get("progress", 0)
+    stages[stage] = {"status": status.value, "progress": max(0, min(100, round(progress)))}
+    job.stages = stages
+    job.progress = round(sum(s["progress"] for s in stages.values()) / len(stages))
+    job.updated_at = utcnow()
+    if previous.get("status") != status.value:
+        level = "error" if status == StageStatus.failed else "info"
+        session.add(JobLog(job_id=job.id, stage=stage, level=level, message=status.value))
+    session.add(job)
+    session.flush()
+    return job
+
+
+def settle(
+    database_url: str, job_id: uuid.UUID, ledger: Settles | ActorHandle, used_credits: int
+) -> ReservationInfo | None:
+    """Settles a finished job's reservation through `ledger` (a client, or the ledger actor's
+    handle): a succeeded job pays `used_credits` (at most what was reserved) and gets the rest
+    back; a failed or cancelled one gets everything back. Idempotent: settling again changes
+    nothing. None if the job reserved nothing."""
+    if isinstance(ledger, ActorHandle):
+        ledger = LedgerClient(ledger)
+    with session_scope(database_url) as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise NotFound(f"job {job_id} not found")
+        status, reservation_id = JobStatus(job.status), job.reservation_id
+    if reservation_id is None:
+        return None
+    if status == JobStatus.succeeded:
+        return ledger.capture(reservation_id, used_credits)
+    if status in TERMINAL:
+        return ledger.release(reservation_id)
+    raise Conflict(f"job {job_id} is {status}: settle it when it has ended")

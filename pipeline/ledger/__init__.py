@@ -1,0 +1,2 @@
+"""Credits: the double-entry ledger (rules, store, cache), its actor and client, pricing and
+payments."""

@@ -1,0 +1,1 @@
+"""Publishing: Google OAuth, tokens sealed at rest, the YouTube client and publishing jobs."""
