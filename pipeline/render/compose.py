@@ -250,7 +250,7 @@ def encode_segment(frames: Frames, settings: EncoderSettings = EncoderSettings()
         context.color_range = ColorRange.MPEG
         for index in range(len(frames)):
             pixel_frame = first if index == 0 else frames.frame(index)
-            i420 = cv2.cvtColor(pixel_frame, cv2.COLOR_RGB2YUV_I420)
+            i420 = np.asarray(cv2.cvtColor(pixel_frame, cv2.COLOR_RGB2YUV_I420), dtype=np.uint8)
             frame = av.VideoFrame.from_ndarray(i420, format="yuv420p")
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))

@@ -17,7 +17,7 @@ from pipeline.storage import Storage, StorageError, StoredObject, guess_type, op
 ATTEMPTS = 4
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=4)
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 class UploadManager:
     def __init__(self) -> None:
         self._storages: dict[str, Storage] = {}
@@ -52,5 +52,9 @@ class UploadManager:
 
 def upload_manager() -> ray.actor.ActorHandle:
     return UploadManager.options(  # type: ignore[attr-defined,no-any-return]
-        name="upload_manager", namespace="studio", lifetime="detached", get_if_exists=True
+        name="upload_manager",
+        namespace="studio",
+        lifetime="detached",
+        get_if_exists=True,
+        max_concurrency=4,
     ).remote()
