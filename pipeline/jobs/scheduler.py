@@ -149,9 +149,16 @@ def stop(ref: ray.ObjectRef) -> None:
     ray.cancel(ref, force=True, recursive=True)
 
 
+def scheduler_name(database_url: str) -> str:
+    """The scheduler actor's name: one scheduler per database."""
+    return f"render_scheduler-{database_tag(database_url)}"
+
+
 def scheduler(settings: Settings) -> ray.actor.ActorHandle:
     """The scheduler of the settings' database, started on first use."""
-    name = f"render_scheduler-{database_tag(settings.resolved_database_url)}"
     return RenderScheduler.options(  # type: ignore[attr-defined,no-any-return]
-        name=name, namespace="studio", lifetime="detached", get_if_exists=True
+        name=scheduler_name(settings.resolved_database_url),
+        namespace="studio",
+        lifetime="detached",
+        get_if_exists=True,
     ).remote(settings)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import ray
 from fastapi.testclient import TestClient
 from sqlmodel import select
 
@@ -20,6 +21,7 @@ from cluster.settings import Settings
 from db.models import Job, JobStatus, OAuthAccount, Project, User, YoutubeVideo
 from db.session import session_scope
 from db.types import utcnow
+from pipeline.jobs.scheduler import scheduler_name
 from pipeline.publish.publishing import PublishRequest, create_publish_job, publish_video
 from pipeline.publish.youtube import UPLOAD_GRANULARITY, UploadOptions, next_quota_reset
 from tests.fakes.google import FakeGoogle, UploadSession
@@ -386,7 +388,23 @@ def test_videos_route_reports_youtube_processing_status(
     assert processed["job_id"] == str(job_id) and processed["bytes_sent"] == FILM_SIZE
 
 
-@pytest.mark.usefixtures("ray_session")
+@pytest.fixture
+def own_scheduler(ray_session: None, studio: Settings) -> None:
+    """Ends a scheduler that an earlier test started on this database (the session's PostgreSQL
+    schema is shared) with its own settings: this test's publish job must run with this test's
+    Google fake and sealing key."""
+    name = scheduler_name(studio.resolved_database_url)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            ray.kill(ray.get_actor(name, namespace="studio"))
+        except ValueError:  # no actor of that name (any more)
+            return
+        assert time.monotonic() < deadline, "the earlier scheduler did not end"
+        time.sleep(0.2)
+
+
+@pytest.mark.usefixtures("own_scheduler")
 def test_upload_route_starts_a_publish_job_on_the_cluster(
     api: TestClient, google: FakeGoogle, studio: Settings, database_url: str, channel: User,
     project: Project, film: bytes,
