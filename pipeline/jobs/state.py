@@ -14,19 +14,16 @@ from __future__ import annotations
 
 import uuid
 from enum import StrEnum
-from typing import Protocol
 
-from ray.actor import ActorHandle
 from sqlalchemy import update
 from sqlmodel import Session, col
 
 from cluster import metrics
 from db.models import Job, JobLog, JobStatus
-from db.session import session_scope
 from db.types import utcnow
 from pipeline.errors import Conflict, IllegalTransition, NotFound
-from pipeline.ledger.actor import LedgerClient
-from pipeline.ledger.store import ReservationInfo
+from pipeline.ledger.interface import Ledger
+from pipeline.ledger.rules import ReservationInfo
 
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.queued: frozenset(
@@ -60,14 +57,6 @@ class StageStatus(StrEnum):
 
 
 STAGE_DONE = frozenset({StageStatus.cached, StageStatus.succeeded, StageStatus.skipped})
-
-
-class Settles(Protocol):
-    """What settling needs from a ledger: `LedgerClient` (through the actor) and
-    `credits.DirectLedger` (straight to the database) both fit."""
-
-    def capture(self, reservation_id: uuid.UUID, amount_used: int) -> ReservationInfo: ...
-    def release(self, reservation_id: uuid.UUID) -> ReservationInfo: ...
 
 
 def can_transition(current: JobStatus | str, to: JobStatus | str) -> bool:
@@ -141,19 +130,17 @@ def set_stage(
 
 
 def settle(
-    database_url: str, job_id: uuid.UUID, ledger: Settles | ActorHandle, used_credits: int
+    session: Session, job_id: uuid.UUID, ledger: Ledger, used_credits: int = 0
 ) -> ReservationInfo | None:
-    """Settles a finished job's reservation through `ledger` (a client, or the ledger actor's
-    handle): a succeeded job pays `used_credits` (at most what was reserved) and gets the rest
-    back; a failed or cancelled one gets everything back. Idempotent: settling again changes
-    nothing. None if the job reserved nothing."""
-    if isinstance(ledger, ActorHandle):
-        ledger = LedgerClient(ledger)
-    with session_scope(database_url) as session:
-        job = session.get(Job, job_id)
-        if job is None:
-            raise NotFound(f"job {job_id} not found")
-        status, reservation_id = JobStatus(job.status), job.reservation_id
+    """Settles an ended job's reservation through `ledger`, reading the job in `session`: a
+    succeeded job pays `used_credits` (at most what was reserved) and gets the rest back; a
+    failed or cancelled one gets everything back. The transaction that ends a job passes a
+    `DatabaseLedger` on its own session, so the job's end and its credits commit together.
+    Idempotent: settling again changes nothing. None if the job reserved nothing."""
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    status, reservation_id = JobStatus(job.status), job.reservation_id
     if reservation_id is None:
         return None
     if status == JobStatus.succeeded:

@@ -36,10 +36,11 @@ from pipeline.errors import (
     StudioError,
 )
 from pipeline.jobs.scheduler import scheduler
-from pipeline.jobs.state import set_stage, transition
+from pipeline.jobs.state import set_stage, settle, transition
 from pipeline.ledger import pricing
-from pipeline.ledger import store as credits
 from pipeline.ledger.actor import ledger_client
+from pipeline.ledger.rules import ReservationInfo
+from pipeline.ledger.store import DatabaseLedger
 from pipeline.render.dag import EngineChoice, RenderInputs, StopAt, render_film, store_outputs
 from pipeline.render.spec import FilmSpec
 from pipeline.storage import open_storage
@@ -313,7 +314,7 @@ def _enqueue(
 
 def _reserve(
     settings: Settings, user_id: UUID, amount: int, key: str, job_id: UUID
-) -> credits.ReservationInfo:
+) -> ReservationInfo:
     ledger = ledger_client(settings.resolved_database_url)
     reservation = ledger.reserve(user_id, amount, key, job_id)
     if reservation.job_id == job_id:
@@ -405,7 +406,8 @@ def topup(settings: Settings, user: User, credits: int, idempotency_key: str) ->
     from pipeline.ledger.payments import TestPaymentProvider
     from pipeline.ledger.payments import topup as pay
 
-    pay(settings.resolved_database_url, TestPaymentProvider(), user.id, credits, idempotency_key)
+    ledger = ledger_client(settings.resolved_database_url)
+    pay(ledger, TestPaymentProvider(), user.id, credits, idempotency_key)
     return balance(settings, user)
 
 
@@ -488,16 +490,15 @@ def run_job(settings: Settings, job_id: UUID) -> None:
         }
         job.warnings = report.warnings
         transition(session, job, JobStatus.succeeded)
-        if job.reservation_id is not None:
-            captured = credits.capture(session, job.reservation_id, min(used, job.cost_estimate))
+        settled = settle(session, job_id, DatabaseLedger(session), min(used, job.cost_estimate))
         if job.project_id:
             project = session.get(Project, job.project_id)
             assert project is not None
             project.outputs = outputs
             _project_after(session, job.project_id, ProjectStatus.ready)
-    if job.reservation_id is not None:
-        metrics.credits("captured", captured.captured)
-        metrics.credits("released", captured.amount - captured.captured)
+    if settled is not None:
+        metrics.credits("captured", settled.captured)
+        metrics.credits("released", settled.released)
 
 
 def _rendered_fraction(report: Any) -> float:
@@ -539,8 +540,7 @@ def fail_job(settings: Settings, job_id: UUID, reason: str) -> None:
 
 def _release(session: Session, job: Job) -> None:
     """Gives a job's reservation back, in the transaction that ends the job."""
-    if job.reservation_id is not None:
-        credits.release(session, job.reservation_id)
+    settle(session, job.id, DatabaseLedger(session))
 
 
 def _reason(error: BaseException) -> str:

@@ -1,2 +1,2 @@
-"""Credits: the double-entry ledger (rules, store, cache), its actor and client, pricing and
-payments."""
+"""Credits: the `Ledger` door (interface), the double-entry ledger behind it (rules, store,
+cache), the actor and its client, pricing and payments."""

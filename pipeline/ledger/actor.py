@@ -1,6 +1,8 @@
-"""The `CreditLedger` actor: the one front door to the credit ledger in a cluster.
+"""The `CreditLedger` actor and `LedgerClient`, its client: the `Ledger` of a cluster, for
+every caller but the transaction that ends a job (which settles through a `DatabaseLedger` on
+its own session).
 
-Every call becomes an operation of pipeline/ledger/store.py and the database decides. What the
+Every call becomes an operation of pipeline/ledger/rules.py and the database decides. What the
 actor adds is throughput: calls wait in a lane, and the lane's own thread runs everything
 waiting in it as one database transaction on the lane's connection while the next calls
 gather, hands the outcomes to the event loop and goes straight on with what gathered. The lane
@@ -8,13 +10,12 @@ keeps a `LedgerCache` of what its batches committed, so a batch of operations on
 reservations it knows costs one round trip (its write checks that what it assumed still holds;
 a batch that finds it stale is decided again from the database). A user's operations always
 go to the same lane and run in arrival order; different users share batches. One lane is the
-default: on a small machine it beat two or four (bigger batches, fewer contending
-transactions); more lanes suit a database with cores to spare. Captures and releases are
-routed by reservation id, as their owner is not known before the database is read: the
-account locks order them. Those locks and checks, not the actor, are what make overspending
-impossible, so clients that bypass the actor (other processes calling pipeline/ledger/store.py)
-stay safe. On the calling side, `LedgerClient` (one per process: `ledger_client`) sends the
-concurrent calls of a process's threads to the actor together, one Ray call per batch.
+default; more lanes suit a database with cores to spare. Captures and releases are routed by
+reservation id, as their owner is not known before the database is read: the account locks
+order them. Those locks and checks, not the actor, are what make overspending impossible, so
+the actor's lanes, its expiry sweep and the transactions that end jobs can all write at once.
+On the calling side, `LedgerClient` (one per process: `ledger_client`) sends the concurrent
+calls of a process's threads to the actor together, one Ray call per batch.
 
 It is detached, restarts forever and retries calls that were in flight when it died: that is
 safe because every operation is idempotent (credits and reservations by key, captures and
@@ -44,8 +45,20 @@ from cluster import metrics
 from db.models import LedgerKind
 from db.session import database_tag, get_engine
 from pipeline.errors import Conflict
-from pipeline.ledger import store as credits
-from pipeline.ledger.store import DEFAULT_TTL_S, Balance, CreditReceipt, ReservationInfo
+from pipeline.ledger import store
+from pipeline.ledger.cache import LedgerCache
+from pipeline.ledger.rules import (
+    DEFAULT_TTL_S,
+    Balance,
+    Capture,
+    Credit,
+    CreditReceipt,
+    Operation,
+    Outcome,
+    Release,
+    ReservationInfo,
+    Reserve,
+)
 
 LEDGER_NAME = "credit_ledger"
 LEDGER_NAMESPACE = "studio"
@@ -59,11 +72,9 @@ class _Lane:
     """Operations waiting for the lane's thread, which runs them in batches on its own database
     connection."""
 
-    waiting: SimpleQueue[tuple[credits.Operation, asyncio.Future[Any]]] = field(
-        default_factory=SimpleQueue
-    )
+    waiting: SimpleQueue[tuple[Operation, asyncio.Future[Any]]] = field(default_factory=SimpleQueue)
     connection: Connection | None = None
-    cache: credits.LedgerCache = field(default_factory=credits.LedgerCache)
+    cache: LedgerCache = field(default_factory=LedgerCache)
 
 
 @ray.remote(  # type: ignore[call-overload]
@@ -104,7 +115,7 @@ class CreditLedger:
         created_by: str,
         memo: str | None = None,
     ) -> CreditReceipt:
-        op = credits.Credit(user_id, amount, LedgerKind(kind), key, created_by, memo)
+        op = Credit(user_id, amount, LedgerKind(kind), key, created_by, memo)
         return cast(CreditReceipt, await self._submit(op))
 
     async def reserve(
@@ -115,39 +126,36 @@ class CreditLedger:
         job_id: uuid.UUID | None = None,
         ttl_s: float = DEFAULT_TTL_S,
     ) -> ReservationInfo:
-        op = credits.Reserve(user_id, amount, key, job_id, ttl_s)
+        op = Reserve(user_id, amount, key, job_id, ttl_s)
         return cast(ReservationInfo, await self._submit(op))
 
     async def capture(self, reservation_id: uuid.UUID, amount_used: int) -> ReservationInfo:
-        op = credits.Capture(reservation_id, amount_used)
+        op = Capture(reservation_id, amount_used)
         return cast(ReservationInfo, await self._submit(op))
 
     async def release(self, reservation_id: uuid.UUID) -> ReservationInfo:
-        op = credits.Release(reservation_id)
+        op = Release(reservation_id)
         return cast(ReservationInfo, await self._submit(op))
 
     async def balance(self, user_id: uuid.UUID) -> Balance:
-        return await self._in_thread(credits.balance, self._url, user_id)
+        return await self._in_thread(store.balance, self._url, user_id)
 
     async def expire_reservations(self, now: datetime | None = None) -> int:
-        return await self._in_thread(credits.expire_reservations, self._url, now)
+        return await self._in_thread(store.expire_reservations, self._url, now)
 
-    async def apply(self, operations: list[credits.Operation]) -> list[credits.Outcome | Exception]:
+    async def apply(self, operations: list[Operation]) -> list[Outcome | Exception]:
         """Many operations in one call (what `LedgerClient` sends): each joins its lane as if
         called alone, and the outcomes come back in order, a domain error in place of its own."""
         return list(await asyncio.gather(*map(self._enqueue, operations)))
 
-    async def _submit(self, op: credits.Operation) -> credits.Outcome:
+    async def _submit(self, op: Operation) -> Outcome:
         outcome = await self._enqueue(op)
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
 
-    def _enqueue(self, op: credits.Operation) -> asyncio.Future[credits.Outcome | Exception]:
-        if isinstance(op, credits.Credit | credits.Reserve):
-            route = op.user_id
-        else:
-            route = op.reservation_id
+    def _enqueue(self, op: Operation) -> asyncio.Future[Outcome | Exception]:
+        route = op.user_id if isinstance(op, Credit | Reserve) else op.reservation_id
         future = asyncio.get_running_loop().create_future()
         self._lanes[route.int % len(self._lanes)].waiting.put((op, future))
         return future
@@ -167,9 +175,7 @@ class CreditLedger:
                 outcomes = [e] * len(batch)
             loop.call_soon_threadsafe(_settle, batch, outcomes)
 
-    def _apply(
-        self, lane: _Lane, ops: list[credits.Operation]
-    ) -> list[credits.Outcome | Exception]:
+    def _apply(self, lane: _Lane, ops: list[Operation]) -> list[Outcome | Exception]:
         """Runs a batch on the lane's connection, opening a new one if it was lost and running
         the batch again (safe even if the loss hid a commit: every operation is idempotent)."""
         retried = False
@@ -177,7 +183,7 @@ class CreditLedger:
             if lane.connection is None:
                 lane.connection = get_engine(self._url).connect()
             try:
-                return credits.apply(lane.connection, ops, lane.cache)
+                return store.apply(lane.connection, ops, lane.cache)
             except DBAPIError as e:
                 lane.connection.close()
                 lane.connection = None
@@ -200,8 +206,8 @@ class CreditLedger:
 
 
 def _settle(
-    batch: list[tuple[credits.Operation, asyncio.Future[Any]]],
-    outcomes: list[credits.Outcome | Exception],
+    batch: list[tuple[Operation, asyncio.Future[Any]]],
+    outcomes: list[Outcome | Exception],
 ) -> None:
     for (_, future), outcome in zip(batch, outcomes, strict=True):
         if not future.done():
@@ -238,19 +244,17 @@ _clients_lock = threading.Lock()
 
 
 class LedgerClient:
-    """A blocking client of the ledger actor, for code that is not async (Ray tasks, the API's
-    routes, the CLI); share one per process. Concurrent calls travel together: a call that finds
-    fewer than `max_in_flight` batches on their way (one by default) sends everything waiting
-    (its own operation included) as one `apply` call, and the others wait for a later batch, so
-    a busy process pays one Ray round trip per batch instead of one per operation (the actor
-    then runs what reaches it as one database transaction). A batch first waits up to
-    `gather_s` for as many operations as the last batch to come back brought answers: the
-    threads it answered usually call again at once, and without the wait the batch would leave
-    with the first of them to wake up. A domain error comes back as itself.
-
-    One batch on its way beat two at 32 client threads on a 2-core machine (bench/ledger.py:
-    1.25x the reserve+captures per second, p99 down by a fifth): the actor runs one transaction
-    for all the callers instead of two for half of them each, and fewer Ray calls."""
+    """The `Ledger` through the ledger actor, blocking, for code that is not async (Ray tasks,
+    the API's routes, the CLI); share one per process. Concurrent calls travel together: a call
+    that finds fewer than `max_in_flight` batches on their way (one by default) sends
+    everything waiting (its own operation included) as one `apply` call, and the others wait
+    for a later batch, so a busy process pays one Ray round trip per batch instead of one per
+    operation (the actor then runs what reaches it as one database transaction). A batch first
+    waits up to `gather_s` for as many operations as the last batch to come back brought
+    answers: the threads it answered usually call again at once, and without the wait the
+    batch would leave with the first of them to wake up. A domain error comes back as itself.
+    One batch on its way is the default: the actor then runs one transaction for all the
+    callers instead of two for half of them each, and there are fewer Ray calls."""
 
     def __init__(
         self, handle: ActorHandle, max_in_flight: int = 1, gather_s: float = 0.002
@@ -261,7 +265,7 @@ class LedgerClient:
         lock = threading.Lock()
         self._turn = threading.Condition(lock)
         self._arrival = threading.Condition(lock)
-        self._waiting: list[tuple[credits.Operation, Future[Any]]] = []
+        self._waiting: list[tuple[Operation, Future[Any]]] = []
         self._in_flight = 0
         self._answered = 0
 
@@ -274,7 +278,7 @@ class LedgerClient:
         created_by: str,
         memo: str | None = None,
     ) -> CreditReceipt:
-        op = credits.Credit(user_id, amount, LedgerKind(kind), key, created_by, memo)
+        op = Credit(user_id, amount, LedgerKind(kind), key, created_by, memo)
         return cast(CreditReceipt, self._call(op))
 
     def reserve(
@@ -285,14 +289,14 @@ class LedgerClient:
         job_id: uuid.UUID | None = None,
         ttl_s: float = DEFAULT_TTL_S,
     ) -> ReservationInfo:
-        op = credits.Reserve(user_id, amount, key, job_id, ttl_s)
+        op = Reserve(user_id, amount, key, job_id, ttl_s)
         return cast(ReservationInfo, self._call(op))
 
     def capture(self, reservation_id: uuid.UUID, amount_used: int) -> ReservationInfo:
-        return cast(ReservationInfo, self._call(credits.Capture(reservation_id, amount_used)))
+        return cast(ReservationInfo, self._call(Capture(reservation_id, amount_used)))
 
     def release(self, reservation_id: uuid.UUID) -> ReservationInfo:
-        return cast(ReservationInfo, self._call(credits.Release(reservation_id)))
+        return cast(ReservationInfo, self._call(Release(reservation_id)))
 
     def balance(self, user_id: uuid.UUID) -> Balance:
         return cast(Balance, ray.get(self._handle.balance.remote(user_id)))
@@ -300,7 +304,7 @@ class LedgerClient:
     def expire_reservations(self, now: datetime | None = None) -> int:
         return cast(int, ray.get(self._handle.expire_reservations.remote(now)))
 
-    def _call(self, op: credits.Operation) -> credits.Outcome:
+    def _call(self, op: Operation) -> Outcome:
         mine: Future[Any] = Future()
         with self._turn:
             self._waiting.append((op, mine))
@@ -313,9 +317,9 @@ class LedgerClient:
         outcome = mine.result()
         if isinstance(outcome, Exception):
             raise outcome
-        return cast(credits.Outcome, outcome)
+        return cast(Outcome, outcome)
 
-    def _gather(self) -> list[tuple[credits.Operation, Future[Any]]]:
+    def _gather(self) -> list[tuple[Operation, Future[Any]]]:
         """Takes a free place on the way and what is waiting for it (call with the lock held);
         nothing if a batch that left meanwhile took it all."""
         self._in_flight += 1
@@ -326,7 +330,7 @@ class LedgerClient:
             self._turn.notify_all()
         return batch
 
-    def _send(self, batch: list[tuple[credits.Operation, Future[Any]]]) -> None:
+    def _send(self, batch: list[tuple[Operation, Future[Any]]]) -> None:
         outcomes: list[Any] = [RuntimeError("the ledger call was interrupted")] * len(batch)
         try:
             outcomes = ray.get(self._handle.apply.remote([op for op, _ in batch]))

@@ -17,8 +17,9 @@ from pydantic import BaseModel, ConfigDict
 
 from db.models import LedgerKind
 from pipeline.errors import Conflict, StudioError
+from pipeline.ledger.interface import Ledger
 from pipeline.ledger.pricing import topup_price_cents
-from pipeline.ledger.store import CreditReceipt, credit
+from pipeline.ledger.rules import CreditReceipt
 
 
 class PaymentDeclined(StudioError):
@@ -75,15 +76,15 @@ class TestPaymentProvider:
 
 
 def topup(
-    database_url: str, provider: PaymentProvider, user_id: uuid.UUID, credits: int, key: str
+    ledger: Ledger, provider: PaymentProvider, user_id: uuid.UUID, credits: int, key: str
 ) -> CreditReceipt:
-    """Charges the price of `credits`, then credits them; raises PaymentDeclined (crediting
-    nothing) if the charge fails. Replaying the same key credits once."""
+    """Charges the price of `credits`, then credits them through `ledger`; raises
+    PaymentDeclined (crediting nothing) if the charge fails. Replaying the same key credits
+    once."""
     payment = provider.charge(user_id, topup_price_cents(credits), f"topup:{user_id}:{key}")
     if payment.status != PaymentStatus.succeeded:
         raise PaymentDeclined(f"payment {payment.id} was declined", payment_id=payment.id)
-    return credit(
-        database_url,
+    return ledger.credit(
         user_id,
         credits,
         LedgerKind.topup,

@@ -1,18 +1,13 @@
-"""The credit ledger as database transactions.
+"""The ledger's store: applying batches of operations (pipeline/ledger/rules.py) to the
+database, and `DatabaseLedger`, the `Ledger` bound to one database.
 
-Double entry: every operation writes one transaction (`txn_id`) of `LedgerEntry` rows that sum
-to zero across the accounts `user:<id>:available`, `user:<id>:held` and the system accounts
-(`system:grants`, `system:topups`, `system:revenue`), and updates the cached `CreditAccount`
-in the same database transaction, so the cache can always be recomputed from the entries.
-
-Safety comes from the database, not from the caller: on PostgreSQL every transaction locks the
-accounts it touches (`SELECT ... FOR UPDATE`, in user-id order, so batches cannot deadlock) and
-re-reads reservations and idempotency keys under that lock; on SQLite it opens with
-`BEGIN IMMEDIATE` (one writer). Every operation is idempotent: credits and reservations by
-their key (per user), captures and releases by reservation id. The user-side entries of each
-transaction carry an operation key (`credit:<key>`, `reserve:<id>`, `capture:<id>`,
-`release:<id>`) under a unique index on (idempotency_key, account), so even a bug cannot write
-the same operation twice.
+A batch writes the ledger entries its operations posted and updates the cached `CreditAccount`
+balances in the same database transaction, so the cache can always be recomputed from the
+entries. Safety comes from the database, not from the caller: on PostgreSQL every transaction
+locks the accounts it touches (`SELECT ... FOR UPDATE`, in user-id order, so batches cannot
+deadlock) and re-reads reservations and idempotency keys under that lock; on SQLite it opens
+with `BEGIN IMMEDIATE` (one writer). The operation keys of the user-side entries sit under a
+unique index on (idempotency_key, account), so even a bug cannot write an operation twice.
 
 `apply` runs many operations in one transaction (one lock round and one commit for a batch):
 the `CreditLedger` actor batches through it; the single-operation functions use it too. On
@@ -25,12 +20,11 @@ assumed still holds) and the COMMIT travel together.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
 import orjson
@@ -70,21 +64,23 @@ from db.models import (
 )
 from db.session import get_engine
 from db.types import utcnow
-from pipeline.errors import Conflict, InsufficientCredits, NotFound, StudioError
-
-SYSTEM_GRANTS = "system:grants"
-SYSTEM_TOPUPS = "system:topups"
-SYSTEM_REVENUE = "system:revenue"
-DEFAULT_TTL_S = 6 * 3600
-MAX_KEY_LENGTH = 190
-
-CREDIT_SOURCES: dict[LedgerKind, str] = {
-    LedgerKind.grant: SYSTEM_GRANTS,
-    LedgerKind.topup: SYSTEM_TOPUPS,
-    LedgerKind.adjustment: SYSTEM_GRANTS,
-    LedgerKind.refund: SYSTEM_REVENUE,
-}
-"""Where each kind of credit comes from; a refund gives back revenue."""
+from pipeline.errors import Conflict, StudioError
+from pipeline.ledger.cache import LedgerCache
+from pipeline.ledger.rules import (
+    DEFAULT_TTL_S,
+    Balance,
+    Batch,
+    Capture,
+    Credit,
+    CreditReceipt,
+    Operation,
+    Outcome,
+    Release,
+    ReservationInfo,
+    Reserve,
+    available_account,
+    decide,
+)
 
 Database = str | Connection | Session
 """Where an operation runs. A URL: each call is its own transaction on a pooled connection. A
@@ -169,90 +165,6 @@ _CREDIT_RECEIPTS = select(
 ).where(_entries.c.idempotency_key.in_(_many("keys")), _entries.c.account.in_(_many("accounts")))
 
 
-def available_account(user_id: uuid.UUID) -> str:
-    return f"user:{user_id}:available"
-
-
-def held_account(user_id: uuid.UUID) -> str:
-    return f"user:{user_id}:held"
-
-
-@dataclass(frozen=True)
-class Balance:
-    available: int
-    held: int
-
-
-@dataclass(frozen=True)
-class ReservationInfo:
-    """A reservation as the operation left it. The outcomes are plain dataclasses, not pydantic
-    models: the ledger actor builds and pickles two per reserve+capture, and a validating model
-    cost it several times more."""
-
-    id: uuid.UUID
-    user_id: uuid.UUID
-    job_id: uuid.UUID | None
-    amount: int
-    captured: int
-    status: ReservationStatus
-    idempotency_key: str
-    expires_at: datetime
-    settled_at: datetime | None
-
-    @property
-    def released(self) -> int:
-        """Credits given back to the user: all of them on release, the unused rest on capture."""
-        return 0 if self.status == ReservationStatus.held else self.amount - self.captured
-
-
-@dataclass(frozen=True)
-class CreditReceipt:
-    txn_id: uuid.UUID
-    user_id: uuid.UUID
-    amount: int
-    kind: LedgerKind
-    idempotency_key: str
-
-
-@dataclass(frozen=True)
-class Credit:
-    user_id: uuid.UUID
-    amount: int
-    kind: LedgerKind
-    key: str
-    created_by: str
-    memo: str | None = None
-
-
-@dataclass(frozen=True)
-class Reserve:
-    user_id: uuid.UUID
-    amount: int
-    key: str
-    job_id: uuid.UUID | None = None
-    ttl_s: float = DEFAULT_TTL_S
-    created_by: str = "ledger"
-
-
-@dataclass(frozen=True)
-class Capture:
-    reservation_id: uuid.UUID
-    amount_used: int
-    created_by: str = "ledger"
-
-
-@dataclass(frozen=True)
-class Release:
-    reservation_id: uuid.UUID
-    created_by: str = "ledger"
-    memo: str | None = None
-
-
-Operation = Credit | Reserve | Capture | Release
-Outcome = CreditReceipt | ReservationInfo
-"""What an operation returns; `apply` returns the operation's exception in its place instead."""
-
-
 def credit(
     db: Database,
     user_id: uuid.UUID,
@@ -306,19 +218,6 @@ def balance(db: Database, user_id: uuid.UUID) -> Balance:
     return Balance(available=row.available, held=row.held) if row else Balance(available=0, held=0)
 
 
-def derive_balance(db: Session | Connection, user_id: uuid.UUID) -> Balance:
-    """The balance recomputed from the ledger entries alone."""
-    rows = db.execute(
-        select(_entries.c.account, func.coalesce(func.sum(_entries.c.amount), 0))
-        .where(_entries.c.account.in_([available_account(user_id), held_account(user_id)]))
-        .group_by(_entries.c.account)
-    ).all()
-    sums = {account: int(total) for account, total in rows}
-    return Balance(
-        available=sums.get(available_account(user_id), 0), held=sums.get(held_account(user_id), 0)
-    )
-
-
 def expire_reservations(db: Database, now: datetime | None = None, page: int = 500) -> int:
     """Releases every reservation still held past its `expires_at`; returns how many. With a
     URL each page of `page` reservations is its own transaction."""
@@ -335,10 +234,24 @@ def expire_reservations(db: Database, now: datetime | None = None, page: int = 5
 
 
 @dataclass(frozen=True)
-class DirectLedger:
-    """The ledger's functions bound to one database: the `LedgerClient` methods without Ray."""
+class DatabaseLedger:
+    """The `Ledger` straight on a database, without the actor. Bound to a Session, every
+    operation joins the caller's transaction: the transaction that ends a job settles its
+    reservation through it, so the job's final state and its credits commit together. Bound to
+    a URL (or a Connection), each operation is a transaction of its own."""
 
-    db: str
+    db: Database
+
+    def credit(
+        self,
+        user_id: uuid.UUID,
+        amount: int,
+        kind: LedgerKind | str,
+        key: str,
+        created_by: str,
+        memo: str | None = None,
+    ) -> CreditReceipt:
+        return credit(self.db, user_id, amount, kind, key, created_by, memo)
 
     def reserve(
         self,
@@ -476,171 +389,13 @@ def _ensure_accounts(conn: Connection, user_ids: Sequence[uuid.UUID]) -> None:
     )
 
 
-@dataclass
-class _Batch:
-    """The state of one transaction: locked (or cached) accounts, reservations and the writes
-    to make. A batch decided from a cache lists what it assumed: the balances it started from,
-    the reservations it took to be held and the reservation keys it took to be unused."""
-
-    now: datetime
-    accounts: dict[uuid.UUID, list[int]]
-    reservations: dict[uuid.UUID, dict[str, Any]]
-    by_key: dict[str, uuid.UUID]
-    receipts: dict[tuple[uuid.UUID, str], CreditReceipt]
-    assumed_accounts: dict[uuid.UUID, tuple[int, int]] = field(default_factory=dict)
-    assumed_held: list[uuid.UUID] = field(default_factory=list)
-    assumed_unused: list[str] = field(default_factory=list)
-    outcomes: list[Outcome | Exception] = field(default_factory=list)
-    new_reservations: list[uuid.UUID] = field(default_factory=list)
-    settled: set[uuid.UUID] = field(default_factory=set)
-    entries: list[dict[str, Any]] = field(default_factory=list)
-    touched: set[uuid.UUID] = field(default_factory=set)
-    _random: bytes = b""
-    _taken: int = 0
-
-    def new_id(self) -> uuid.UUID:
-        """A random (version 4) UUID. Their randomness is drawn 64 at a time: `uuid.uuid4()`
-        makes a system call for each, letting go of the GIL, and in the ledger actor the lane's
-        thread then waits for the event loop to give it back, dozens of times a batch."""
-        if self._taken == len(self._random):
-            self._random, self._taken = os.urandom(16 * 64), 0
-        self._taken += 16
-        return uuid.UUID(bytes=self._random[self._taken - 16 : self._taken], version=4)
-
-    def post(
-        self,
-        kind: LedgerKind,
-        created_by: str,
-        legs: Sequence[tuple[str, int]],
-        *,
-        user_id: uuid.UUID,
-        key: str,
-        reservation_id: uuid.UUID | None = None,
-        job_id: uuid.UUID | None = None,
-        memo: str | None = None,
-        kinds: dict[str, LedgerKind] | None = None,
-    ) -> uuid.UUID:
-        """One balanced transaction: `legs` are (account, amount) summing to zero; user
-        accounts carry the operation key, system accounts none (they are shared)."""
-        if sum(amount for _, amount in legs) != 0:
-            raise RuntimeError(f"unbalanced ledger transaction: {legs}")
-        txn_id = self.new_id()
-        for account, amount in legs:
-            if amount == 0:
-                continue
-            self.entries.append(
-                {
-                    "id": self.new_id(),
-                    "txn_id": txn_id,
-                    "account": account,
-                    "user_id": user_id,
-                    "kind": (kinds or {}).get(account, kind),
-                    "amount": amount,
-                    "job_id": job_id,
-                    "reservation_id": reservation_id,
-                    "idempotency_key": key if account.startswith("user:") else None,
-                    "created_by": created_by,
-                    "memo": memo,
-                    "created_at": self.now,
-                }
-            )
-        return txn_id
-
-    def move(self, user_id: uuid.UUID, available: int, held: int) -> None:
-        account = self.accounts[user_id]
-        account[0] += available
-        account[1] += held
-        if account[0] < 0 or account[1] < 0:
-            raise RuntimeError(f"negative balance for user {user_id}: {account}")
-        self.touched.add(user_id)
-
-
-@dataclass
-class LedgerCache:
-    """What one writer last committed: the balances of the accounts its batches touched and the
-    reservations they left held (the most recent `limit` of each). A batch whose operations
-    find everything they need here is decided without the locking reads, and its write checks,
-    in the same statement, that what it assumed still holds: the balances it started from, its
-    reservations still held, the reservation keys it does not know still unused (a replayed
-    key is decided from the database). If another writer moved a balance, settled a
-    reservation or took a key meanwhile, the write changes nothing and the batch is decided
-    again from the database. Credits always go to the database (their receipts are not
-    kept)."""
-
-    limit: int = 100_000
-    accounts: dict[uuid.UUID, tuple[int, int]] = field(default_factory=dict)
-    held: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
-    keys: dict[str, uuid.UUID] = field(default_factory=dict)
-
-    def batch(self, operations: Sequence[Operation]) -> _Batch | None:
-        """The batch's state from the cache, or None if an operation needs what it lacks."""
-        users: set[uuid.UUID] = set()
-        rows: dict[uuid.UUID, dict[str, Any]] = {}
-        unused: set[str] = set()
-        for op in operations:
-            if isinstance(op, Credit):
-                return None
-            if isinstance(op, Reserve):
-                users.add(op.user_id)
-                rid = self.keys.get(op.key)
-                if rid is None:
-                    unused.add(op.key)
-            else:
-                rid = op.reservation_id
-                if rid not in self.held:
-                    return None
-            if rid is not None:
-                rows[rid] = self.held[rid]
-                users.add(rows[rid]["user_id"])
-        if not users <= self.accounts.keys():
-            return None
-        reservations = {rid: dict(row) for rid, row in rows.items()}
-        return _Batch(
-            now=utcnow(),
-            accounts={user: list(self.accounts[user]) for user in users},
-            reservations=reservations,
-            by_key={row["idempotency_key"]: rid for rid, row in reservations.items()},
-            receipts={},
-            assumed_accounts={user: self.accounts[user] for user in users},
-            assumed_held=list(rows),
-            assumed_unused=sorted(unused),
-        )
-
-    def remember(self, batch: _Batch) -> None:
-        """Keeps what a committed batch left (the most recent last)."""
-        for user, (available, held) in batch.accounts.items():
-            self.accounts.pop(user, None)
-            self.accounts[user] = (available, held)
-        for rid, row in batch.reservations.items():
-            self._drop(rid)
-            if row["status"] == ReservationStatus.held:
-                self.held[rid] = row
-                self.keys[row["idempotency_key"]] = rid
-        while len(self.accounts) > self.limit:
-            del self.accounts[next(iter(self.accounts))]
-        while len(self.held) > self.limit:
-            self._drop(next(iter(self.held)))
-
-    def forget(self, batch: _Batch) -> None:
-        """Drops what a batch found stale, so that it is read again."""
-        for user in batch.accounts:
-            self.accounts.pop(user, None)
-        for rid in batch.reservations:
-            self._drop(rid)
-
-    def _drop(self, rid: uuid.UUID) -> None:
-        row = self.held.pop(rid, None)
-        if row is not None and self.keys.get(row["idempotency_key"]) == rid:
-            del self.keys[row["idempotency_key"]]
-
-
 def _apply(
     conn: Connection,
     operations: Sequence[Operation],
     *,
     commit: bool,
     cache: LedgerCache | None = None,
-) -> _Batch:
+) -> Batch:
     """Runs the operations in the transaction open on `conn`. With `commit` (the transaction is
     not a caller's Session) PostgreSQL's COMMIT travels with the batch's write, and a `cache`
     may stand in for the locking reads. A write that finds its assumptions stale wrote nothing:
@@ -651,11 +406,7 @@ def _apply(
         batch = cache.batch(operations) if cache is not None else None
         if batch is None:
             batch = _locked_batch(conn, operations)
-        for op in operations:
-            try:
-                batch.outcomes.append(_decide(batch, op))
-            except (StudioError, ValueError) as e:
-                batch.outcomes.append(e)
+        decide(batch, operations)
         written = _write(conn, batch, commit=commit)
         if cache is not None:
             (cache.remember if written else cache.forget)(batch)
@@ -663,17 +414,7 @@ def _apply(
             return batch
 
 
-def _decide(batch: _Batch, op: Operation) -> Outcome:
-    if isinstance(op, Credit):
-        return _credit(batch, op)
-    if isinstance(op, Reserve):
-        return _reserve(batch, op)
-    if isinstance(op, Capture):
-        return _capture(batch, op)
-    return _release(batch, op)
-
-
-def _locked_batch(conn: Connection, operations: Sequence[Operation]) -> _Batch:
+def _locked_batch(conn: Connection, operations: Sequence[Operation]) -> Batch:
     """A batch decided from the database: its accounts and reservations locked and read, and
     the receipts of its credits' keys."""
     rids = list({op.reservation_id for op in operations if isinstance(op, Capture | Release)})
@@ -699,7 +440,7 @@ def _locked_batch(conn: Connection, operations: Sequence[Operation]) -> _Batch:
                 kind=LedgerKind(row.kind),
                 idempotency_key=key,
             )
-    return _Batch(
+    return Batch(
         now=utcnow(),
         accounts=accounts,
         reservations=reservations,
@@ -765,169 +506,7 @@ def _driver(conn: Connection) -> Iterator[psycopg.Connection[Any]]:
         ) from e
 
 
-def _check_key(key: str) -> None:
-    if not key or len(key) > MAX_KEY_LENGTH:
-        raise ValueError(f"an idempotency key has 1 to {MAX_KEY_LENGTH} characters")
-
-
-def _credit(batch: _Batch, op: Credit) -> CreditReceipt:
-    _check_key(op.key)
-    if op.kind not in CREDIT_SOURCES:
-        raise ValueError(f"credit kind is one of {sorted(CREDIT_SOURCES)}, not {op.kind}")
-    if op.amount == 0 or (op.amount < 0 and op.kind != LedgerKind.adjustment):
-        raise ValueError("a credit is positive; only an adjustment may be negative")
-    existing = batch.receipts.get((op.user_id, op.key))
-    if existing is not None:
-        if (existing.amount, existing.kind) != (op.amount, op.kind):
-            raise Conflict(f"idempotency key {op.key!r} was used for another credit")
-        return existing
-    account = batch.accounts.get(op.user_id)
-    if account is None:
-        raise NotFound(f"user {op.user_id} not found")
-    if account[0] + op.amount < 0:
-        raise InsufficientCredits(
-            "not enough credits to adjust", needed=-op.amount, available=account[0]
-        )
-    txn_id = batch.post(
-        op.kind,
-        op.created_by,
-        [(available_account(op.user_id), op.amount), (CREDIT_SOURCES[op.kind], -op.amount)],
-        user_id=op.user_id,
-        key=f"credit:{op.key}",
-        memo=op.memo,
-    )
-    batch.move(op.user_id, op.amount, 0)
-    receipt = CreditReceipt(
-        txn_id=txn_id, user_id=op.user_id, amount=op.amount, kind=op.kind, idempotency_key=op.key
-    )
-    batch.receipts[(op.user_id, op.key)] = receipt
-    return receipt
-
-
-def _info(row: dict[str, Any]) -> ReservationInfo:
-    return ReservationInfo(
-        id=row["id"],
-        user_id=row["user_id"],
-        job_id=row["job_id"],
-        amount=row["amount"],
-        captured=row["captured"],
-        status=ReservationStatus(row["status"]),
-        idempotency_key=row["idempotency_key"],
-        expires_at=row["expires_at"],
-        settled_at=row["settled_at"],
-    )
-
-
-def _reserve(batch: _Batch, op: Reserve) -> ReservationInfo:
-    _check_key(op.key)
-    if op.amount <= 0:
-        raise ValueError("a reservation holds a positive amount")
-    existing = batch.by_key.get(op.key)
-    if existing is not None:
-        row = batch.reservations[existing]
-        if (row["user_id"], row["amount"]) != (op.user_id, op.amount):
-            raise Conflict(f"idempotency key {op.key!r} was used for another reservation")
-        return _info(row)
-    account = batch.accounts.get(op.user_id)
-    available = account[0] if account else 0
-    if account is None or available < op.amount:
-        raise InsufficientCredits(
-            f"{op.amount} credits needed, {available} available",
-            needed=op.amount,
-            available=available,
-        )
-    rid = batch.new_id()
-    row = {
-        "id": rid,
-        "user_id": op.user_id,
-        "job_id": op.job_id,
-        "amount": op.amount,
-        "captured": 0,
-        "status": ReservationStatus.held,
-        "idempotency_key": op.key,
-        "expires_at": batch.now + timedelta(seconds=op.ttl_s),
-        "created_at": batch.now,
-        "settled_at": None,
-    }
-    batch.post(
-        LedgerKind.reserve,
-        op.created_by,
-        [(available_account(op.user_id), -op.amount), (held_account(op.user_id), op.amount)],
-        user_id=op.user_id,
-        key=f"reserve:{rid}",
-        reservation_id=rid,
-        job_id=op.job_id,
-    )
-    batch.move(op.user_id, -op.amount, op.amount)
-    batch.reservations[rid] = row
-    batch.by_key[op.key] = rid
-    batch.new_reservations.append(rid)
-    return _info(row)
-
-
-def _held(batch: _Batch, reservation_id: uuid.UUID) -> dict[str, Any]:
-    row = batch.reservations.get(reservation_id)
-    if row is None:
-        raise NotFound(f"reservation {reservation_id} not found")
-    return row
-
-
-def _settle(batch: _Batch, row: dict[str, Any], status: ReservationStatus, used: int) -> None:
-    row.update(status=status, captured=used, settled_at=batch.now)
-    if row["id"] not in batch.new_reservations:
-        batch.settled.add(row["id"])
-
-
-def _capture(batch: _Batch, op: Capture) -> ReservationInfo:
-    if op.amount_used < 0:
-        raise ValueError("amount_used is not negative")
-    row = _held(batch, op.reservation_id)
-    if row["status"] == ReservationStatus.captured:
-        return _info(row)
-    if row["status"] == ReservationStatus.released:
-        raise Conflict(f"reservation {row['id']} was released before it was captured")
-    user_id, amount = row["user_id"], row["amount"]
-    used = min(op.amount_used, amount)
-    batch.post(
-        LedgerKind.capture,
-        op.created_by,
-        [
-            (held_account(user_id), -amount),
-            (SYSTEM_REVENUE, used),
-            (available_account(user_id), amount - used),
-        ],
-        user_id=user_id,
-        key=f"capture:{row['id']}",
-        reservation_id=row["id"],
-        job_id=row["job_id"],
-        kinds={available_account(user_id): LedgerKind.release},
-    )
-    batch.move(user_id, amount - used, -amount)
-    _settle(batch, row, ReservationStatus.captured, used)
-    return _info(row)
-
-
-def _release(batch: _Batch, op: Release) -> ReservationInfo:
-    row = _held(batch, op.reservation_id)
-    if row["status"] != ReservationStatus.held:
-        return _info(row)
-    user_id, amount = row["user_id"], row["amount"]
-    batch.post(
-        LedgerKind.release,
-        op.created_by,
-        [(held_account(user_id), -amount), (available_account(user_id), amount)],
-        user_id=user_id,
-        key=f"release:{row['id']}",
-        reservation_id=row["id"],
-        job_id=row["job_id"],
-        memo=op.memo,
-    )
-    batch.move(user_id, amount, -amount)
-    _settle(batch, row, ReservationStatus.released, 0)
-    return _info(row)
-
-
-def _write(conn: Connection, batch: _Batch, *, commit: bool) -> bool:
+def _write(conn: Connection, batch: Batch, *, commit: bool) -> bool:
     """Writes the batch; False if it wrote nothing because what it assumed no longer holds. A
     batch decided from a cache locks its accounts in the same round trip as its write."""
     new = [batch.reservations[rid] for rid in batch.new_reservations]

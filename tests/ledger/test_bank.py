@@ -1,10 +1,10 @@
 """A Jepsen-style bank test of the CreditLedger actor on PostgreSQL: clients in threads (sharing
 one LedgerClient, so that their calls reach the actor in batches), in separate processes and
-one bypassing the actor (pipeline/ledger/store.py straight to the database, behind the back of the
-lanes' caches) hammer a few hot accounts with reservations, captures and releases (some
-sharing idempotency keys, some abandoned to expire) while the actor is killed and restarts.
-Afterwards the books must balance, no balance may ever have been negative, nothing may be
-captured twice and every reservation must be settled."""
+one bypassing the actor (a `DatabaseLedger` straight on the database, as the transactions that
+end jobs write, behind the back of the lanes' caches) hammer a few hot accounts with
+reservations, captures and releases (some sharing idempotency keys, some abandoned to expire)
+while the actor is killed and restarts. Afterwards the books must balance, no balance may ever
+have been negative, nothing may be captured twice and every reservation must be settled."""
 
 from __future__ import annotations
 
@@ -29,13 +29,9 @@ from db.session import database_tag, session_scope
 from db.types import utcnow
 from pipeline.errors import Conflict, InsufficientCredits
 from pipeline.ledger.actor import LEDGER_NAMESPACE, LedgerClient, ledger_handle
-from pipeline.ledger.store import (
-    SYSTEM_REVENUE,
-    Balance,
-    DirectLedger,
-    available_account,
-    held_account,
-)
+from pipeline.ledger.interface import Ledger
+from pipeline.ledger.rules import SYSTEM_REVENUE, Balance, available_account, held_account
+from pipeline.ledger.store import DatabaseLedger
 from tests.ledger import assert_books_balance, make_user
 
 pytestmark = [pytest.mark.postgres, pytest.mark.ray, pytest.mark.timeout(240)]
@@ -65,7 +61,7 @@ def ledger(ledger_name: str) -> ActorHandle:
 
 
 def run_client(
-    ledger: LedgerClient | DirectLedger,
+    ledger: Ledger,
     client: str,
     users: list[uuid.UUID],
     run: str,
@@ -155,7 +151,7 @@ def test_the_books_hold_under_concurrent_clients_and_an_actor_kill(
 
     go.set()
     shared = LedgerClient(ledger)
-    clients = {f"t{i}": shared for i in range(THREADS)} | {"direct": DirectLedger(postgres_url)}
+    clients = {f"t{i}": shared for i in range(THREADS)} | {"direct": DatabaseLedger(postgres_url)}
     with ThreadPoolExecutor(len(clients)) as pool:
         futures = [
             pool.submit(run_client, client, name, users, run, seed, tick)

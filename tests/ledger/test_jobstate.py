@@ -16,9 +16,11 @@ from db.models import Job, JobLog, JobStatus
 from db.session import session_scope
 from pipeline.errors import Conflict, IllegalTransition, NotFound
 from pipeline.jobs.state import TERMINAL, TRANSITIONS, can_transition, set_stage, settle, transition
-from pipeline.ledger import store as credits
-from pipeline.ledger.actor import ledger_handle
-from pipeline.ledger.store import Balance, DirectLedger
+from pipeline.ledger import store
+from pipeline.ledger.actor import LedgerClient, ledger_handle
+from pipeline.ledger.interface import Ledger
+from pipeline.ledger.rules import Balance, ReservationInfo
+from pipeline.ledger.store import DatabaseLedger
 from tests.ledger import assert_books_balance, make_user
 
 
@@ -154,7 +156,7 @@ def reserved_job(url: str, status: JobStatus, amount: int = 40) -> tuple[uuid.UU
     """A user granted 100 credits and a job in `status` holding a reservation of `amount`."""
     user = make_user(url, grant=100)
     job_id = uuid.uuid4()
-    reservation = credits.reserve(url, user, amount, f"job:{job_id}", job_id=job_id)
+    reservation = store.reserve(url, user, amount, f"job:{job_id}", job_id=job_id)
     with session_scope(url) as session:
         job = Job(id=job_id, user_id=user, type="render", status=status)
         job.reservation_id = reservation.id
@@ -162,13 +164,21 @@ def reserved_job(url: str, status: JobStatus, amount: int = 40) -> tuple[uuid.UU
     return user, job_id
 
 
+def settle_job(
+    url: str, job_id: uuid.UUID, used_credits: int, ledger: Ledger | None = None
+) -> ReservationInfo | None:
+    """Settles the job in a transaction of its own, through `ledger` or, as the transaction
+    that ends a job does, through a `DatabaseLedger` on that transaction."""
+    with session_scope(url) as session:
+        return settle(session, job_id, ledger or DatabaseLedger(session), used_credits)
+
+
 def test_settling_a_success_captures_what_was_used_once(database_url: str) -> None:
     user, job_id = reserved_job(database_url, JobStatus.succeeded)
-    ledger = DirectLedger(database_url)
-    first = settle(database_url, job_id, ledger, 25)
+    first = settle_job(database_url, job_id, 25)
     assert first is not None and (first.captured, first.released) == (25, 15)
-    assert settle(database_url, job_id, ledger, 30) == first
-    assert credits.balance(database_url, user) == Balance(available=75, held=0)
+    assert settle_job(database_url, job_id, 30) == first
+    assert store.balance(database_url, user) == Balance(available=75, held=0)
     assert_books_balance(database_url, [user])
 
 
@@ -177,28 +187,27 @@ def test_settling_a_failure_or_cancel_releases_everything_once(
     database_url: str, status: JobStatus
 ) -> None:
     user, job_id = reserved_job(database_url, status)
-    ledger = DirectLedger(database_url)
-    first = settle(database_url, job_id, ledger, 25)
+    first = settle_job(database_url, job_id, 25)
     assert first is not None and (first.captured, first.released) == (0, 40)
-    assert settle(database_url, job_id, ledger, 25) == first
-    assert credits.balance(database_url, user) == Balance(available=100, held=0)
+    assert settle_job(database_url, job_id, 25) == first
+    assert store.balance(database_url, user) == Balance(available=100, held=0)
 
 
 def test_an_unfinished_job_cannot_be_settled(database_url: str) -> None:
     user, job_id = reserved_job(database_url, JobStatus.running)
     with pytest.raises(Conflict):
-        settle(database_url, job_id, DirectLedger(database_url), 10)
-    assert credits.balance(database_url, user) == Balance(available=60, held=40)
+        settle_job(database_url, job_id, 10)
+    assert store.balance(database_url, user) == Balance(available=60, held=40)
 
 
 def test_a_job_without_a_reservation_settles_to_nothing(jobs_url: str) -> None:
     job_id = make_job(jobs_url, JobStatus.succeeded)
-    assert settle(jobs_url, job_id, DirectLedger(jobs_url), 10) is None
+    assert settle_job(jobs_url, job_id, 10) is None
 
 
 def test_settling_an_unknown_job_is_not_found(jobs_url: str) -> None:
     with pytest.raises(NotFound):
-        settle(jobs_url, uuid.uuid4(), DirectLedger(jobs_url), 10)
+        settle_job(jobs_url, uuid.uuid4(), 10)
 
 
 @pytest.fixture
@@ -214,6 +223,6 @@ def test_settling_through_the_ledger_actor(
     postgres_url: str, ledger_actor: ray.actor.ActorHandle
 ) -> None:
     user, job_id = reserved_job(postgres_url, JobStatus.succeeded)
-    settled = settle(postgres_url, job_id, ledger_actor, 10)
+    settled = settle_job(postgres_url, job_id, 10, LedgerClient(ledger_actor))
     assert settled is not None and settled.captured == 10
-    assert credits.balance(postgres_url, user) == Balance(available=90, held=0)
+    assert store.balance(postgres_url, user) == Balance(available=90, held=0)

@@ -8,10 +8,10 @@ import pytest
 
 from db.models import Plan
 from pipeline.errors import Conflict, PlanLimit, SpecInvalid
-from pipeline.ledger import pricing
-from pipeline.ledger import store as credits
+from pipeline.ledger import pricing, store
 from pipeline.ledger.payments import PaymentDeclined, PaymentStatus, TestPaymentProvider, topup
 from pipeline.ledger.pricing import RenderShape, charge_for, estimate
+from pipeline.ledger.store import DatabaseLedger
 from tests.ledger import assert_books_balance, make_user
 
 MINUTE = RenderShape(scene_seconds=[20, 25, 15], resolution=720, has_music=True, lipsync_scenes=1)
@@ -113,21 +113,21 @@ def test_a_plan_limits_resolution_and_concurrency() -> None:
 def test_a_topup_charges_then_credits(database_url: str) -> None:
     user = make_user(database_url)
     provider = TestPaymentProvider()
-    receipt = topup(database_url, provider, user, 500, "order-1")
+    receipt = topup(DatabaseLedger(database_url), provider, user, 500, "order-1")
     assert receipt.amount == 500
     (payment,) = provider.charges.values()
     assert (payment.status, payment.amount_cents) == (PaymentStatus.succeeded, 500)
-    assert credits.balance(database_url, user).available == 500
+    assert store.balance(database_url, user).available == 500
     assert_books_balance(database_url, [user])
 
 
 def test_a_replayed_topup_charges_and_credits_once(database_url: str) -> None:
     user = make_user(database_url)
     provider = TestPaymentProvider()
-    first = topup(database_url, provider, user, 500, "order-1")
-    assert topup(database_url, provider, user, 500, "order-1") == first
+    first = topup(DatabaseLedger(database_url), provider, user, 500, "order-1")
+    assert topup(DatabaseLedger(database_url), provider, user, 500, "order-1") == first
     assert len(provider.charges) == 1
-    assert credits.balance(database_url, user).available == 500
+    assert store.balance(database_url, user).available == 500
 
 
 def test_a_declined_topup_credits_nothing(database_url: str) -> None:
@@ -136,8 +136,8 @@ def test_a_declined_topup_credits_nothing(database_url: str) -> None:
     declined = TestPaymentProvider.DECLINED_AMOUNT_CENTS // pricing.TOPUP_CENTS_PER_CREDIT
     for _ in range(2):
         with pytest.raises(PaymentDeclined):
-            topup(database_url, provider, user, declined, "order-2")
-    assert credits.balance(database_url, user).available == 0
+            topup(DatabaseLedger(database_url), provider, user, declined, "order-2")
+    assert store.balance(database_url, user).available == 0
 
 
 def test_a_payment_key_reused_for_another_amount_conflicts() -> None:
