@@ -204,10 +204,10 @@ def _checkout_completed(event: _Event, checkout: dict[str, Any]) -> str:
         return "ignored: no such user"
     if checkout.get("mode") == "subscription":
         subscription_id = checkout.get("subscription")
-        plan_code = metadata.get("plan")
-        if not subscription_id or _plan(event.session, plan_code) is None:
+        plan = _plan(event.session, metadata.get("plan"))
+        if not subscription_id or plan is None:
             return "ignored: no subscription"
-        _subscription_row(event, subscription_id, user_id, plan_code, checkout.get("customer"))
+        _subscription_row(event, subscription_id, user_id, plan.code, checkout.get("customer"))
         return f"subscription {subscription_id} started"
     if checkout.get("payment_status") != "paid":
         return "not paid yet"
@@ -238,7 +238,10 @@ def _invoice_paid(event: _Event, invoice: dict[str, Any]) -> str:
         return "ignored: not a subscription invoice"
     row = _subscription(event.session, subscription_id)
     user_id = row.user_id if row is not None else _user_id(metadata)
-    line = invoice["lines"]["data"][0]
+    lines = (invoice.get("lines") or {}).get("data") or []
+    if not lines:
+        return "ignored: an invoice without lines"
+    line = lines[0]
     price = ((line.get("pricing") or {}).get("price_details") or {}).get("price")
     plan_code = (
         event.stripe.plan_of_price(price)
@@ -256,6 +259,7 @@ def _invoice_paid(event: _Event, invoice: dict[str, Any]) -> str:
         grant(event.session, user.id, plan.monthly_credits, invoice["id"], reason)
     period_start, period_end = (_time(line["period"][edge]) for edge in ("start", "end"))
     row = _subscription_row(event, subscription_id, user.id, plan.code, invoice.get("customer"))
+    row.plan_code = plan.code
     row.status = SubscriptionStatus.active
     row.current_period_start, row.current_period_end = period_start, period_end
     row.ends_at = None
@@ -359,7 +363,7 @@ def _subscription_row(
     event: _Event,
     subscription_id: str,
     user_id: uuid.UUID,
-    plan_code: str | None,
+    plan_code: str,
     customer: str | None,
 ) -> Subscription:
     row = _subscription(event.session, subscription_id)
@@ -435,30 +439,36 @@ def monthly_grant_key(user_id: uuid.UUID, now: datetime) -> str:
 
 
 def grant_free_plans(database_url: str, now: datetime) -> int:
-    """The monthly credits of every active user on a free plan (price 0) who has not had
-    them this calendar month; returns how many users were granted."""
+    """The monthly credits of every active user on a free plan (price 0) who has had a
+    monthly grant before (registration gives the first) but not yet in this calendar month;
+    returns how many users were granted."""
     month = now.strftime("%Y-%m")
     with session_scope(database_url) as session:
-        users = session.exec(
-            select(User.id, Plan.monthly_credits)
-            .join(Plan, col(Plan.code) == col(User.plan_code))
-            .where(col(User.is_active), Plan.price_cents == 0, Plan.monthly_credits > 0)
-        ).all()
-        granted = set(
+        users = dict(
             session.exec(
-                select(LedgerEntry.user_id).where(
-                    LedgerEntry.kind == LedgerKind.grant,
-                    col(LedgerEntry.idempotency_key).like(f"credit:grant:%:{month}"),
-                    col(LedgerEntry.account).like("user:%"),
-                )
+                select(User.id, Plan.monthly_credits)
+                .join(Plan, col(Plan.code) == col(User.plan_code))
+                .where(col(User.is_active), Plan.price_cents == 0, Plan.monthly_credits > 0)
             ).all()
         )
+        granted = select(LedgerEntry.user_id).where(
+            LedgerEntry.kind == LedgerKind.grant, col(LedgerEntry.account).like("user:%")
+        )
+        before = set(
+            session.exec(granted.where(col(LedgerEntry.idempotency_key).like("credit:grant:%")))
+        )
+        this_month = set(
+            session.exec(
+                granted.where(col(LedgerEntry.idempotency_key).like(f"credit:grant:%:{month}"))
+            )
+        )
     count = 0
-    for user_id, credits in users:
-        if user_id in granted:
+    for user_id in sorted(before - this_month, key=str):
+        if user_id not in users:
             continue
+        key = monthly_grant_key(user_id, now)
         try:
-            grant(database_url, user_id, credits, monthly_grant_key(user_id, now), "monthly grant")
+            grant(database_url, user_id, users[user_id], key, "monthly grant")
             count += 1
         except (Conflict, NotFound) as e:
             log.info("no monthly grant for %s: %s", user_id, e)
