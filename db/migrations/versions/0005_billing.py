@@ -8,7 +8,6 @@ Create Date: 2026-12-03 08:00:00
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
 
 import db.types
@@ -19,8 +18,8 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _string(length: int) -> sqlmodel.sql.sqltypes.AutoString:
-    return sqlmodel.sql.sqltypes.AutoString(length=length)
+def _string(length: int) -> sa.String:
+    return sa.String(length=length)
 
 
 def _time() -> db.types.UTCDateTime:
