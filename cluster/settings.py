@@ -89,6 +89,22 @@ class Settings(BaseSettings):
     sentry_dsn: str | None = None
     log_json: bool = True
 
+    # Billing through Stripe. Without a secret key (and webhook secret) purchases answer 503.
+    # Price ids live here, not in the plans table: they differ between Stripe's test and live
+    # modes while the plans are the same everywhere.
+    stripe_secret_key: SecretStr | None = None
+    stripe_webhook_secret: SecretStr | None = None
+    stripe_api_base: str = "https://api.stripe.com"
+    stripe_webhook_tolerance_s: int = 300
+    stripe_credit_packs: dict[int, str] = Field(
+        default_factory=dict, description="credits -> Stripe price id of that credit pack"
+    )
+    stripe_plan_prices: dict[str, str] = Field(
+        default_factory=dict, description="plan code -> Stripe price id of its monthly price"
+    )
+    billing_grace_period_s: int = 7 * 24 * 3600
+    billing_sweep_interval_s: float = 60.0
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def resolved_database_url(self) -> str:

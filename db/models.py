@@ -77,7 +77,20 @@ class User(SQLModel, table=True):
     updated_at: datetime = _created()
 
 
+class SubscriptionStatus(StrEnum):
+    incomplete = "incomplete"
+    active = "active"
+    past_due = "past_due"
+    canceled = "canceled"
+    ended = "ended"
+
+
 class Subscription(SQLModel, table=True):
+    """A paid plan, mirrored from its Stripe subscription by the webhook. `ends_at` is when the
+    plan ends unless an invoice is paid first: the end of the grace period after a failed
+    payment, or the end of the paid period after a cancellation; the billing sweep then moves
+    the user to the free plan (status `ended`)."""
+
     __tablename__ = "subscriptions"
 
     id: uuid.UUID = Field(default_factory=_id, primary_key=True)
@@ -88,6 +101,11 @@ class Subscription(SQLModel, table=True):
     current_period_end: datetime | None = _when()
     last_grant_at: datetime | None = _when()
     created_at: datetime = _created()
+    stripe_subscription_id: str | None = Field(default=None, unique=True, max_length=255)
+    stripe_customer_id: str | None = Field(default=None, max_length=255)
+    cancel_at_period_end: bool = False
+    ends_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True, index=True)
+    updated_at: datetime = _created()
 
 
 class RefreshToken(SQLModel, table=True):
@@ -383,4 +401,62 @@ class ModerationFlag(SQLModel, table=True):
     status: ModerationStatus = _state(ModerationStatus.pending)
     reviewer_id: uuid.UUID | None = None
     reviewed_at: datetime | None = _when()
+    created_at: datetime = _created()
+
+
+class BillingCustomer(SQLModel, table=True):
+    """The Stripe customer that pays for a user (made at the user's first checkout)."""
+
+    __tablename__ = "billing_customers"
+
+    user_id: uuid.UUID = Field(foreign_key="users.id", primary_key=True, ondelete="CASCADE")
+    customer_id: str = Field(unique=True, max_length=255)
+    created_at: datetime = _created()
+
+
+class BillingEvent(SQLModel, table=True):
+    """A Stripe webhook event already applied: written in the transaction that applies it, so a
+    redelivered event (same id) finds its row and changes nothing."""
+
+    __tablename__ = "billing_events"
+
+    id: str = Field(primary_key=True, max_length=255)
+    type: str = Field(max_length=100)
+    outcome: str = Field(max_length=200)
+    created_at: datetime = _created()
+
+
+class PaymentKind(StrEnum):
+    topup = "topup"
+    subscription = "subscription"
+
+
+class PaymentStatus(StrEnum):
+    paid = "paid"
+    refunded = "refunded"
+
+
+class Payment(SQLModel, table=True):
+    """Money received: a paid top-up Checkout Session or a paid subscription invoice, with the
+    credits it granted. `stripe_id` is the payment's id in Stripe (the PaymentIntent of a
+    top-up, the invoice of a subscription); it is also the ledger key of the grant. Kept for
+    the books when the user is deleted (`user_id` set to null)."""
+
+    __tablename__ = "payments"
+    __table_args__ = (Index("ix_payments_user_created", "user_id", "created_at"),)
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    user_id: uuid.UUID | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")
+    kind: PaymentKind = _state()
+    stripe_id: str = Field(unique=True, max_length=255)
+    payment_intent: str | None = Field(default=None, max_length=255)
+    plan_code: str | None = Field(default=None, max_length=32)
+    credits: int
+    amount_cents: int
+    currency: str = Field(max_length=3)
+    status: PaymentStatus = _state(PaymentStatus.paid)
+    period_start: datetime | None = _when()
+    period_end: datetime | None = _when()
+    refund_id: str | None = Field(default=None, max_length=255)
+    refunded_credits: int = 0
     created_at: datetime = _created()

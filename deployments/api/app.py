@@ -26,6 +26,7 @@ from deployments.api.routers import (
     ai,
     assets,
     auth_google,
+    billing,
     credits,
     files,
     jobs,
@@ -44,7 +45,7 @@ Every error is an RFC 9457 problem document (`application/problem+json`). POSTs 
 credits accept an `Idempotency-Key`.
 """
 
-ROUTERS = (users, auth_google, projects, assets, jobs, credits, ai, files, youtube, admin)
+ROUTERS = (users, auth_google, projects, assets, jobs, credits, billing, ai, files, youtube, admin)
 
 
 def create_app(settings: Settings, limiter: Limiter | None = None) -> FastAPI:

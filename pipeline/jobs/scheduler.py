@@ -23,6 +23,7 @@ from cluster.settings import Settings
 from db.models import Job, JobStatus
 from db.session import database_tag, session_scope
 from db.types import utcnow
+from pipeline.ledger import billing
 
 log = logging.getLogger(__name__)
 POLL_S = 1.0
@@ -67,6 +68,7 @@ class RenderScheduler:
             try:
                 self._reap()
                 self._start_queued()
+                billing.sweep_when_due(self.settings)
             except Exception:
                 log.exception("scheduler pass failed")
             with contextlib.suppress(TimeoutError):

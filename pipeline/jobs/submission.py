@@ -402,15 +402,6 @@ def balance(settings: Settings, user: User) -> tuple[int, int]:
     return result.available, result.held
 
 
-def topup(settings: Settings, user: User, credits: int, idempotency_key: str) -> tuple[int, int]:
-    from pipeline.ledger.payments import TestPaymentProvider
-    from pipeline.ledger.payments import topup as pay
-
-    ledger = ledger_client(settings.resolved_database_url)
-    pay(ledger, TestPaymentProvider(), user.id, credits, idempotency_key)
-    return balance(settings, user)
-
-
 def on_user_registered(settings: Settings, user: User) -> None:
     """The plan's monthly credits, granted once per user and month (idempotent by key)."""
     with session_scope(settings.resolved_database_url) as session:

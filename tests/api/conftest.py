@@ -28,6 +28,9 @@ from db.models import Job, JobStatus, Plan, User
 from db.session import session_scope
 from db.types import utcnow
 from deployments.api.ingress import build_api
+from tests.fakes.stripe import FakeStripe, fake_stripe, stripe_settings
+
+__all__ = ["fake_stripe"]
 
 PASSWORD = "correct horse battery staple"
 
@@ -88,9 +91,13 @@ def app_settings(data_dir: Path, database_url: str, **fields: Any) -> Settings:
     scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
 def api(
-    request: pytest.FixtureRequest, serve_http: str, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    serve_http: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    fake_stripe: FakeStripe,
 ) -> Iterator[Api]:
-    """The studio API on SQLite, then on PostgreSQL (every test using it runs on both)."""
+    """The studio API on SQLite, then on PostgreSQL (every test using it runs on both), paying
+    through the fake Stripe."""
     data_dir = tmp_path_factory.mktemp(f"api-{request.param}")
     if request.param == "postgres":
         database_url = str(request.getfixturevalue("postgres_url"))
@@ -98,7 +105,8 @@ def api(
         database_url = f"sqlite:///{data_dir / 'studio.db'}"
         upgrade(database_url)
     name = f"api-{request.param}"
-    yield deploy(name, app_settings(data_dir, database_url), serve_http)
+    settings = app_settings(data_dir, database_url, **stripe_settings(fake_stripe))
+    yield deploy(name, settings, serve_http)
     serve.delete(name)
 
 

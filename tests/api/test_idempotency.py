@@ -11,6 +11,7 @@ from sqlmodel import select
 from db.models import IdempotencyRecord
 from db.session import session_scope
 from tests.api.conftest import Account, Api, assert_problem, create_project
+from tests.fakes.stripe import FakeStripe
 
 pytestmark = pytest.mark.ray
 
@@ -27,11 +28,20 @@ def available(client: httpx.Client, account: Account) -> int:
     return int(client.get("/api/credits/balance", headers=account.auth).json()["available"])
 
 
-def test_a_replay_returns_the_first_response(client: httpx.Client, account: Account) -> None:
+def pay(api: Api, fake: FakeStripe, checkout: httpx.Response) -> None:
+    """The user pays the Checkout Session; Stripe's signed event reaches the studio."""
+    for event in fake.pay(checkout.json()["id"]):
+        fake.deliver(f"{api.url}/api/billing/webhook", event)
+
+
+def test_a_replay_returns_the_first_response(
+    api: Api, client: httpx.Client, account: Account, fake_stripe: FakeStripe
+) -> None:
     before = available(client, account)
 
     first = topup(client, account, "topup-1", 100)
     replay = topup(client, account, "topup-1", 100)
+    pay(api, fake_stripe, first)
 
     assert first.status_code == 200, first.text
     assert replay.status_code == 200
@@ -67,11 +77,15 @@ def test_a_duplicate_while_the_first_is_in_progress_conflicts(
     assert response.headers["retry-after"] == "1"
 
 
-def test_concurrent_duplicates_spend_once(client: httpx.Client, account: Account) -> None:
+def test_concurrent_duplicates_spend_once(
+    api: Api, client: httpx.Client, account: Account, fake_stripe: FakeStripe
+) -> None:
     before = available(client, account)
 
     with ThreadPoolExecutor(4) as pool:
         responses = list(pool.map(lambda _: topup(client, account, "topup-5", 50), range(4)))
+    for checkout in {r.json()["id"]: r for r in responses if r.status_code == 200}.values():
+        pay(api, fake_stripe, checkout)
 
     statuses = sorted(r.status_code for r in responses)
     assert statuses.count(200) >= 1

@@ -1,17 +1,22 @@
-"""Prices and estimates; top-ups through the test payment provider."""
+"""Prices and estimates; top-ups through Stripe Checkout (the local fake Stripe)."""
 
 from __future__ import annotations
 
-import uuid
+import json
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from db.models import Plan
-from pipeline.errors import Conflict, PlanLimit, SpecInvalid
-from pipeline.ledger import pricing, store
-from pipeline.ledger.payments import PaymentDeclined, PaymentStatus, TestPaymentProvider, topup
+from cluster.settings import Settings
+from db.models import Plan, User
+from db.session import session_scope
+from pipeline.errors import PlanLimit, SpecInvalid
+from pipeline.ledger import billing, pricing
+from pipeline.ledger import store as credits
+from pipeline.ledger.payments import UnknownCreditPack
 from pipeline.ledger.pricing import RenderShape, charge_for, estimate
-from pipeline.ledger.store import DatabaseLedger
+from tests.fakes.stripe import FakeStripe, stripe_settings, studio_prices
 from tests.ledger import assert_books_balance, make_user
 
 MINUTE = RenderShape(scene_seconds=[20, 25, 15], resolution=720, has_music=True, lipsync_scenes=1)
@@ -110,39 +115,73 @@ def test_a_plan_limits_resolution_and_concurrency() -> None:
         pricing.check_plan(free, MINUTE, running_renders=1)
 
 
-def test_a_topup_charges_then_credits(database_url: str) -> None:
-    user = make_user(database_url)
-    provider = TestPaymentProvider()
-    receipt = topup(DatabaseLedger(database_url), provider, user, 500, "order-1")
-    assert receipt.amount == 500
-    (payment,) = provider.charges.values()
-    assert (payment.status, payment.amount_cents) == (PaymentStatus.succeeded, 500)
-    assert store.balance(database_url, user).available == 500
-    assert_books_balance(database_url, [user])
+@pytest.fixture(scope="module")
+def stripe_fake() -> Iterator[FakeStripe]:
+    with FakeStripe.running(studio_prices()) as fake:
+        yield fake
 
 
-def test_a_replayed_topup_charges_and_credits_once(database_url: str) -> None:
-    user = make_user(database_url)
-    provider = TestPaymentProvider()
-    first = topup(DatabaseLedger(database_url), provider, user, 500, "order-1")
-    assert topup(DatabaseLedger(database_url), provider, user, 500, "order-1") == first
-    assert len(provider.charges) == 1
-    assert store.balance(database_url, user).available == 500
+@pytest.fixture
+def shop(database_url: str, tmp_path: Path, stripe_fake: FakeStripe) -> Settings:
+    return Settings(
+        data_dir=tmp_path, database_url=database_url, _env_file=None, **stripe_settings(stripe_fake)
+    )
 
 
-def test_a_declined_topup_credits_nothing(database_url: str) -> None:
-    user = make_user(database_url)
-    provider = TestPaymentProvider()
-    declined = TestPaymentProvider.DECLINED_AMOUNT_CENTS // pricing.TOPUP_CENTS_PER_CREDIT
+def buyer(url: str) -> User:
+    with session_scope(url) as session:
+        return session.get_one(User, make_user(url))
+
+
+def pay(shop: Settings, fake: FakeStripe, checkout_id: str) -> list[str]:
+    """The user pays; Stripe's signed events reach the studio's webhook handling."""
+    outcomes = []
+    for event in fake.pay(checkout_id):
+        payload = json.dumps(event).encode()
+        outcomes.append(billing.apply_webhook(shop, payload, fake.sign(payload)))
+    return outcomes
+
+
+def test_a_topup_credits_once_stripe_confirms_the_payment(
+    shop: Settings, stripe_fake: FakeStripe
+) -> None:
+    url = shop.resolved_database_url
+    user = buyer(url)
+    checkout = billing.start_topup(shop, user, 500, "order-1")
+    assert credits.balance(url, user.id).available == 0, "a checkout alone grants nothing"
+
+    pay(shop, stripe_fake, checkout.id)
+
+    session = stripe_fake.checkout_sessions[checkout.id]
+    assert (session["amount_total"], session["metadata"]["credits"]) == (500, "500")
+    assert credits.balance(url, user.id).available == 500
+    assert_books_balance(url, [user.id])
+
+
+def test_a_replayed_topup_is_one_checkout_and_one_credit(
+    shop: Settings, stripe_fake: FakeStripe
+) -> None:
+    url = shop.resolved_database_url
+    user = buyer(url)
+    first = billing.start_topup(shop, user, 500, "order-1")
+    assert billing.start_topup(shop, user, 500, "order-1") == first
+    (event,) = stripe_fake.pay(first.id)
+    payload = json.dumps(event).encode()
+
     for _ in range(2):
-        with pytest.raises(PaymentDeclined):
-            topup(DatabaseLedger(database_url), provider, user, declined, "order-2")
-    assert store.balance(database_url, user).available == 0
+        billing.apply_webhook(shop, payload, stripe_fake.sign(payload))
+
+    assert credits.balance(url, user.id).available == 500
 
 
-def test_a_payment_key_reused_for_another_amount_conflicts() -> None:
-    provider = TestPaymentProvider()
-    user = uuid.uuid4()
-    provider.charge(user, 100, "k")
-    with pytest.raises(Conflict):
-        provider.charge(user, 200, "k")
+def test_an_abandoned_checkout_credits_nothing(shop: Settings, stripe_fake: FakeStripe) -> None:
+    url = shop.resolved_database_url
+    user = buyer(url)
+    billing.start_topup(shop, user, 100, "order-2")
+    assert credits.balance(url, user.id).available == 0
+
+
+def test_only_credit_packs_are_sold(shop: Settings) -> None:
+    user = buyer(shop.resolved_database_url)
+    with pytest.raises(UnknownCreditPack):
+        billing.start_topup(shop, user, 7, "order-3")
