@@ -15,8 +15,9 @@ from typing import ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from cluster.errors import StudioError
 from db.models import LedgerKind
-from pipeline.errors import Conflict, StudioError
+from pipeline.errors import Conflict
 from pipeline.ledger.pricing import topup_price_cents
 from pipeline.ledger.store import CreditReceipt, credit
 

@@ -60,6 +60,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session, SQLModel
 
+from cluster.errors import StudioError
 from db.models import (
     CreditAccount,
     LedgerEntry,
@@ -70,7 +71,7 @@ from db.models import (
 )
 from db.session import get_engine
 from db.types import utcnow
-from pipeline.errors import Conflict, InsufficientCredits, NotFound, StudioError
+from pipeline.errors import Conflict, InsufficientCredits, NotFound
 
 SYSTEM_GRANTS = "system:grants"
 SYSTEM_TOPUPS = "system:topups"
