@@ -80,7 +80,13 @@ def deploy(
     )
     serve.run_many(
         [
-            RunTarget(application, name=app.name, route_prefix=app.route_prefix)
+            RunTarget(
+                application,
+                name=app.name,
+                route_prefix=app.route_prefix,
+                logging_config=app.logging_config,
+                external_scaler_enabled=app.external_scaler_enabled,
+            )
             for app, application in zip(config.applications, built, strict=True)
         ],
         wait_for_ingress_deployment_creation=False,
