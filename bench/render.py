@@ -35,6 +35,13 @@ seconds less so. Prints a table and the ratios against their goals: DAG at least
 MoviePy, DAG at most 1.5x the encoder alone, 2 workers at least 1.7x faster than 1.
 """
 
+# Figures behind choices in the render code, measured at 720p on a 2-core machine:
+# - compose.encode_segment: OpenCV's RGB to limited-range I420 conversion (BT.601) is 6 to 8 times
+#   faster than swscale's.
+# - dag._one_core: OpenCV left with a thread per core cost 30 % more CPU per frame than one
+#   thread, for the same wall time.
+# - animatic: OpenCV warps 4-channel images 2 to 3 times faster than 3-channel ones.
+
 from __future__ import annotations
 
 import argparse

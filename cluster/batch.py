@@ -36,10 +36,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
 from ray.exceptions import RayTaskError
 
+from cluster.errors import StudioError
 from cluster.runtime import deploy, start_ray, wait_running
 from cluster.settings import Settings, get_settings
 from models.registry import Capability
-from pipeline.errors import EngineUnavailable, SpecInvalid, StudioError
+from pipeline.errors import EngineUnavailable, SpecInvalid
 from pipeline.render.dag import EngineChoice, RenderInputs, render_film
 from pipeline.render.spec import FilmSpec, describe_errors
 
@@ -245,7 +246,7 @@ def describe(error: Exception) -> str:
     """One line naming the problem: the task's own exception rather than Ray's wrapper."""
     if isinstance(error, RayTaskError) and isinstance(error.cause, Exception):
         error = error.cause
-    if isinstance(error, StudioError):
+    if isinstance(error, StudioError) and not error.internal:
         return f"{error.title}: {error.detail}"
     if isinstance(error, FileNotFoundError):
         return f"file not found: {error.filename}"

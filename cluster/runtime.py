@@ -4,6 +4,7 @@ scheduler. The YAML is the one place that sets replicas, autoscaling and resourc
 
 from __future__ import annotations
 
+import importlib
 import os
 import time
 from pathlib import Path
@@ -11,9 +12,9 @@ from typing import Any
 
 import ray
 import yaml
-from ray.serve import status as serve_status
-from ray.serve._private import api as serve_api
-from ray.serve.schema import APIType, ServeDeploySchema, ServeInstanceDetails
+from ray import serve
+from ray.serve import Application, RunTarget
+from ray.serve.schema import ServeApplicationSchema, ServeDeploySchema
 
 from cluster.settings import Settings
 
@@ -68,36 +69,55 @@ def serve_config(settings: Settings, applications: set[str] | None = None) -> Se
 def deploy(
     settings: Settings, applications: set[str] | None = None, timeout_s: float = 180
 ) -> None:
-    """Deploys the config's applications (all, or those named) and waits until they run.
-    Serve applies a config declaratively, deleting the applications it leaves out, so a deploy
-    of some applications resubmits, unchanged, the others already deployed from a config."""
+    """Deploys the config's applications (all, or those named) and waits until they run; the
+    other applications stay as they are. Each is built by its builder on the cluster, with the
+    config's options of its deployment passed in the builder's `deployments` argument (`serve
+    deploy` and KubeRay take the YAML as is, and Serve applies those options itself)."""
     config = serve_config(settings, applications)
-    names = {app.name for app in config.applications}
-    client = serve_api.serve_start(http_options=config.http_options.model_dump())
-    if applications is not None:
-        config = _with_deployed(config, client.get_serve_details())
-    client.deploy_apps(config)
-    wait_running(names, timeout_s)
+    serve.start(proxy_location=config.proxy_location, http_options=config.http_options.model_dump())
+    built = ray.get(
+        [_build.remote(app.import_path, _builder_args(app)) for app in config.applications]
+    )
+    serve.run_many(
+        [
+            RunTarget(
+                application,
+                name=app.name,
+                route_prefix=app.route_prefix,
+                logging_config=app.logging_config,
+                external_scaler_enabled=app.external_scaler_enabled,
+            )
+            for app, application in zip(config.applications, built, strict=True)
+        ],
+        wait_for_ingress_deployment_creation=False,
+        wait_for_applications_running=False,
+    )
+    wait_running({app.name for app in config.applications}, timeout_s)
 
 
-def _with_deployed(config: ServeDeploySchema, details: dict[str, Any]) -> ServeDeploySchema:
-    """`config` plus the configs of the running applications it does not name."""
-    named = {app.name for app in config.applications}
-    running = ServeInstanceDetails.model_validate(details).applications.values()
-    kept = [
-        app.deployed_app_config
-        for app in running
-        if app.source == APIType.DECLARATIVE
-        and app.deployed_app_config is not None
-        and app.name not in named
-    ]
-    return config.model_copy(update={"applications": [*config.applications, *kept]})
+def _builder_args(app: ServeApplicationSchema) -> dict[str, Any]:
+    """The application's args plus `deployments`: each deployment's options set in the config,
+    by deployment name."""
+    options = {
+        deployment.name: deployment.model_dump(exclude_unset=True, exclude={"name"})
+        for deployment in app.deployments
+    }
+    return {**app.args, "deployments": options}
+
+
+@ray.remote(num_cpus=0)
+def _build(import_path: str, args: dict[str, Any]) -> Application:
+    """The application of the builder at `module:function`, called where Serve would call it
+    for a config: on the cluster, whose STUDIO_* variables and data folder it reads."""
+    module, _, name = import_path.partition(":")
+    builder = getattr(importlib.import_module(module), name)
+    return builder(args)  # type: ignore[no-any-return]
 
 
 def wait_running(names: set[str], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
-        apps = serve_status().applications
+        apps = serve.status().applications
         states = {name: apps[name].status if name in apps else "MISSING" for name in names}
         if all(state == "RUNNING" for state in states.values()):
             return

@@ -19,9 +19,14 @@ from typing import Literal
 from pydantic import Field, SecretStr, computed_field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cluster.errors import StudioError
 
-class ConfigError(Exception):
+
+class ConfigError(StudioError):
     """A setting that cannot work; start-up prints it as one line naming the setting."""
+
+    slug, status, title = "configuration-invalid", 500, "Invalid configuration"
+    internal = True
 
     def __init__(self, setting: str, message: str) -> None:
         super().__init__(f"{setting}: {message}")

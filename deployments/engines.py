@@ -161,12 +161,19 @@ def _raise_or_return(result: T | Exception) -> T:
 
 
 def build_engine_app(
-    capability: str, engine: str, settings: Settings, options: dict[str, Any] | None = None
+    capability: str,
+    engine: str,
+    settings: Settings,
+    options: dict[str, Any] | None = None,
+    **deployment_options: Any,
 ) -> Application:
     """The Serve application hosting one engine (named after `EngineInfo.deployment`);
-    `options` from the Serve config (e.g. `runtime: {compile: true}`) reach its constructor."""
+    `options` from the Serve config (e.g. `runtime: {compile: true}`) reach its constructor,
+    `deployment_options` (num_replicas, autoscaling_config, ...) its Serve deployment."""
     info = engine_info(capability, engine)
-    deployment = DEPLOYMENTS[Capability(capability)].options(name=info.deployment)
+    deployment = DEPLOYMENTS[Capability(capability)].options(
+        name=info.deployment, **deployment_options
+    )
     models_dir = str(settings.resolved_models_dir.resolve())
     options = {**engine_options(settings, info), **(options or {})}
     return deployment.bind(capability, engine, models_dir, options)
@@ -185,6 +192,8 @@ def engine_options(settings: Settings, info: EngineInfo) -> dict[str, Any]:
 def app_builder(args: dict[str, Any]) -> Application:
     """For the Serve config YAML: `import_path: deployments.engines:app_builder` with args
     `capability`, `engine`, engine `options` and `settings` overrides (the rest comes from
-    STUDIO_*)."""
+    STUDIO_*); `studio serve` adds `deployments`, the config's deployment options by name."""
     settings = Settings(**args.get("settings", {}))
-    return build_engine_app(args["capability"], args["engine"], settings, args.get("options"))
+    capability, engine = args["capability"], args["engine"]
+    deployment = args.get("deployments", {}).get(engine_info(capability, engine).deployment, {})
+    return build_engine_app(capability, engine, settings, args.get("options"), **deployment)

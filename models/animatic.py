@@ -8,8 +8,8 @@ perspective warp that reads as parallax.
 
 The engine returns `ShotFrames`: the keyframe and the camera path, drawn into pixels where the
 frames are first used. The engine's replica does the layout; the render task that composes and
-encodes the scene draws it, so a 7 s scene at 720p crosses the object store as a few MB
-instead of 600 MB of raw frames.
+encodes the scene draws it, so a scene crosses the object store as a keyframe and a path
+instead of its raw frames.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class ShotFrames(Frames):
     @cached_property
     def _keyframe_rgba(self) -> np.ndarray:
         """The keyframe with an opaque alpha channel: OpenCV warps 4-channel images on a
-        vectorised path, 2 to 3 times faster than 3-channel ones, to the same RGB values."""
+        faster, vectorised path than 3-channel ones, to the same RGB values."""
         return cv2.cvtColor(self.keyframe, cv2.COLOR_RGB2RGBA)
 
     def _draw(self, source: np.ndarray, scratch: np.ndarray, out: np.ndarray) -> None:

@@ -1,14 +1,22 @@
-"""Errors the engines raise: one small hierarchy, mapped to HTTP problems by the API layer."""
+"""Errors the engines raise: one small hierarchy under the studio's root error. Their details
+name model folders and providers, so they are internal: clients see a generic problem."""
 
 from __future__ import annotations
 
+from cluster.errors import StudioError
 
-class EngineError(Exception):
+
+class EngineError(StudioError):
     """Base of every engine failure."""
+
+    slug, status, title = "engine-failed", 500, "Engine failed"
+    internal = True
 
 
 class ModelUnavailable(EngineError):
     """The engine cannot start: its model folder or runtime dependency is missing or corrupt."""
+
+    slug, title = "model-unavailable", "Model unavailable"
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -18,14 +26,18 @@ class ModelUnavailable(EngineError):
 class UnsupportedRequest(EngineError):
     """The engine is healthy but cannot serve this request (e.g. a language it does not speak)."""
 
+    slug, title = "unsupported-request", "Request not supported by the engine"
+
 
 class ProviderError(EngineError):
-    """A remote provider refused or failed a request."""
+    """A remote provider refused or failed a request; `provider_status` is its HTTP status."""
 
-    def __init__(self, provider: str, status: int | None, message: str) -> None:
-        super().__init__(f"{provider}: {status or 'no response'}: {message}")
+    slug, title = "provider-failed", "Engine provider failed"
+
+    def __init__(self, provider: str, provider_status: int | None, message: str) -> None:
+        super().__init__(f"{provider}: {provider_status or 'no response'}: {message}")
         self.provider = provider
-        self.status = status
+        self.provider_status = provider_status
         self.message = message
 
 

@@ -6,7 +6,7 @@ ringing for seconds with the buzzing bridge (jivari) of the instrument. The arra
 of notes; the MIDI file and the audio are both made from it, so they always agree.
 
 The synthesiser renders each distinct (instrument, pitch, length) once with numpy and mixes
-copies, which keeps a minute of music to a fraction of a second.
+copies, so a repeated note costs only its copy.
 """
 
 from __future__ import annotations

@@ -1,20 +1,9 @@
-"""The domain's exceptions. Each carries a stable problem `type` slug and an HTTP status; the API
-maps them to RFC 9457 problem documents in one place (deployments/api/problems.py)."""
+"""The domains' errors shared by several domains, under the studio's root `StudioError`
+(cluster/errors.py); each carries a stable problem `type` slug, an HTTP status and a title."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
-
-class StudioError(Exception):
-    slug: ClassVar[str] = "internal"
-    status: ClassVar[int] = 500
-    title: ClassVar[str] = "Internal error"
-
-    def __init__(self, detail: str, **extra: Any) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.extra = extra
+from cluster.errors import StudioError
 
 
 class NotFound(StudioError):

@@ -26,13 +26,17 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
+from cluster.errors import StudioError
 from cluster.settings import Settings
 
 CHUNK = 1024 * 1024
 
 
-class StorageError(Exception):
+class StorageError(StudioError):
     """A storage operation failed; `setting` names the configuration to look at, if any."""
+
+    slug, status, title = "storage-failed", 500, "Storage failed"
+    internal = True
 
     def __init__(self, message: str, setting: str | None = None) -> None:
         super().__init__(message)

@@ -12,12 +12,21 @@ from fastapi import Request
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from deployments.api.problems import ContentTooLarge
+
 LIMIT_KEY = "studio.body_limit"
 
 
-class BodyTooLarge(HTTPException):
+class BodyTooLarge(ContentTooLarge, HTTPException):
+    """A body over the limit, answered by the studio's error handler like any `StudioError`
+    (it comes first in the bases). Also a Starlette `HTTPException`: FastAPI passes only those
+    on from reading a body and answers any other error there with a 400."""
+
     def __init__(self, limit: int) -> None:
-        super().__init__(413, f"the request body is larger than {limit} bytes")
+        detail = f"the request body is larger than {limit} bytes"
+        super().__init__(detail)
+        # The chain above reaches HTTPException.__init__ with `detail` alone: set its fields.
+        HTTPException.__init__(self, self.status, detail)
 
 
 def raise_limit(request: Request, limit: int) -> None:

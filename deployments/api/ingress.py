@@ -72,5 +72,7 @@ def build_api(settings: Settings, **options: Any) -> Application:
 
 def app_builder(args: dict[str, Any]) -> Application:
     """For Serve config files: `args.settings` are `Settings` fields (STUDIO_* variables fill the
-    rest), as for the engine applications."""
-    return build_api(Settings(**args.get("settings", {})))
+    rest), as for the engine applications; `studio serve` adds `deployments`, the config's
+    deployment options by name."""
+    options = args.get("deployments", {}).get(cast(Deployment, StudioIngress).name, {})
+    return build_api(Settings(**args.get("settings", {})), **options)

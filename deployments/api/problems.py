@@ -1,8 +1,10 @@
 """One error format for every 4xx and 5xx: RFC 9457 `application/problem+json`.
 
-Domain errors (`StudioError` subclasses) carry their slug, status and title; HTTP-level ones
-(401, 413, 415, 429, ...) are declared here the same way. `install_error_handlers` maps them,
-FastAPI's `HTTPException` and validation errors, and anything unexpected (500, no internals).
+Every error the studio raises on purpose subclasses `StudioError` (cluster/errors.py) and carries
+its slug, status and title; those of the HTTP exchange itself (401, 413, 415, 429, ...) are
+declared here the same way. `problem_for` is the one place that turns such an error into a
+problem document. `install_error_handlers` also answers Starlette's `HTTPException` (unknown
+routes, wrong methods), validation errors, and anything unexpected (500, no internals).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
-from pipeline.errors import StudioError
+from cluster.errors import StudioError
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +69,9 @@ class Problem(BaseModel):
 class HttpProblem(StudioError):
     """A problem of the HTTP exchange itself rather than of the domain; may carry headers."""
 
-    def __init__(self, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> None:
+    def __init__(self, detail: str, headers: Mapping[str, str] | None = None, **extra: Any) -> None:
         super().__init__(detail, **extra)
-        self.headers = headers or {}
+        self.headers = headers
 
 
 class Unauthorized(HttpProblem):
@@ -135,6 +137,10 @@ def problem(
 
 
 def problem_for(request: Request | None, error: StudioError) -> JSONResponse:
+    """The error's problem document, from its own slug, status, title, detail and extra
+    members; an internal error's is the generic internal problem (its detail names internals)."""
+    if error.internal:
+        return _internal_problem(request)
     return problem(
         request,
         error.status,
@@ -146,9 +152,15 @@ def problem_for(request: Request | None, error: StudioError) -> JSONResponse:
     )
 
 
+def _internal_problem(request: Request | None) -> JSONResponse:
+    return problem(request, 500, "internal", "Internal error", "An unexpected error occurred.")
+
+
 async def _studio_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, StudioError)
-    if error.status >= 500:
+    if error.internal:
+        log.exception("%s %s failed", request.method, request.url.path, exc_info=error)
+    elif error.status >= 500:
         log.error("%s %s failed: %s", request.method, request.url.path, error.detail)
     return problem_for(request, error)
 
@@ -182,7 +194,7 @@ async def _validation_error(request: Request, error: Exception) -> JSONResponse:
 
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
     log.exception("%s %s failed", request.method, request.url.path, exc_info=error)
-    return problem(request, 500, "internal", "Internal error", "An unexpected error occurred.")
+    return _internal_problem(request)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -1,8 +1,9 @@
 """Password hashing and tokens.
 
-Passwords: argon2id at the OWASP minimum (19 MiB, t=2, p=1). Hashing costs tens of milliseconds
-of CPU, so it is only called from worker threads (sync routes), never on the event loop, and at
-most `HASH_SLOTS` run at once so a burst of logins cannot take every core and 19 MiB each.
+Passwords: argon2id at the OWASP minimum (19 MiB, t=2, p=1). Hashing is slow on purpose and
+holds a core while it runs, so it is only called from worker threads (sync routes), never on
+the event loop, and at most `HASH_SLOTS` run at once so a burst of logins cannot take every
+core and 19 MiB each.
 
 Tokens: HS256 JWTs with the algorithm pinned and `exp iat iss aud sub jti typ` required. Access
 tokens live `access_token_ttl_s`; refresh tokens name their `RefreshToken` row in `jti`, which is

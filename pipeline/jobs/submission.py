@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from sqlmodel import Session, col, func, select
 
 from cluster import metrics
+from cluster.errors import StudioError
 from cluster.settings import Settings
 from db.models import Asset, Job, JobStatus, Plan, Project, ProjectStatus, User
 from db.session import session_scope
@@ -33,7 +34,6 @@ from pipeline.errors import (
     NotFound,
     PlanLimit,
     SpecInvalid,
-    StudioError,
 )
 from pipeline.jobs.scheduler import scheduler
 from pipeline.jobs.state import set_stage, settle, transition
@@ -539,7 +539,7 @@ def _reason(error: BaseException) -> str:
     cause: BaseException = error
     while isinstance(cause, ray.exceptions.RayTaskError) and cause.cause is not None:
         cause = cause.cause
-    if isinstance(cause, StudioError):
+    if isinstance(cause, StudioError) and not cause.internal:
         return cause.detail
     return f"{type(cause).__name__}: {cause}".splitlines()[0][:500]
 

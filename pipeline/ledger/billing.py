@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, desc, select
 from sqlmodel.sql.expression import SelectOfScalar
 
+from cluster.errors import StudioError
 from cluster.settings import Settings
 from db.models import (
     AuditLog,
@@ -50,7 +51,7 @@ from db.models import (
 )
 from db.session import get_engine, session_scope
 from db.types import utcnow
-from pipeline.errors import Conflict, InsufficientCredits, NotFound, StudioError
+from pipeline.errors import Conflict, InsufficientCredits, NotFound
 from pipeline.ledger.interface import Ledger
 from pipeline.ledger.payments import Checkout, Stripe
 from pipeline.ledger.rules import CreditReceipt, available_account, held_account

@@ -16,8 +16,8 @@ from typing import Any, cast
 
 import stripe
 
+from cluster.errors import StudioError
 from cluster.settings import Settings
-from pipeline.errors import StudioError
 
 
 class PaymentsNotConfigured(StudioError):

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from cluster.errors import StudioError
 from db.models import LedgerKind, ReservationStatus
-from pipeline.errors import Conflict, InsufficientCredits, NotFound, StudioError
+from pipeline.errors import Conflict, InsufficientCredits, NotFound
 
 SYSTEM_GRANTS = "system:grants"
 SYSTEM_TOPUPS = "system:topups"

@@ -54,6 +54,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session, SQLModel
 
+from cluster.errors import StudioError
 from db.models import (
     CreditAccount,
     LedgerEntry,
@@ -64,7 +65,7 @@ from db.models import (
 )
 from db.session import get_engine
 from db.types import utcnow
-from pipeline.errors import Conflict, StudioError
+from pipeline.errors import Conflict
 from pipeline.ledger.cache import LedgerCache
 from pipeline.ledger.rules import (
     DEFAULT_TTL_S,

@@ -44,11 +44,12 @@ from oauthlib.oauth2 import OAuth2Error
 from sqlalchemy import delete, func
 from sqlmodel import Session, col, select
 
+from cluster.errors import StudioError
 from cluster.settings import Settings
 from db.models import AuditLog, OAuthAccount, OAuthState, User
 from db.session import session_scope
 from db.types import utcnow
-from pipeline.errors import Conflict, NotFound, RelinkRequired, StudioError
+from pipeline.errors import Conflict, NotFound, RelinkRequired
 from pipeline.publish.sealing import (
     OAuthTokens,
     TokenCipher,

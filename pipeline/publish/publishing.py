@@ -28,11 +28,12 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from cluster.errors import StudioError
 from cluster.settings import Settings
 from db.models import Job, JobStatus, Project, User, YoutubePlaylist, YoutubeVideo
 from db.session import session_scope
 from db.types import utcnow
-from pipeline.errors import Conflict, NotFound, RelinkRequired, StudioError
+from pipeline.errors import Conflict, NotFound, RelinkRequired
 from pipeline.publish.google_oauth import linked_channel, youtube_credentials
 from pipeline.publish.youtube import (
     RetryLater,
@@ -158,10 +159,11 @@ def publish_video(
     except RetryLater as later:
         log.info("publish job %s waits until %s: %s", job_id, later.retry_at, later.detail)
         _update(database_url, job_id, partial(_wait, later))
-    except StudioError as error:
-        log.info("publish job %s failed: %s", job_id, error.detail)
-        _update(database_url, job_id, partial(_fail, error.detail))
     except Exception as error:
+        if isinstance(error, StudioError) and not error.internal:
+            log.info("publish job %s failed: %s", job_id, error.detail)
+            _update(database_url, job_id, partial(_fail, error.detail))
+            return
         _update(database_url, job_id, partial(_fail, f"internal error ({type(error).__name__})"))
         raise
 

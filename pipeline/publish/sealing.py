@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from cluster.errors import StudioError
 from cluster.settings import Settings
 from db.models import OAuthAccount
-from pipeline.errors import StudioError
 
 NONCE_BYTES = 12
 TAG_BYTES = 16

@@ -38,9 +38,9 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 from googleapiclient.http import HttpRequest, MediaFileUpload
 
+from cluster.errors import StudioError
 from cluster.settings import Settings
 from db.types import utcnow
-from pipeline.errors import StudioError
 from pipeline.publish.sealing import redact_token_logs
 
 log = logging.getLogger(__name__)

@@ -227,9 +227,9 @@ def wrap_text(text: str, font: ImageFont.FreeTypeFont, max_width: float) -> list
 def encode_segment(frames: Frames, settings: EncoderSettings = EncoderSettings()) -> bytes:
     """The clip as an MP4 holding one H.264 (High, yuv420p) video stream. Frames are read one at
     a time (`Frames.frame`), so frames drawn on demand are never all in memory. OpenCV converts
-    them to limited-range I420 with the BT.601 matrix (6 to 8 times faster than swscale's
-    conversion, measured at 720p); the stream says so (matrix BT.601, primaries and transfer
-    BT.709, those of sRGB pictures), so players turn it back into the same colours."""
+    them to limited-range I420 with the BT.601 matrix (faster than swscale's conversion); the
+    stream says so (matrix BT.601, primaries and transfer BT.709, those of sRGB pictures), so
+    players turn it back into the same colours."""
     first = frames.frame(0)
     if first.ndim != 3 or first.shape[2] != 3 or first.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 (T, H, W, 3), not {first.dtype} {first.shape}")

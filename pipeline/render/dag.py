@@ -397,8 +397,8 @@ def last_frame_stage(
 
 def _one_core() -> None:
     """Frame-drawing tasks draw on one thread: a render slot is one core, and OpenCV, left alone,
-    gives every warp and colour conversion a thread per core of the machine, which cost 30 %
-    more CPU per frame for the same wall time (measured at 720p on 2 cores)."""
+    gives every warp and colour conversion a thread per core of the machine, which costs more
+    CPU per frame for no gain in wall time."""
     cv2.setNumThreads(1)
 
 
