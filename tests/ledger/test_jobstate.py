@@ -15,10 +15,10 @@ from db.migrate import upgrade
 from db.models import Job, JobLog, JobStatus
 from db.session import session_scope
 from pipeline.errors import Conflict, IllegalTransition, NotFound
-from pipeline.jobs.state import TERMINAL, TRANSITIONS, can_transition, set_stage, settle, transition
 from pipeline.ledger import store as credits
 from pipeline.ledger.actor import ledger_handle
 from pipeline.ledger.store import Balance, DirectLedger
+from pipeline.lifecycle import TERMINAL, TRANSITIONS, can_transition, set_stage, settle, transition
 from tests.ledger import assert_books_balance, make_user
 
 
