@@ -159,12 +159,12 @@ def publish_video(
         _publish(database_url, settings, job_id, options or UploadOptions())
     except RetryLater as later:
         log.info("publish job %s waits until %s: %s", job_id, later.retry_at, later.detail)
-        _end(database_url, job_id, partial(_wait, later))
+        _change(database_url, job_id, partial(_wait, later))
     except StudioError as error:
         log.info("publish job %s failed: %s", job_id, error.detail)
-        _end(database_url, job_id, partial(_fail, error.detail))
+        _change(database_url, job_id, partial(_fail, error.detail))
     except Exception as error:
-        _end(database_url, job_id, partial(_fail, f"internal error ({type(error).__name__})"))
+        _change(database_url, job_id, partial(_fail, f"internal error ({type(error).__name__})"))
         raise
 
 
@@ -268,7 +268,7 @@ def _publish(
         if request.playlist_id and pending("playlist"):
             add = partial(youtube.add_to_playlist, request.playlist_id, youtube_id)
             _optional_stage(database_url, job_id, "playlist", add)
-    _end(database_url, job_id, partial(_succeed, youtube_id))
+    _change(database_url, job_id, partial(_succeed, youtube_id))
 
 
 def _optional_stage(
@@ -283,10 +283,7 @@ def _optional_stage(
     try:
         action()
     except YoutubeRefused as refused:
-        with session_scope(database_url) as session:
-            job = session.get(Job, job_id)
-            assert job is not None
-            _warn(stage, refused.detail, session, job)
+        _change(database_url, job_id, partial(_warn, stage, refused.detail))
         return
     _set_stage(database_url, job_id, stage, StageStatus.succeeded)
 
@@ -311,13 +308,13 @@ def _claim(database_url: str, job_id: uuid.UUID) -> bool:
         return True
 
 
-def _end(database_url: str, job_id: uuid.UUID, end: Callable[[Session, Job], None]) -> None:
-    """Ends this run of a running job with `end`; a job someone else ended meanwhile (a cancel)
+def _change(database_url: str, job_id: uuid.UUID, change: Callable[[Session, Job], None]) -> None:
+    """Applies `change` to the job while it runs; a job someone else ended meanwhile (a cancel)
     is left as it is."""
     with session_scope(database_url) as session:
         job = session.get(Job, job_id)
         if job is not None and job.status == JobStatus.running:
-            end(session, job)
+            change(session, job)
 
 
 def _set_stage(
