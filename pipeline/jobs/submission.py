@@ -257,6 +257,16 @@ def _single_scene_spec(kind: str, payload: dict[str, Any]) -> FilmSpec:
         raise SpecInvalid(str(error)) from error
 
 
+def submit_publish(
+    settings: Settings, session: Session, user: User, project_id: UUID, request: PublishRequest
+) -> Job:
+    """Queues a publish job of the project's film (`pipeline.publish.publishing`) and wakes the
+    scheduler, which starts it as it starts every job."""
+    job = create_publish_job(session, user, project_id, request)
+    scheduler(settings).wake.remote()
+    return job
+
+
 def _enqueue(
     settings: Settings,
     session: Session,
@@ -308,16 +318,6 @@ def _enqueue(
         raise
     if not findings:
         scheduler(settings).wake.remote()
-    return job
-
-
-def submit_publish(
-    settings: Settings, session: Session, user: User, project_id: UUID, request: PublishRequest
-) -> Job:
-    """Queues a publish job of the project's film (`pipeline.publish.publishing`) and wakes the
-    scheduler, which starts it as it starts every job."""
-    job = create_publish_job(session, user, project_id, request)
-    scheduler(settings).wake.remote()
     return job
 
 
