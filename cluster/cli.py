@@ -16,9 +16,19 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sqlmodel import select
+
 from cluster.preflight import check
 from cluster.settings import ConfigError, Settings, get_settings
+from db import migrate
+from db.models import Role, User
+from db.session import session_scope
+from models.registry import Capability
+from pipeline.render.spec import FilmSpec
 
+# Ray, Ray Serve and the render stack (`cluster.runtime`, `cluster.batch`, `pipeline.render.dag`)
+# take seconds to import: the commands that start Ray import them, so `studio db` and `studio
+# admin` answer without that wait.
 if TYPE_CHECKING:
     from pipeline.render.dag import EngineChoice
 
@@ -64,17 +74,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _prepare(settings: Settings) -> None:
     """Preflight checks, then migrations: nothing is created when a setting is wrong."""
-    from db.migrate import upgrade
-
     check(settings)
     settings.jwt_key()
     settings.token_key()
-    upgrade(settings.resolved_database_url)
+    migrate.upgrade(settings.resolved_database_url)
 
 
 def cmd_db(settings: Settings, args: argparse.Namespace) -> None:
-    from db import migrate
-
     url = settings.resolved_database_url
     if args.action == "upgrade":
         check(settings)
@@ -88,7 +94,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
     import ray
     from ray import serve
 
-    from cluster.runtime import start_studio
+    from cluster.runtime import start_studio  # deferred (see the imports)
 
     _prepare(settings)
     start_studio(settings)
@@ -111,10 +117,9 @@ def cmd_render(settings: Settings, args: argparse.Namespace) -> int:
     """Renders in this process's Ray (local unless STUDIO_RAY_ADDRESS): no account, no credits."""
     from tqdm import tqdm
 
+    # deferred (see the imports)
     from cluster.runtime import deploy, start_ray
-    from models.registry import Capability
     from pipeline.render.dag import EngineChoice, RenderInputs, render_film
-    from pipeline.render.spec import FilmSpec
 
     spec = FilmSpec.from_file(args.spec)
     check(settings)
@@ -154,7 +159,7 @@ def cmd_render(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _final_engines(settings: Settings) -> EngineChoice:
-    from pipeline.render.dag import EngineChoice
+    from pipeline.render.dag import EngineChoice  # deferred (see the imports)
 
     return EngineChoice(
         video=settings.video_engine, image=settings.image_engine, voice=settings.voice_engine,
@@ -163,17 +168,12 @@ def _final_engines(settings: Settings) -> EngineChoice:
 
 
 def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
-    from cluster import batch
+    from cluster import batch  # deferred (see the imports)
 
     return batch.main([str(args.manifest), "-o", str(args.output)])
 
 
 def cmd_admin(settings: Settings, args: argparse.Namespace) -> int:
-    from sqlmodel import select
-
-    from db.models import Role, User
-    from db.session import session_scope
-
     with session_scope(settings.resolved_database_url) as session:
         user = session.exec(select(User).where(User.email == args.email)).first()
         if user is None:

@@ -6,26 +6,20 @@ and a histogram `studio_x_seconds` as `ray_studio_x_seconds_bucket|_sum|_count`
 (`prometheus_names()`). Each process creates the metric objects it uses on first use; every
 process exports its own series (label `WorkerId`), so queries aggregate with `sum by` for
 counters and histograms and `max by` for gauges that several replicas may sample.
+
+Only the metrics and their recording functions live here, at the bottom of the studio: the
+callers record (HTTP requests in `deployments.api.metrics_middleware`, the sampled gauges in
+`pipeline.jobs.sampling`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 from ray.util.metrics import Counter, Gauge, Histogram, Metric
-from sqlalchemy import func
-from sqlmodel import Session, select
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from db.models import Job, JobStatus
-from db.session import session_scope
-from models.registry import ENGINES, Capability
 
 Kind = Literal["counter", "gauge", "histogram"]
 CreditOp = Literal["reserved", "captured", "released"]
@@ -33,10 +27,6 @@ CreditOp = Literal["reserved", "captured", "released"]
 PREFIX = "ray_"
 REQUEST_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]
 STAGE_BUCKETS = [0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0]
-UNMATCHED_ROUTE = "<unmatched>"
-HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -146,7 +136,7 @@ def observe_request(route: str, method: str, status: int, seconds: float) -> Non
     )
 
 
-def job_state(state: JobStatus | str) -> None:
+def job_state(state: str) -> None:
     """Counts one job entering `state`; call it on every transition."""
     _metric("studio_jobs_total", Counter).inc(tags={"state": str(state)})
 
@@ -183,102 +173,3 @@ def engine_replicas(engine: str, replicas: int) -> None:
 
 def ledger_error() -> None:
     _metric("studio_ledger_errors_total", Counter).inc()
-
-
-def job_engine(job: Job) -> str:
-    """The engine a job is counted under: the Serve application of the engine that dominates it
-    (the voice engine of an audio job, the video engine of a render), as in
-    `studio_engine_replicas`."""
-    from pipeline.jobs.submission import (
-        ENGINE_JOBS,  # the render stack, only for the callers that sample
-    )
-
-    capability = ENGINE_JOBS.get(job.type, Capability.video)
-    engine = job.input.get("engines", {}).get(capability.value, "unknown")
-    return f"{capability.value}-{engine}"
-
-
-def sample_jobs(session: Session) -> dict[str, int]:
-    """Sets `studio_jobs{state}` for every state and `studio_job_queue_depth{engine}` for every
-    engine (zeros included) from the jobs table, so that a periodic caller keeps both true
-    whichever process changed the rows; returns the counts by state."""
-    rows = session.exec(select(Job.status, func.count()).group_by(Job.status)).all()
-    counts = {state.value: 0 for state in JobStatus}
-    counts.update({str(state): count for state, count in rows})
-    jobs_in_state(counts)
-    depths = dict.fromkeys((info.deployment for info in ENGINES), 0)
-    for job in session.exec(select(Job).where(Job.status == JobStatus.queued)):
-        engine = job_engine(job)
-        depths[engine] = depths.get(engine, 0) + 1
-    for engine, depth in depths.items():
-        queue_depth(engine, depth)
-    return counts
-
-
-def sample_engine_replicas() -> dict[str, int]:
-    """Sets `studio_engine_replicas{engine}` for every engine from Serve's status: the RUNNING
-    replicas of its application, zero when it is not deployed. Needs a connected Ray."""
-    from ray import serve
-    from ray.serve.schema import ReplicaState
-
-    applications = serve.status().applications
-    replicas = {}
-    for engine in (info.deployment for info in ENGINES):
-        deployments = applications[engine].deployments if engine in applications else {}
-        replicas[engine] = sum(
-            deployment.replica_states.get(ReplicaState.RUNNING, 0)
-            for deployment in deployments.values()
-        )
-        engine_replicas(engine, replicas[engine])
-    return replicas
-
-
-async def sample_forever(database_url: str, interval_s: float = 15.0) -> None:
-    """Keeps the sampled gauges (jobs by state, queue depths, engine replicas) fresh until
-    cancelled: a background task of a long-lived process such as the API ingress."""
-    while True:
-        try:
-            await asyncio.to_thread(_sample, database_url)
-        except Exception:  # a failed sample must not end the loop; the next one may work
-            log.exception("sampling the studio's gauges failed")
-        await asyncio.sleep(interval_s)
-
-
-def _sample(database_url: str) -> None:
-    with session_scope(database_url) as session:
-        sample_jobs(session)
-    sample_engine_replicas()
-
-
-class MetricsMiddleware:
-    """ASGI middleware recording every HTTP request by its route template (`/api/jobs/{id}`,
-    never the raw path, so that ids cannot explode the label set); unmatched paths share
-    one label. Add it outermost so that error responses are timed too."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_and_note(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_note)
-        finally:
-            method = scope["method"] if scope["method"] in HTTP_METHODS else "OTHER"
-            observe_request(route_template(scope), method, status, time.perf_counter() - started)
-
-
-def route_template(scope: Scope) -> str:
-    """The matched route's path template, as the router left it in the scope."""
-    route = scope.get("route")
-    return getattr(route, "path_format", None) or getattr(route, "path", None) or UNMATCHED_ROUTE

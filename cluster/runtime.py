@@ -17,6 +17,7 @@ from ray.serve import Application, RunTarget
 from ray.serve.schema import ServeApplicationSchema, ServeDeploySchema
 
 from cluster.settings import Settings
+from pipeline.jobs.scheduler import scheduler
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SERVE_CONFIG = ROOT / "deployments" / "serve_config.yaml"
@@ -132,8 +133,6 @@ def wait_running(names: set[str], timeout_s: float) -> None:
 def start_studio(settings: Settings) -> None:
     """Ray, every application of the Serve config, and the scheduler (which resumes jobs left
     queued or running by an earlier run)."""
-    from pipeline.jobs.scheduler import scheduler
-
     start_ray(settings)
     deploy(settings)
     scheduler(settings)

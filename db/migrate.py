@@ -6,8 +6,9 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 
-from db.session import normalise_url
+from db.session import get_engine, normalise_url
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -28,9 +29,5 @@ def downgrade(database_url: str, revision: str) -> None:
 
 
 def current(database_url: str) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
-    from db.session import get_engine
-
     with get_engine(database_url).connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()

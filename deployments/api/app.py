@@ -9,10 +9,10 @@ from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
-from cluster.metrics import MetricsMiddleware
 from cluster.settings import Settings, get_settings
 from deployments.api.bodylimit import BodyLimitMiddleware
 from deployments.api.inputs import storable_json
+from deployments.api.metrics_middleware import MetricsMiddleware
 from deployments.api.multipart import MiB
 from deployments.api.problems import (
     PROBLEM_JSON,

@@ -19,9 +19,9 @@ from ray import serve
 from ray.serve import Application, Deployment
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cluster.metrics import sample_forever
 from cluster.settings import Settings
 from deployments.api.app import create_app
+from pipeline.jobs.sampling import sample_forever
 
 # An ingress replica mostly waits on the database, the ledger actor and clients (event streams
 # hold a slot for their whole life), so it takes little CPU and many requests at once.

@@ -23,7 +23,10 @@ from cluster.settings import Settings
 from db.models import Job, JobStatus
 from db.session import database_tag, session_scope
 from db.types import utcnow
+from pipeline.jobs.running import fail_job, run_job
 from pipeline.ledger import billing
+from pipeline.lifecycle import transition
+from pipeline.publish.publishing import publish_task
 
 log = logging.getLogger(__name__)
 POLL_S = 1.0
@@ -41,8 +44,6 @@ class RenderScheduler:
         self._loop = asyncio.get_event_loop().create_task(self._run())
 
     def _requeue_orphans(self) -> None:
-        from pipeline.jobs.state import transition
-
         with session_scope(self.settings.resolved_database_url) as session:
             orphans = session.exec(select(Job).where(Job.status == JobStatus.running)).all()
             for job in orphans:
@@ -87,8 +88,6 @@ class RenderScheduler:
     def _requeue_if_lost(self, job_id: UUID, ref: ray.ObjectRef) -> None:
         """A job whose task died without ending it (its worker or node was lost) goes back to
         the queue, up to MAX_ATTEMPTS runs; then it fails and its credits are released."""
-        from pipeline.jobs.submission import fail_job
-
         try:
             ray.get(ref)
             return
@@ -101,8 +100,6 @@ class RenderScheduler:
             if job is None or job.status != JobStatus.running:
                 return
             if job.attempts < MAX_ATTEMPTS:
-                from pipeline.jobs.state import transition
-
                 transition(session, job, JobStatus.queued, error=f"re-queued: {reason}")
                 return
         fail_job(self.settings, job_id, f"gave up after {MAX_ATTEMPTS} attempts: {reason}")
@@ -110,9 +107,6 @@ class RenderScheduler:
     def _start_queued(self) -> None:
         """Launches due queued jobs in priority order: renders up to `render_workers` at a
         time, publishes (network-bound) whenever their retry time has come."""
-        from pipeline.jobs.submission import run_job
-        from pipeline.publish.publishing import publish_task
-
         free = self.settings.render_workers - sum(
             1 for kind in self.kinds.values() if kind != "publish"
         )

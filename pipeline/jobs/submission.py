@@ -1,11 +1,10 @@
-"""Jobs from submission to settlement: what the API and the CLI call.
+"""Jobs from submission to control: what the API and the CLI call.
 
 Submission checks everything that can be checked before money moves (spec, plan limits, model
 licences, voices, images), reserves the estimate through the `CreditLedger`, writes the job and
-wakes the scheduler. `run_job` runs on the cluster: it renders, stores the outputs, links them to
-the project and settles the reservation (capture what was used, release the rest; release
-everything on failure or cancel) in the same transaction that writes the job's final state, so
-no client ever sees a finished job whose credits are still held.
+wakes the scheduler, which starts it (`pipeline.jobs.running`). Cancel, pause and resume go
+through the job state machine; a cancel releases the reservation in the transaction that ends
+the job.
 """
 
 from __future__ import annotations
@@ -22,11 +21,11 @@ from pydantic import BaseModel
 from sqlmodel import Session, col, func, select
 
 from cluster import metrics
-from cluster.errors import StudioError
 from cluster.settings import Settings
 from db.models import Asset, Job, JobStatus, Plan, Project, ProjectStatus, User
 from db.session import session_scope
 from db.types import utcnow
+from models.espeak import supports
 from models.registry import CPU_DEFAULTS, Capability
 from pipeline.errors import (
     InsufficientCredits,
@@ -35,13 +34,15 @@ from pipeline.errors import (
     PlanLimit,
     SpecInvalid,
 )
+from pipeline.jobs.moderation import check_spec_texts, flag_findings, spec_texts
+from pipeline.jobs.running import release_credits, set_project_status
 from pipeline.jobs.scheduler import scheduler
-from pipeline.jobs.state import set_stage, settle, transition
 from pipeline.ledger import pricing
 from pipeline.ledger.actor import ledger_client
 from pipeline.ledger.rules import ReservationInfo
-from pipeline.ledger.store import DatabaseLedger
-from pipeline.render.dag import EngineChoice, RenderInputs, StopAt, render_film, store_outputs
+from pipeline.lifecycle import transition
+from pipeline.publish.publishing import PublishRequest, create_publish_job
+from pipeline.render.dag import EngineChoice, StopAt
 from pipeline.render.spec import FilmSpec
 from pipeline.storage import open_storage
 
@@ -103,8 +104,6 @@ def check_spec(
             f"resolution {spec.resolution}p is above the {plan.code} plan's {plan.max_resolution}p",
             field="resolution",
         )
-    from models.espeak import supports
-
     for number, scene in enumerate(spec.scenes, start=1):
         if scene.narration and not supports(scene.voice):
             raise SpecInvalid(
@@ -256,6 +255,16 @@ def _single_scene_spec(kind: str, payload: dict[str, Any]) -> FilmSpec:
         raise SpecInvalid(str(error)) from error
 
 
+def submit_publish(
+    settings: Settings, session: Session, user: User, project_id: UUID, request: PublishRequest
+) -> Job:
+    """Queues a publish job of the project's film (`pipeline.publish.publishing`) and wakes the
+    scheduler, which starts it as it starts every job."""
+    job = create_publish_job(session, user, project_id, request)
+    scheduler(settings).wake.remote()
+    return job
+
+
 def _enqueue(
     settings: Settings,
     session: Session,
@@ -271,8 +280,6 @@ def _enqueue(
     failed write releases the reservation. A retried submission (same idempotency key) finds
     its reservation already made, and gets the job that reservation belongs to. A submission
     that moderation flags is held and reserves nothing until a reviewer approves it."""
-    from pipeline.jobs.moderation import check_spec_texts, flag_findings, spec_texts
-
     job_id = uuid.uuid4()
     findings = check_spec_texts(spec_texts(FilmSpec.model_validate(job_input["spec"])), settings)
     reservation = None
@@ -332,9 +339,9 @@ def _control(settings: Settings, user: User | None, job_id: UUID, to: JobStatus)
             raise NotFound(f"job {job_id} not found")
         transition(session, job, to)
         if to is JobStatus.cancelled:
-            _release(session, job)
+            release_credits(session, job)
             if job.project_id:
-                _project_after(session, job.project_id, ProjectStatus.draft)
+                set_project_status(session, job.project_id, ProjectStatus.draft)
         session.commit()
     if to is JobStatus.cancelled:
         metrics.credits("released", job.cost_estimate)
@@ -388,9 +395,9 @@ def reject_held(settings: Settings, job_id: UUID, reason: str) -> Job:
         if job is None:
             raise NotFound(f"job {job_id} not found")
         transition(session, job, JobStatus.failed, error=f"rejected by moderation: {reason}")
-        _release(session, job)
+        release_credits(session, job)
         if job.project_id:
-            _project_after(session, job.project_id, ProjectStatus.draft)
+            set_project_status(session, job.project_id, ProjectStatus.draft)
     return job
 
 
@@ -420,143 +427,3 @@ def grant_credits(
     ledger.credit(user_id, amount, "adjustment", key, f"admin:{admin.id}", memo)
     result = ledger.balance(user_id)
     return result.available, result.held
-
-
-# -- running ---------------------------------------------------------------------------------
-
-OUTPUT_KINDS = {
-    ".mp4": "film",
-    ".srt": "subtitles",
-    ".vtt": "subtitles",
-    ".png": "image",
-    ".wav": "audio",
-    ".mid": "music",
-    ".json": "plan",
-}
-
-
-@ray.remote(num_cpus=0.1, max_retries=0)
-def run_job(settings: Settings, job_id: UUID) -> None:
-    """Runs one job to a terminal state. Whoever cancels or pauses it marks the job first; then
-    the scheduler kills this task's worker (`scheduler.stop`)."""
-    url = settings.resolved_database_url
-    with session_scope(url) as session:
-        job = session.get(Job, job_id)
-        if job is None or job.status != JobStatus.queued:
-            return
-        transition(session, job, JobStatus.running)
-        job.attempts += 1
-        job_input = dict(job.input)
-    quality = job_input.get("quality", "animatic")
-    try:
-        inputs = RenderInputs(
-            settings=settings,
-            spec=FilmSpec.model_validate(job_input["spec"]),
-            engines=EngineChoice(**job_input["engines"]),
-            stop_at=job_input.get("stop_at"),
-            job_id=job_id,
-        )
-        report, files = render_film(inputs, _reporter(url, job_id))
-        stored = store_outputs(settings, files)
-    except Exception as error:  # a malformed job or a failed render: it fails with the reason
-        fail_job(settings, job_id, _reason(error))
-        return
-    used = pricing.charge_for(
-        pricing.RenderShape.from_spec(inputs.spec),
-        quality=quality,
-        stop_at=inputs.stop_at,
-        rendered_fraction=_rendered_fraction(report),
-    )
-    with session_scope(url) as session:
-        job = session.exec(select(Job).where(Job.id == job_id).with_for_update()).one()
-        if job.status != JobStatus.running:
-            return
-        outputs = {name: _link(session, job, name, obj) for name, obj in stored.items()}
-        job.output = {
-            "outputs": outputs,
-            "duration_s": report.duration_s,
-            "frame_count": report.frame_count,
-            "cache": {"hits": report.cache_hits, "misses": report.cache_misses},
-            "credits_used": used,
-        }
-        job.warnings = report.warnings
-        transition(session, job, JobStatus.succeeded)
-        settled = settle(session, job_id, DatabaseLedger(session), min(used, job.cost_estimate))
-        if job.project_id:
-            project = session.get(Project, job.project_id)
-            assert project is not None
-            project.outputs = outputs
-            _project_after(session, job.project_id, ProjectStatus.ready)
-    if settled is not None:
-        metrics.credits("captured", settled.captured)
-        metrics.credits("released", settled.released)
-
-
-def _rendered_fraction(report: Any) -> float:
-    """Only stages that ran are charged: cache hits are free."""
-    total = len(report.cache_hits) + len(report.cache_misses)
-    return 1.0 if total == 0 else len(report.cache_misses) / total
-
-
-def _link(session: Session, job: Job, name: str, stored: Any) -> dict[str, Any]:
-    suffix = name[name.rfind(".") :]
-    asset = Asset(
-        owner_id=job.user_id,
-        project_id=job.project_id,
-        kind=OUTPUT_KINDS.get(suffix, "file"),
-        filename=name,
-        content_type=stored.content_type,
-        size=stored.size,
-        sha256=stored.sha256,
-        storage_key=stored.key,
-    )
-    session.add(asset)
-    return {"asset_id": str(asset.id), "key": stored.key, "size": stored.size,
-            "sha256": stored.sha256, "content_type": stored.content_type}  # fmt: skip
-
-
-def fail_job(settings: Settings, job_id: UUID, reason: str) -> None:
-    """Ends a running job as failed and releases its credits, in one transaction."""
-    url = settings.resolved_database_url
-    with session_scope(url) as session:
-        job = session.exec(select(Job).where(Job.id == job_id).with_for_update()).one()
-        if job.status != JobStatus.running:
-            return
-        transition(session, job, JobStatus.failed, error=reason)
-        _release(session, job)
-        if job.project_id:
-            _project_after(session, job.project_id, ProjectStatus.failed)
-    metrics.credits("released", job.cost_estimate)
-
-
-def _release(session: Session, job: Job) -> None:
-    """Gives a job's reservation back, in the transaction that ends the job."""
-    settle(session, job.id, DatabaseLedger(session))
-
-
-def _reason(error: BaseException) -> str:
-    """The user-facing reason: a domain error's detail, else the innermost cause's message."""
-    cause: BaseException = error
-    while isinstance(cause, ray.exceptions.RayTaskError) and cause.cause is not None:
-        cause = cause.cause
-    if isinstance(cause, StudioError) and not cause.internal:
-        return cause.detail
-    return f"{type(cause).__name__}: {cause}".splitlines()[0][:500]
-
-
-def _reporter(url: str, job_id: UUID) -> Any:
-    def report(stage: str, status: str, progress: float) -> None:
-        with session_scope(url) as session:
-            job = session.get(Job, job_id)
-            if job is not None and job.status == JobStatus.running:
-                set_stage(session, job, stage, status, progress)
-
-    return report
-
-
-def _project_after(session: Session, project_id: UUID, status: ProjectStatus) -> None:
-    project = session.get(Project, project_id)
-    if project is not None:
-        project.status = status
-        project.updated_at = utcnow()
-        session.add(project)

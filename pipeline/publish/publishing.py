@@ -1,4 +1,6 @@
-"""Publishing a project's film to its owner's YouTube channel, as a job of type `publish`.
+"""Publishing a project's film to its owner's YouTube channel, as a job of type `publish`. Like
+every job it changes state only through the job state machine (`pipeline.lifecycle`), which logs
+and counts each change; the scheduler starts it.
 
 Stages: `upload` (resumable; the session URI and acknowledged bytes live on the `YoutubeVideo`
 row, so a rerun continues the same session), then `thumbnail`, `captions` and `playlist`. A rerun
@@ -6,7 +8,8 @@ skips the stages already done. Once the video is up, a refusal of a later stage 
 warning, not a failed job. Outcomes:
 
 - `QuotaExceeded` or YouTube unavailable after retries: the job goes back to `queued` with
-  `output.retry_at` (and `retry_reason`); it is not started again before then.
+  `output.retry_at` (and `retry_reason`), its stage `waiting`; it is not started again before
+  then.
 - `RelinkRequired` (Google refused the refresh token): the job fails with that message; the
   link, the video row (and its upload session) and the project stay as they were.
 - Any other domain error fails the job with its detail.
@@ -25,7 +28,6 @@ from typing import Any, Literal
 
 import ray
 from pydantic import BaseModel, Field, field_validator
-from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from cluster.errors import StudioError
@@ -33,7 +35,8 @@ from cluster.settings import Settings
 from db.models import Job, JobStatus, Project, User, YoutubePlaylist, YoutubeVideo
 from db.session import session_scope
 from db.types import utcnow
-from pipeline.errors import Conflict, NotFound, RelinkRequired
+from pipeline.errors import Conflict, IllegalTransition, NotFound, RelinkRequired
+from pipeline.lifecycle import StageStatus, set_stage, transition
 from pipeline.publish.google_oauth import linked_channel, youtube_credentials
 from pipeline.publish.youtube import (
     RetryLater,
@@ -51,7 +54,7 @@ JOB_TYPE = "publish"
 FILM = "film.mp4"
 CAPTION_FILES = ("subtitles.vtt", "subtitles.srt")
 STAGE_WEIGHTS = {"upload": 85, "thumbnail": 5, "captions": 5, "playlist": 5}
-DONE = ("succeeded", "skipped", "failed")
+DONE = frozenset({StageStatus.succeeded, StageStatus.skipped, StageStatus.failed})
 Privacy = Literal["private", "unlisted", "public"]
 
 
@@ -118,7 +121,9 @@ def create_publish_job(
         type=JOB_TYPE,
         input=request.model_dump(),
         stages={
-            name: {"status": "queued" if on else "skipped", "progress": 0}
+            name: {"status": StageStatus.pending, "progress": 0}
+            if on
+            else {"status": StageStatus.skipped, "progress": 100}
             for name, on in wanted.items()
         },
     )
@@ -139,12 +144,9 @@ def create_publish_job(
 
 @ray.remote(num_cpus=0.1, max_retries=0)
 def publish_task(settings: Settings, job_id: uuid.UUID) -> None:
+    """Runs the job on the cluster (the scheduler starts it); the job row is where its outcome
+    is read."""
     publish_video(settings.resolved_database_url, settings, job_id)
-
-
-def start_publish(settings: Settings, job_id: uuid.UUID) -> ray.ObjectRef:
-    """Runs the job on the cluster; the job row is where its outcome is read."""
-    return publish_task.remote(settings, job_id)  # type: ignore[no-any-return]
 
 
 def publish_video(
@@ -158,13 +160,13 @@ def publish_video(
         _publish(database_url, settings, job_id, options or UploadOptions())
     except RetryLater as later:
         log.info("publish job %s waits until %s: %s", job_id, later.retry_at, later.detail)
-        _update(database_url, job_id, partial(_wait, later))
+        _change(database_url, job_id, partial(_wait, later))
     except Exception as error:
         if isinstance(error, StudioError) and not error.internal:
             log.info("publish job %s failed: %s", job_id, error.detail)
-            _update(database_url, job_id, partial(_fail, error.detail))
+            _change(database_url, job_id, partial(_fail, error.detail))
             return
-        _update(database_url, job_id, partial(_fail, f"internal error ({type(error).__name__})"))
+        _change(database_url, job_id, partial(_fail, f"internal error ({type(error).__name__})"))
         raise
 
 
@@ -242,7 +244,7 @@ def _publish(
 
         youtube_id = video.youtube_id
         if youtube_id is None:
-            _set_stage(database_url, job_id, "upload", "running", stages["upload"]["progress"])
+            _set_stage(database_url, job_id, "upload", StageStatus.running)
             resource = youtube.upload_video(
                 fetch(FILM),
                 request.metadata(),
@@ -251,7 +253,7 @@ def _publish(
             )
             youtube_id = str(resource["id"])
             _uploaded(database_url, video.id, resource)
-        _set_stage(database_url, job_id, "upload", "succeeded", 100)
+        _set_stage(database_url, job_id, "upload", StageStatus.succeeded)
 
         def pending(stage: str) -> bool:
             return stages[stage]["status"] not in DONE
@@ -268,7 +270,7 @@ def _publish(
         if request.playlist_id and pending("playlist"):
             add = partial(youtube.add_to_playlist, request.playlist_id, youtube_id)
             _optional_stage(database_url, job_id, "playlist", add)
-    _update(database_url, job_id, partial(_succeed, youtube_id))
+    _change(database_url, job_id, partial(_succeed, youtube_id))
 
 
 def _optional_stage(
@@ -277,15 +279,15 @@ def _optional_stage(
     """A stage after the upload: skipped without its input (`action` None), a warning when
     YouTube refuses it (the video is published either way)."""
     if action is None:
-        _set_stage(database_url, job_id, stage, "skipped", 100)
+        _set_stage(database_url, job_id, stage, StageStatus.skipped)
         return
-    _set_stage(database_url, job_id, stage, "running", 0)
+    _set_stage(database_url, job_id, stage, StageStatus.running, 0)
     try:
         action()
     except YoutubeRefused as refused:
-        _update(database_url, job_id, partial(_warn, stage, refused.detail))
+        _change(database_url, job_id, partial(_warn, stage, refused.detail))
         return
-    _set_stage(database_url, job_id, stage, "succeeded", 100)
+    _set_stage(database_url, job_id, stage, StageStatus.succeeded)
 
 
 def _claim(database_url: str, job_id: uuid.UUID) -> bool:
@@ -297,41 +299,37 @@ def _claim(database_url: str, job_id: uuid.UUID) -> bool:
         retry_at = job.output.get("retry_at")
         if retry_at and datetime.fromisoformat(retry_at) > utcnow():
             return False
-        output = {k: v for k, v in job.output.items() if k not in ("retry_at", "retry_reason")}
-        now = utcnow()
-        claimed = session.exec(
-            update(Job)
-            .where(col(Job.id) == job_id, col(Job.status) == JobStatus.queued)
-            .values(
-                status=JobStatus.running,
-                started_at=now,
-                updated_at=now,
-                attempts=Job.attempts + 1,
-                output=output,
-                error=None,
-            )
-        )
-        return claimed.rowcount == 1
+        try:
+            transition(session, job, JobStatus.running)
+        except IllegalTransition:
+            return False
+        job.attempts += 1
+        job.output = {k: v for k, v in job.output.items() if k not in ("retry_at", "retry_reason")}
+        job.error = None
+        session.add(job)
+        return True
 
 
-def _update(database_url: str, job_id: uuid.UUID, change: Callable[[Job], None]) -> None:
+def _change(database_url: str, job_id: uuid.UUID, change: Callable[[Session, Job], None]) -> None:
+    """Applies `change` to the job while it runs; a job someone else ended meanwhile (a cancel)
+    is left as it is."""
     with session_scope(database_url) as session:
         job = session.get(Job, job_id)
-        assert job is not None
-        change(job)
-        job.progress = _progress(job.stages)
-        job.updated_at = utcnow()
-        session.add(job)
+        if job is not None and job.status == JobStatus.running:
+            change(session, job)
 
 
 def _set_stage(
-    database_url: str, job_id: uuid.UUID, stage: str, status: str, progress: float
+    database_url: str,
+    job_id: uuid.UUID,
+    stage: str,
+    status: StageStatus,
+    progress: float | None = None,
 ) -> None:
-    _update(database_url, job_id, partial(_stage, stage, status, progress))
-
-
-def _stage(stage: str, status: str, progress: float, job: Job) -> None:
-    job.stages = {**job.stages, stage: {"status": status, "progress": round(progress, 1)}}
+    with session_scope(database_url) as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        set_stage(session, job, stage, status, progress, weights=STAGE_WEIGHTS)
 
 
 def _record_upload(
@@ -347,10 +345,9 @@ def _record_upload(
         video.bytes_sent = sent.bytes_sent
         video.status = "uploading"
         video.updated_at = utcnow()
-        _stage("upload", "running", 100 * sent.bytes_sent / max(sent.total, 1), job)
-        job.progress = _progress(job.stages)
-        job.updated_at = utcnow()
-        session.add_all([video, job])
+        session.add(video)
+        progress = 100 * sent.bytes_sent / max(sent.total, 1)
+        set_stage(session, job, "upload", StageStatus.running, progress, weights=STAGE_WEIGHTS)
 
 
 def _uploaded(database_url: str, video_id: uuid.UUID, resource: dict[str, Any]) -> None:
@@ -365,50 +362,45 @@ def _uploaded(database_url: str, video_id: uuid.UUID, resource: dict[str, Any]) 
         session.add(video)
 
 
-def _progress(stages: dict[str, Any]) -> int:
-    done = sum(
-        weight * (100 if stages[name]["status"] in DONE else stages[name]["progress"]) / 100
-        for name, weight in STAGE_WEIGHTS.items()
-        if name in stages
-    )
-    return min(100, int(done))
-
-
 def _running_stage(job: Job) -> str | None:
-    return next((name for name, s in job.stages.items() if s["status"] == "running"), None)
+    return next(
+        (name for name, s in job.stages.items() if s["status"] == StageStatus.running), None
+    )
 
 
-def _wait(later: RetryLater, job: Job) -> None:
+def _wait(later: RetryLater, session: Session, job: Job) -> None:
+    """Back to the queue until `later.retry_at`, the running stage waiting."""
     stage = _running_stage(job)
     if stage is not None:
-        _stage(stage, "waiting", job.stages[stage]["progress"], job)
-    job.status = JobStatus.queued
+        set_stage(session, job, stage, StageStatus.waiting, weights=STAGE_WEIGHTS)
+    transition(session, job, JobStatus.queued)
     job.output = {
         **job.output,
         "retry_at": later.retry_at.isoformat(),
         "retry_reason": later.detail,
     }
+    session.add(job)
 
 
-def _fail(reason: str, job: Job) -> None:
+def _fail(reason: str, session: Session, job: Job) -> None:
     stage = _running_stage(job)
     if stage is not None:
-        _stage(stage, "failed", job.stages[stage]["progress"], job)
-    job.status = JobStatus.failed
-    job.error = reason
-    job.completed_at = utcnow()
+        set_stage(session, job, stage, StageStatus.failed, weights=STAGE_WEIGHTS)
+    transition(session, job, JobStatus.failed, error=reason)
 
 
-def _warn(stage: str, detail: str, job: Job) -> None:
-    _stage(stage, "failed", 0, job)
+def _warn(stage: str, detail: str, session: Session, job: Job) -> None:
+    """A stage after the upload that YouTube refused: failed, and a warning on the job."""
+    set_stage(session, job, stage, StageStatus.failed, weights=STAGE_WEIGHTS)
     job.warnings = [*job.warnings, f"{stage}: {detail}"]
+    session.add(job)
 
 
-def _succeed(youtube_id: str, job: Job) -> None:
-    job.status = JobStatus.succeeded
+def _succeed(youtube_id: str, session: Session, job: Job) -> None:
+    transition(session, job, JobStatus.succeeded)
     job.output = {
         **job.output,
         "youtube_id": youtube_id,
         "url": f"https://www.youtube.com/watch?v={youtube_id}",
     }
-    job.completed_at = utcnow()
+    session.add(job)

@@ -33,6 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cluster import metrics
 from cluster.settings import Settings
+from db.models import Asset
+from db.session import session_scope
 from models.base import (
     Audio,
     Frames,
@@ -60,6 +62,7 @@ from pipeline.render.stage_cache import (
     audio_to_wav,
     stage_key,
 )
+from pipeline.render.upload_manager import upload_manager
 from pipeline.storage import StoredObject, open_storage
 
 COMPOSITION_VERSION = "5"  # bump when clip composition changes what a cached clip holds
@@ -241,9 +244,6 @@ def _image_bytes(inputs: RenderInputs, ref: ImageRef | None) -> bytes | None:
     if ref.path is not None:
         base = Path(inputs.spec_dir or ".")
         return ref.resolve(base).read_bytes()
-    from db.models import Asset
-    from db.session import session_scope
-
     with session_scope(inputs.settings.resolved_database_url) as session:
         asset = session.get(Asset, ref.asset_id)
         if asset is None:
@@ -711,8 +711,6 @@ _VERSIONS: dict[str, str] = {}
 
 def store_outputs(settings: Settings, files: dict[str, bytes]) -> dict[str, StoredObject]:
     """Puts the outputs in storage under content-addressed keys (through the UploadManager)."""
-    from pipeline.render.upload_manager import upload_manager
-
     manager = upload_manager()
     refs = {name: manager.upload.remote(settings, name, data) for name, data in files.items()}
     return {name: ray.get(ref) for name, ref in refs.items()}

@@ -15,12 +15,12 @@ from db.migrate import upgrade
 from db.models import Job, JobLog, JobStatus
 from db.session import session_scope
 from pipeline.errors import Conflict, IllegalTransition, NotFound
-from pipeline.jobs.state import TERMINAL, TRANSITIONS, can_transition, set_stage, settle, transition
 from pipeline.ledger import store
 from pipeline.ledger.actor import LedgerClient, ledger_handle
 from pipeline.ledger.interface import Ledger
 from pipeline.ledger.rules import Balance, ReservationInfo
 from pipeline.ledger.store import DatabaseLedger
+from pipeline.lifecycle import TERMINAL, TRANSITIONS, can_transition, set_stage, settle, transition
 from tests.ledger import assert_books_balance, make_user
 
 

@@ -1,6 +1,7 @@
 """The studio's metrics: recorded through `ray.util.metrics` in a Ray worker, they must appear on
 the node's metrics export endpoint (what Prometheus scrapes) under their `ray_studio_*` names,
-with their tags and values; the middleware labels requests by route template."""
+with their tags and values; the middleware labels requests by route template; the samplers set
+the gauges from the jobs table and Serve's status."""
 
 from __future__ import annotations
 
@@ -18,12 +19,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from ray import serve
 
 from cluster import metrics
-from cluster.metrics import MetricsMiddleware
 from cluster.settings import Settings
 from db.models import Job, JobStatus, User
 from db.session import session_scope
+from deployments.api.metrics_middleware import UNMATCHED_ROUTE, MetricsMiddleware
 from deployments.engines import build_engine_app
 from models.registry import ENGINES
+from pipeline.jobs import sampling
 
 SCRAPE_DEADLINE_S = 60
 
@@ -146,7 +148,7 @@ def test_middleware_labels_requests_by_route_template(ray_session: None) -> None
 
     def check(samples: dict[str, Any]) -> None:
         assert total(samples, name, route=f"/{tag}/items/{{item_id}}", status="200") == 2
-        assert total(samples, name, route=metrics.UNMATCHED_ROUTE, status="404") >= 1
+        assert total(samples, name, route=UNMATCHED_ROUTE, status="404") >= 1
         assert not any(
             tag in labels.get("route", "") and "items/1" in labels["route"]
             for labels, _ in samples.get(name, [])
@@ -163,7 +165,7 @@ def test_engine_replicas_are_sampled_from_serve(ray_session: None, settings: Set
     if not deployed:
         serve.run(build_engine_app("music", "midi", settings), name="music-midi", route_prefix=None)
     try:
-        replicas = metrics.sample_engine_replicas()
+        replicas = sampling.sample_engine_replicas()
     finally:
         if not deployed:
             serve.delete("music-midi")
@@ -213,11 +215,11 @@ def test_prometheus_names_carry_rays_prefix_and_histogram_series() -> None:
 def test_job_engine_is_the_engine_that_dominates_the_job() -> None:
     engines = {"video": "ltx", "voice": "espeak", "lipsync": "mouth", "music": "midi"}
     assert (
-        metrics.job_engine(Job(user_id=uuid.uuid4(), type="render", input={"engines": engines}))
+        sampling.job_engine(Job(user_id=uuid.uuid4(), type="render", input={"engines": engines}))
         == "video-ltx"
     )
     assert (
-        metrics.job_engine(Job(user_id=uuid.uuid4(), type="audio", input={"engines": engines}))
+        sampling.job_engine(Job(user_id=uuid.uuid4(), type="audio", input={"engines": engines}))
         == "voice-espeak"
     )
 
@@ -240,7 +242,7 @@ def test_sampling_jobs_counts_every_state_and_queue(
             engines = {"video": "animatic", "music": "midi"}
             session.add(Job(user_id=user.id, type=kind, status=status, input={"engines": engines}))
     with session_scope(database_url) as session:
-        counts = metrics.sample_jobs(session)
+        counts = sampling.sample_jobs(session)
     assert counts["queued"] >= 3 and counts["failed"] >= 1 and set(counts) == set(JobStatus)
     assert depths["video-animatic"] >= 2 and depths["music-midi"] >= 1
     assert depths["video-ltx"] == 0

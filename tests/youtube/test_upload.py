@@ -15,10 +15,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import ray
 from fastapi.testclient import TestClient
-from sqlmodel import select
+from sqlmodel import col, select
 
+from cluster import metrics
 from cluster.settings import Settings
-from db.models import Job, JobStatus, OAuthAccount, Project, User, YoutubeVideo
+from db.models import Job, JobLog, JobStatus, OAuthAccount, Project, User, YoutubeVideo
 from db.session import session_scope
 from db.types import utcnow
 from pipeline.jobs.scheduler import scheduler_name
@@ -261,6 +262,32 @@ def test_a_waiting_job_runs_once_its_retry_time_has_come(
     job = job_row(database_url, job_id)
     assert job.status == JobStatus.succeeded and "retry_at" not in job.output
     assert job.attempts == 2
+
+
+def test_every_change_of_a_publish_job_goes_through_the_job_state_machine(
+    google: FakeGoogle, studio: Settings, database_url: str, channel: User, project: Project,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    counted: list[str] = []
+    monkeypatch.setattr(metrics, "job_state", lambda state: counted.append(str(state)))
+    google.quota_exceeded = True
+    job_id = new_job(database_url, channel, project)
+    now = UploadOptions(chunk_size=UPLOAD_GRANULARITY, quota_retry_delay_s=0)
+    publish_video(database_url, studio, job_id, now)
+    google.quota_exceeded = False
+
+    publish_video(database_url, studio, job_id, now)
+
+    with session_scope(database_url) as session:
+        logs = session.exec(
+            select(JobLog).where(JobLog.job_id == job_id).order_by(col(JobLog.created_at))
+        ).all()
+    assert [log.message for log in logs if log.stage == "job"] == [
+        "queued -> running", "running -> queued", "queued -> running", "running -> succeeded",
+    ]  # fmt: skip
+    assert counted == ["running", "queued", "running", "succeeded"]
+    upload = [log.message for log in logs if log.stage == "upload"]
+    assert upload == ["running", "waiting", "running", "succeeded"]
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import union, update
 from sqlmodel import Session, col, func, select
 
-from cluster.metrics import job_engine
 from db.models import (
     AuditLog,
     Job,
@@ -43,7 +42,8 @@ from deployments.api.problems import problem_responses
 from pipeline.errors import Conflict, NotFound
 from pipeline.jobs import moderation
 from pipeline.jobs import submission as jobs
-from pipeline.jobs.state import TERMINAL
+from pipeline.jobs.sampling import job_engine
+from pipeline.lifecycle import TERMINAL
 
 router = APIRouter(
     prefix="/api/admin",

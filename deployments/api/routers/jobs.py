@@ -21,7 +21,7 @@ from deployments.api.deps import CurrentUser, OwnedJob, SessionDep, SettingsDep
 from deployments.api.pagination import Page, PageDep, fetch_page
 from deployments.api.problems import problem_responses
 from pipeline.jobs import submission as jobs
-from pipeline.jobs.state import TERMINAL
+from pipeline.lifecycle import TERMINAL
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"], responses=problem_responses(401, 422, 429))
 

@@ -11,14 +11,8 @@ from pydantic import BaseModel, Field
 from db.models import JobStatus
 from deployments.api.deps import CurrentUser, SessionDep, SettingsDep
 from deployments.api.problems import problem_responses
-from pipeline.publish.publishing import (
-    Privacy,
-    PublishRequest,
-    create_playlist,
-    create_publish_job,
-    start_publish,
-    sync_videos,
-)
+from pipeline.jobs import submission as jobs
+from pipeline.publish.publishing import Privacy, PublishRequest, create_playlist, sync_videos
 
 router = APIRouter(prefix="/api/youtube", tags=["youtube"], responses=problem_responses(401))
 
@@ -73,8 +67,7 @@ def upload(
 ) -> PublishJob:
     """Starts a publish job for a rendered project; follow it at the jobs API."""
     request = PublishRequest.model_validate(body.model_dump(exclude={"project_id"}))
-    job = create_publish_job(session, user, body.project_id, request)
-    start_publish(settings, job.id)
+    job = jobs.submit_publish(settings, session, user, body.project_id, request)
     return PublishJob(job_id=job.id, status=job.status)
 
 

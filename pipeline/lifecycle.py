@@ -1,9 +1,12 @@
-"""The job state machine in one place: the allowed transitions, the one function that makes
-them (recording each in the job log), stage progress, and settling a finished job's credits.
+"""The job lifecycle: the state machine every job kind (render, engine, publish) goes through,
+in one place: the allowed transitions, the one function that makes them (recording each in the
+job log and counting it), stage progress, and settling a finished job's credits. It sits below
+the job domains that use it (`pipeline.jobs` starts and runs jobs, `pipeline.publish` runs
+publish jobs), so that neither has to import the other for it.
 
 ```
 queued  ─► running | cancelled | held | paused
-running ─► succeeded | failed | cancelled | paused | queued (re-queued after a restart)
+running ─► succeeded | failed | cancelled | paused | queued (re-queued, or waiting to retry)
 paused  ─► queued | cancelled
 held    ─► queued | cancelled | failed            (held for moderation)
 succeeded, failed, cancelled: terminal
@@ -13,6 +16,7 @@ succeeded, failed, cancelled: terminal
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from enum import StrEnum
 
 from sqlalchemy import update
@@ -48,12 +52,16 @@ TERMINAL = frozenset(status for status, targets in TRANSITIONS.items() if not ta
 
 
 class StageStatus(StrEnum):
+    """A stage's status in `job.stages`; `waiting` is a stage stopped until its job's retry time
+    (its job went back to the queue, as a publish job does when YouTube's quota is spent)."""
+
     pending = "pending"
     running = "running"
     cached = "cached"
     succeeded = "succeeded"
     failed = "failed"
     skipped = "skipped"
+    waiting = "waiting"
 
 
 STAGE_DONE = frozenset({StageStatus.cached, StageStatus.succeeded, StageStatus.skipped})
@@ -104,11 +112,14 @@ def set_stage(
     stage: str,
     status: StageStatus | str,
     progress: float | None = None,
+    *,
+    weights: Mapping[str, float] | None = None,
 ) -> Job:
     """Records a stage's status and progress (0-100; a done stage is 100) in `job.stages` and
-    sets `job.progress` to the mean over the job's stages, so the render should register all
-    its stages (pending) up front. The job row is re-read under a lock first, so stages
-    reported from several workers are not lost; the caller commits."""
+    sets `job.progress` to the mean over the job's stages, weighted by `weights` (1 for a stage
+    it does not name), so a job should register all its stages (pending) up front. The job row
+    is re-read under a lock first, so stages reported from several workers are not lost; the
+    caller commits."""
     status = StageStatus(status)
     session.refresh(job, with_for_update=True)
     stages = dict(job.stages)
@@ -119,7 +130,9 @@ def set_stage(
         progress = previous.get("progress", 0)
     stages[stage] = {"status": status.value, "progress": max(0, min(100, round(progress)))}
     job.stages = stages
-    job.progress = round(sum(s["progress"] for s in stages.values()) / len(stages))
+    weight = {name: (weights or {}).get(name, 1.0) for name in stages}
+    done = sum(weight[name] * s["progress"] for name, s in stages.items())
+    job.progress = round(done / sum(weight.values()))
     job.updated_at = utcnow()
     if previous.get("status") != status.value:
         level = "error" if status == StageStatus.failed else "info"
