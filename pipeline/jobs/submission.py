@@ -110,12 +110,13 @@ def check_spec_images(session: Session, user: User, spec: FilmSpec) -> list[tupl
             if ref is None or ref.asset_id is None:
                 continue
             where = f"scenes.{number}.{name}"
+            refused = SpecInvalid(f"{where}: no image asset {ref.asset_id}", field=where)
             try:
                 asset = owned_asset(session, user, ref.asset_id)
             except NotFound:
-                asset = None
-            if asset is None or not asset.content_type.startswith("image/"):
-                raise SpecInvalid(f"{where}: no image asset {ref.asset_id}", field=where)
+                raise refused from None
+            if not asset.content_type.startswith("image/"):
+                raise refused
             images.append((where, asset))
     return images
 
