@@ -14,7 +14,6 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from sqlmodel import select
 
@@ -29,8 +28,6 @@ from pipeline.render.spec import FilmSpec
 # Ray, Ray Serve and the render stack (`cluster.runtime`, `cluster.batch`, `pipeline.render.dag`)
 # take seconds to import: the commands that start Ray import them, so `studio db` and `studio
 # admin` answer without that wait.
-if TYPE_CHECKING:
-    from pipeline.render.dag import EngineChoice
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,7 +121,7 @@ def cmd_render(settings: Settings, args: argparse.Namespace) -> int:
     spec = FilmSpec.from_file(args.spec)
     check(settings)
     start_ray(settings, quiet=True)
-    engines = EngineChoice() if args.quality == "animatic" else _final_engines(settings)
+    engines = EngineChoice() if args.quality == "animatic" else EngineChoice.configured(settings)
     deploy(settings, {engines.info(c).deployment for c in Capability})
     inputs = RenderInputs(
         settings=settings, spec=spec, engines=engines, stop_at=args.stop_at,
@@ -156,15 +153,6 @@ def cmd_render(settings: Settings, args: argparse.Namespace) -> int:
     if "film.mp4" in files:
         print(f"film: {args.output / 'film.mp4'}")
     return 0
-
-
-def _final_engines(settings: Settings) -> EngineChoice:
-    from pipeline.render.dag import EngineChoice  # deferred (see the imports)
-
-    return EngineChoice(
-        video=settings.video_engine, image=settings.image_engine, voice=settings.voice_engine,
-        lipsync=settings.lipsync_engine, music=settings.music_engine,
-    )  # fmt: skip
 
 
 def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:

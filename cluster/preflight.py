@@ -10,12 +10,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cluster.settings import ConfigError, Settings
 from db.session import get_engine, normalise_url
+from models.registry import configured_engines
 from pipeline.jobs.moderation import policy_for
 from pipeline.storage import StorageError, open_storage
 
 
 def check(settings: Settings) -> None:
     """Raises ConfigError for the first unusable setting; creates nothing on failure."""
+    configured_engines(settings)
     _check_data_dir(settings.data_dir)
     _check_database(settings)
     try:

@@ -14,7 +14,6 @@ import tempfile
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, SecretStr, computed_field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -69,11 +68,13 @@ class Settings(BaseSettings):
     rate_limit_per_minute_ip: int = 600
     redis_url: str | None = None
 
-    video_engine: Literal["animatic", "ltx", "cogvideox", "cogvideox-2b", "svd"] = "animatic"
-    image_engine: Literal["card", "diffusers"] = "card"
-    voice_engine: Literal["espeak", "coqui-vits", "coqui-xtts", "openai", "elevenlabs"] = "espeak"
-    lipsync_engine: Literal["mouth", "wav2lip"] = "mouth"
-    music_engine: Literal["midi"] = "midi"
+    # The engine per capability for final renders, named as in the engine registry
+    # (models/registry.py, which checks them at start-up); unset, the capability's CPU default.
+    video_engine: str | None = None
+    image_engine: str | None = None
+    voice_engine: str | None = None
+    lipsync_engine: str | None = None
+    music_engine: str | None = None
     render_workers: int = 2
 
     openai_api_key: SecretStr | None = None

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 
-from models.base import CameraMove, Frames, ImageRequest, VideoRequest
+from models.base import CameraMove, Frames, VideoRequest
 from models.cards import CardImageEngine
 
 MARGIN = 1.1
@@ -150,16 +150,8 @@ class AnimaticVideoEngine:
         width, height = round(request.width * MARGIN), round(request.height * MARGIN)
         if request.keyframe_png is not None:
             return cover(decode_image(request.keyframe_png), width, height)
-        card = ImageRequest(
-            prompt=request.prompt,
-            title=request.title,
-            mood=request.mood,
-            width=width,
-            height=height,
-            seed=request.seed,
-        )
         caption = request.prompt if request.caption is None else request.caption
-        return self.cards.keyframe(card, caption=caption)
+        return self.cards.keyframe(request.keyframe_request(width, height), caption=caption)
 
 
 def decode_image(data: bytes) -> np.ndarray:

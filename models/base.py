@@ -77,6 +77,18 @@ class VideoRequest(BaseModel):
     keyframe_png: bytes | None = None
     seed: int = 0
 
+    def keyframe_request(self, width: int, height: int) -> ImageRequest:
+        """What an image engine is asked for this shot's keyframe when it has none, drawn at
+        width x height (a video engine may want a margin or its own size)."""
+        return ImageRequest(
+            prompt=self.prompt,
+            title=self.title,
+            mood=self.mood,
+            width=width,
+            height=height,
+            seed=self.seed,
+        )
+
 
 class ImageRequest(BaseModel):
     prompt: str

@@ -1,4 +1,6 @@
-"""Which engines exist, what each is licensed under, and how to build one.
+"""Which engines exist, what each is licensed under, which are the CPU defaults, and how to
+build one: the one list of engine names (settings, job inputs and Serve configs name engines
+from it).
 
 The table is static so that the API can route by licence without importing torch; a test checks
 it against each engine class's own `licence` ClassVar.
@@ -12,6 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from cluster.settings import ConfigError, Settings
 from models.errors import ModelUnavailable
 
 
@@ -95,6 +98,7 @@ ENGINES: tuple[EngineInfo, ...] = (
 )  # fmt: skip
 
 CPU_DEFAULTS: dict[Capability, str] = {
+    # The engines of an animatic, and of a final render whose engine is not configured.
     Capability.video: "animatic",
     Capability.image: "card",
     Capability.voice: "espeak",
@@ -108,6 +112,28 @@ def engine_info(capability: Capability | str, name: str) -> EngineInfo:
         if info.capability == capability and info.name == name:
             return info
     raise KeyError(f"no {capability} engine named {name!r}")
+
+
+def engine_names(capability: Capability) -> list[str]:
+    return [info.name for info in ENGINES if info.capability == capability]
+
+
+def configured_engines(settings: Settings) -> dict[Capability, str]:
+    """The engine per capability for final renders: `STUDIO_<CAPABILITY>_ENGINE`, or the
+    capability's CPU default when unset. Start-up checks it (`cluster.preflight`): an unknown
+    name is a ConfigError naming the setting and the engines it may name."""
+    chosen = {}
+    for capability in Capability:
+        name = getattr(settings, f"{capability.value}_engine") or CPU_DEFAULTS[capability]
+        names = engine_names(capability)
+        if name not in names:
+            raise ConfigError(
+                f"STUDIO_{capability.value.upper()}_ENGINE",
+                f"no {capability} engine named {name!r}; the {capability} engines are "
+                + ", ".join(names),
+            )
+        chosen[capability] = name
+    return chosen
 
 
 def build_engine(info: EngineInfo, models_dir: Path, options: dict[str, Any]) -> Any:

@@ -21,7 +21,6 @@ from db.session import get_engine
 from deployments.api import ratelimit
 from deployments.api.problems import Forbidden, Unauthorized
 from deployments.api.security import decode_token
-from pipeline.errors import NotFound
 from pipeline.jobs import submission as jobs
 from pipeline.storage import Storage
 
@@ -141,10 +140,7 @@ OwnedJob = Annotated[Job, Depends(owned_job)]
 
 
 def owned_asset(asset_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> Asset:
-    asset = session.get(Asset, asset_id)
-    if asset is None or asset.owner_id != user.id:
-        raise NotFound(f"asset {asset_id} not found")
-    return released(session, asset)
+    return released(session, jobs.owned_asset(session, user, asset_id))
 
 
 OwnedAsset = Annotated[Asset, Depends(owned_asset)]

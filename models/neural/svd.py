@@ -11,7 +11,7 @@ import numpy as np
 from diffusers import StableVideoDiffusionPipeline
 from PIL import Image
 
-from models.base import CameraMove, ImageEngine, ImageRequest, VideoRequest
+from models.base import CameraMove, ImageEngine, VideoRequest
 from models.errors import UnsupportedRequest
 from models.neural.device import RuntimeLike, runtime_options, seeded_generator
 from models.neural.diffusion import DiffusionVideoEngine, Shot, load_pipeline
@@ -92,12 +92,4 @@ class StableVideoDiffusionEngine(DiffusionVideoEngine):
                 "Stable Video Diffusion animates an image: the scene has no keyframe_png and the"
                 " engine has no keyframe engine"
             )
-        image_request = ImageRequest(
-            prompt=request.prompt,
-            title=request.title,
-            mood=request.mood,
-            width=shot.width,
-            height=shot.height,
-            seed=request.seed,
-        )
-        return self.keyframes.keyframe(image_request)
+        return self.keyframes.keyframe(request.keyframe_request(shot.width, shot.height))

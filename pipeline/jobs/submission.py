@@ -18,20 +18,21 @@ from uuid import UUID
 import ray
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel
+from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
 from cluster import metrics
 from cluster.settings import Settings
-from db.models import Asset, Job, JobStatus, Plan, Project, ProjectStatus, User
+from db.models import Asset, Job, JobStatus, Plan, Project, ProjectStatus, User, YoutubeVideo
 from db.session import session_scope
 from db.types import utcnow
 from models.espeak import supports
-from models.registry import CPU_DEFAULTS, Capability
+from models.registry import Capability
 from pipeline.errors import (
+    Conflict,
     InsufficientCredits,
     LicenceRefused,
     NotFound,
-    PlanLimit,
     SpecInvalid,
 )
 from pipeline.jobs.moderation import check_spec_texts, flag_findings, spec_texts
@@ -56,12 +57,6 @@ class RenderRequest(BaseModel):
     dry_run: bool = False
 
 
-class Estimate(BaseModel):
-    credits: int
-    seconds: float
-    breakdown: dict[str, int]
-
-
 # -- submission ------------------------------------------------------------------------------
 
 
@@ -70,14 +65,8 @@ def choose_engines(settings: Settings, quality: str, plan: Plan) -> EngineChoice
     final render. An engine whose model licence the user's plan does not allow is refused
     here, at submit, with the reason; it is never used silently."""
     if quality == "animatic":
-        return EngineChoice(**{c.value: name for c, name in CPU_DEFAULTS.items()})
-    choice = EngineChoice(
-        video=settings.video_engine,
-        image=settings.image_engine,
-        voice=settings.voice_engine,
-        lipsync=settings.lipsync_engine,
-        music=settings.music_engine,
-    )
+        return EngineChoice()
+    choice = EngineChoice.configured(settings)
     for capability in Capability:
         info = choice.info(capability)
         if info.licence not in plan.allowed_licences:
@@ -90,48 +79,46 @@ def choose_engines(settings: Settings, quality: str, plan: Plan) -> EngineChoice
     return choice
 
 
-def estimate(spec: FilmSpec, quality: str, stop_at: StopAt | None) -> Estimate:
-    result = pricing.estimate(pricing.RenderShape.from_spec(spec), quality=quality, stop_at=stop_at)
-    return Estimate(credits=result.credits, seconds=result.seconds, breakdown=result.breakdown)
-
-
-def check_spec(
-    settings: Settings, session: Session, user: User, spec: FilmSpec, plan: Plan
-) -> None:
-    """Everything about a spec that would otherwise fail later, refused now with a 4xx."""
-    if spec.resolution > plan.max_resolution:
-        raise PlanLimit(
-            f"resolution {spec.resolution}p is above the {plan.code} plan's {plan.max_resolution}p",
-            field="resolution",
-        )
-    for number, scene in enumerate(spec.scenes, start=1):
+def check_spec(settings: Settings, session: Session, user: User, spec: FilmSpec) -> None:
+    """Everything about a spec that would otherwise fail later, refused now with a 4xx: a
+    voice espeak-ng lacks, an image asset that is not the user's or cannot be read."""
+    for number, scene in enumerate(spec.scenes):
         if scene.narration and not supports(scene.voice):
             raise SpecInvalid(
-                f"scenes.{number - 1}.voice: no voice for {scene.voice.gender} "
+                f"scenes.{number}.voice: no voice for {scene.voice.gender} "
                 f"{scene.voice.age} in language {scene.voice.language!r}",
-                field=f"scenes.{number - 1}.voice",
+                field=f"scenes.{number}.voice",
             )
+    for where, asset in check_spec_images(session, user, spec):
+        try:
+            data = open_storage(settings).get_bytes(asset.storage_key)
+            with Image.open(io.BytesIO(data)) as image:
+                image.load()
+        except (UnidentifiedImageError, OSError, KeyError):
+            raise SpecInvalid(
+                f"{where}: asset {asset.id} is not a readable image", field=where
+            ) from None
+
+
+def check_spec_images(session: Session, user: User, spec: FilmSpec) -> list[tuple[str, Asset]]:
+    """The image assets a spec names, each with where (`scenes.0.image`): SpecInvalid naming
+    the place when one is missing, another user's or not an image."""
+    images = []
+    for number, scene in enumerate(spec.scenes):
         for name in ("image", "character"):
             ref = getattr(scene, name)
-            if ref is not None and ref.asset_id is not None:
-                _check_image_asset(
-                    settings, session, user, ref.asset_id, f"scenes.{number - 1}.{name}"
-                )
-
-
-def _check_image_asset(
-    settings: Settings, session: Session, user: User, asset_id: UUID, where: str
-) -> None:
-    asset = session.get(Asset, asset_id)
-    if asset is None or asset.owner_id != user.id:
-        raise SpecInvalid(f"{where}: asset {asset_id} not found", field=where)
-    try:
-        with Image.open(io.BytesIO(open_storage(settings).get_bytes(asset.storage_key))) as image:
-            image.load()
-    except (UnidentifiedImageError, OSError, KeyError):
-        raise SpecInvalid(
-            f"{where}: asset {asset_id} is not a readable image", field=where
-        ) from None
+            if ref is None or ref.asset_id is None:
+                continue
+            where = f"scenes.{number}.{name}"
+            refused = SpecInvalid(f"{where}: no image asset {ref.asset_id}", field=where)
+            try:
+                asset = owned_asset(session, user, ref.asset_id)
+            except NotFound:
+                raise refused from None
+            if not asset.content_type.startswith("image/"):
+                raise refused
+            images.append((where, asset))
+    return images
 
 
 def _plan(session: Session, user: User) -> Plan:
@@ -139,17 +126,13 @@ def _plan(session: Session, user: User) -> Plan:
     return plan
 
 
-def _check_concurrency(session: Session, user: User, plan: Plan) -> None:
-    active = session.exec(
+def _active_renders(session: Session, user: User) -> int:
+    """The user's renders waiting or running: what the plan's renders at a time counts."""
+    return session.exec(
         select(func.count())
         .select_from(Job)
         .where(Job.user_id == user.id, col(Job.status).in_(ACTIVE), Job.type == "render")
     ).one()
-    if active >= plan.max_concurrent_renders:
-        raise PlanLimit(
-            f"the {plan.code} plan runs {plan.max_concurrent_renders} render(s) at a time; "
-            f"{active} are waiting or running"
-        )
 
 
 def owned_project(session: Session, user: User, project_id: UUID) -> Project:
@@ -166,6 +149,31 @@ def owned_job(session: Session, user: User, job_id: UUID) -> Job:
     return job
 
 
+def owned_asset(session: Session, user: User, asset_id: UUID) -> Asset:
+    asset = session.get(Asset, asset_id)
+    if asset is None or asset.owner_id != user.id:
+        raise NotFound(f"asset {asset_id} not found")
+    return asset
+
+
+def delete_project(session: Session, project: Project) -> None:
+    """Deletes a project with its jobs and asset rows; its YouTube videos stay, unlinked.
+    Stored files stay too: they are content-addressed and may be shared through the stage
+    cache. A project with an unfinished job is refused: cancel the job first. The caller
+    commits, so that an admin's deletion is audited in the same transaction."""
+    active = session.exec(
+        select(Job.id).where(Job.project_id == project.id, col(Job.status).in_(ACTIVE))
+    ).first()
+    if active is not None:
+        raise Conflict(f"job {active} of this project is not finished: cancel it first")
+    session.exec(
+        update(YoutubeVideo)
+        .where(col(YoutubeVideo.project_id) == project.id)
+        .values(project_id=None)
+    )
+    session.delete(project)
+
+
 def submit_render(
     settings: Settings,
     user: User,
@@ -174,19 +182,21 @@ def submit_render(
     *,
     regenerate: bool = False,
     idempotency_key: str | None = None,
-) -> Job | Estimate:
+) -> Job | pricing.Estimate:
     """Validates, estimates, reserves and queues a render of the project's spec.
     `regenerate` renders the current spec again; unchanged scenes come from the stage cache."""
     with session_scope(settings.resolved_database_url) as session:
         project = owned_project(session, user, project_id)
         spec = FilmSpec.model_validate(project.spec)
         plan = _plan(session, user)
-        check_spec(settings, session, user, spec, plan)
+        shape = pricing.RenderShape.from_spec(spec)
+        running = None if request.dry_run else _active_renders(session, user)
+        pricing.check_plan(plan, shape, running)
+        check_spec(settings, session, user, spec)
         engines = choose_engines(settings, request.quality, plan)
-        cost = estimate(spec, request.quality, request.stop_at)
+        cost = pricing.estimate(shape, request.quality, request.stop_at)
         if request.dry_run:
             return cost
-        _check_concurrency(session, user, plan)
         job_input = {
             "quality": request.quality,
             "stop_at": request.stop_at,
@@ -214,17 +224,19 @@ def submit_engine_job(
     *,
     dry_run: bool = False,
     idempotency_key: str | None = None,
-) -> Job | Estimate:
+) -> Job | pricing.Estimate:
     """A single-engine job (`/api/ai/*`): the payload is a one-scene film spec fragment, rendered
     through the same DAG so that it is priced, cached and settled the same way."""
     spec = _single_scene_spec(kind, payload)
     with session_scope(settings.resolved_database_url) as session:
         plan = _plan(session, user)
-        check_spec(settings, session, user, spec, plan)
+        shape = pricing.RenderShape.from_spec(spec)
+        pricing.check_plan(plan, shape)
+        check_spec(settings, session, user, spec)
         quality = payload.get("quality", "animatic")
         engines = choose_engines(settings, quality, plan)
         stop_at: StopAt | None = "voice" if kind == "audio" else None
-        cost = estimate(spec, quality, stop_at)
+        cost = pricing.estimate(shape, quality, stop_at)
         if dry_run:
             return cost
         job_input = {
@@ -272,7 +284,7 @@ def _enqueue(
     plan: Plan,
     kind: str,
     job_input: dict[str, Any],
-    cost: Estimate,
+    cost: pricing.Estimate,
     project: Project | None,
     idempotency_key: str | None,
 ) -> Job:

@@ -1,5 +1,5 @@
 """What a render costs: the price table per stage, the estimate reserved when a render is
-submitted and the charge captured when it succeeds.
+submitted and the charge captured when it succeeds; and whether the user's plan allows it.
 
 Rates are millicredits per second of output, so cheap stages can cost a fraction of a credit
 per second; each stage's total is rounded up to whole credits. An estimate is an upper bound
@@ -83,21 +83,14 @@ class RenderShape:
 
 
 class Estimate(BaseModel):
+    """What a render would cost: the credits to reserve, the seconds priced and the credits
+    per stage. A dry run answers with it."""
+
     model_config = ConfigDict(frozen=True)
 
     credits: int
     seconds: float
     breakdown: dict[str, int]
-
-
-class PlanLimits(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    code: str
-    monthly_credits: int
-    max_resolution: int
-    max_concurrent_renders: int
-    rate_limit_per_minute: int
 
 
 def price_tier(resolution: int) -> int:
@@ -148,25 +141,17 @@ def topup_price_cents(credits: int) -> int:
     return credits * TOPUP_CENTS_PER_CREDIT
 
 
-def plan_limits(plan: Plan) -> PlanLimits:
-    return PlanLimits(
-        code=plan.code,
-        monthly_credits=plan.monthly_credits,
-        max_resolution=plan.max_resolution,
-        max_concurrent_renders=plan.max_concurrent_renders,
-        rate_limit_per_minute=plan.rate_limit_per_minute,
-    )
-
-
-def check_plan(limits: PlanLimits, film: FilmLike, running_renders: int) -> None:
-    """Raises PlanLimit if the plan does not allow this render now."""
-    if film.resolution > limits.max_resolution:
+def check_plan(plan: Plan, film: FilmLike, running_renders: int | None = None) -> None:
+    """Raises PlanLimit if the plan does not allow this render now: a resolution above the
+    plan's, or (when `running_renders` is given: a render to queue, not a dry run or a
+    single-engine job) as many renders waiting or running as the plan runs at a time."""
+    if film.resolution > plan.max_resolution:
         raise PlanLimit(
-            f"the {limits.code} plan renders up to {limits.max_resolution}p",
-            max_resolution=limits.max_resolution,
+            f"resolution {film.resolution}p is above the {plan.code} plan's {plan.max_resolution}p",
+            field="resolution",
         )
-    if running_renders >= limits.max_concurrent_renders:
+    if running_renders is not None and running_renders >= plan.max_concurrent_renders:
         raise PlanLimit(
-            f"the {limits.code} plan runs {limits.max_concurrent_renders} renders at a time",
-            max_concurrent_renders=limits.max_concurrent_renders,
+            f"the {plan.code} plan runs {plan.max_concurrent_renders} render(s) at a time; "
+            f"{running_renders} are waiting or running"
         )

@@ -45,7 +45,13 @@ from models.base import (
     VideoRequest,
     VoiceRequest,
 )
-from models.registry import Capability, EngineInfo, engine_info
+from models.registry import (
+    CPU_DEFAULTS,
+    Capability,
+    EngineInfo,
+    configured_engines,
+    engine_info,
+)
 from pipeline.errors import EngineUnavailable
 from pipeline.render import assemble as film_assembly
 from pipeline.render import audio, storyboard, subtitles, thumbnails
@@ -73,13 +79,19 @@ Reporter = Callable[[str, str, float], None]
 
 
 class EngineChoice(BaseModel):
-    """The engine per capability for one render; recorded with the job."""
+    """The engine per capability for one render; recorded with the job. The defaults are the
+    registry's CPU engines."""
 
-    video: str = "animatic"
-    image: str = "card"
-    voice: str = "espeak"
-    lipsync: str = "mouth"
-    music: str = "midi"
+    video: str = CPU_DEFAULTS[Capability.video]
+    image: str = CPU_DEFAULTS[Capability.image]
+    voice: str = CPU_DEFAULTS[Capability.voice]
+    lipsync: str = CPU_DEFAULTS[Capability.lipsync]
+    music: str = CPU_DEFAULTS[Capability.music]
+
+    @classmethod
+    def configured(cls, settings: Settings) -> EngineChoice:
+        """The engines the settings choose for final renders (`configured_engines`)."""
+        return cls(**{c.value: name for c, name in configured_engines(settings).items()})
 
     def info(self, capability: Capability) -> EngineInfo:
         return engine_info(capability, getattr(self, capability.value))
@@ -109,7 +121,9 @@ class ScenePlan(BaseModel):
 
 
 class RenderReport(BaseModel):
-    outputs: dict[str, dict[str, Any]]
+    """What a render did: the film's length, which stages came from the cache and which ran,
+    the seconds of video really rendered, and warnings for the user."""
+
     duration_s: float
     frame_count: int
     cache_hits: list[str]
@@ -277,6 +291,13 @@ def _keyframe(inputs: RenderInputs, scene: Scene, index: int) -> bytes | None:
     data = _image_bytes(inputs, scene.image)
     if data is not None or inputs.engines.video != "svd":
         return data
+    return array_to_png(_draw_keyframe(inputs, index))
+
+
+def _draw_keyframe(inputs: RenderInputs, index: int) -> np.ndarray:
+    """Scene `index`'s keyframe drawn by the image engine, at the film's frame size."""
+    scene = inputs.spec.scenes[index]
+    width, height = inputs.spec.frame_size
     request = ImageRequest(
         prompt=scene.prompt or "",
         title=scene.title,
@@ -285,8 +306,8 @@ def _keyframe(inputs: RenderInputs, scene: Scene, index: int) -> bytes | None:
         height=height,
         seed=inputs.spec.seed + index,
     )
-    pixels = call_engine(inputs.engines.info(Capability.image), "keyframe", request)
-    return array_to_png(pixels)
+    pixels: np.ndarray = call_engine(inputs.engines.info(Capability.image), "keyframe", request)
+    return pixels
 
 
 def video_request(inputs: RenderInputs, plan: ScenePlan) -> VideoRequest:
@@ -563,8 +584,39 @@ def render_film(inputs: RenderInputs, report: Reporter) -> tuple[RenderReport, d
     plans = plan_scenes(inputs, narrations)
     duration = sum(p.frames for p in plans) / spec.fps
     if inputs.stop_at in ("plan", "voice"):
-        return _preview(inputs, plans, narrations, duration, hits, misses, report)
+        files = _preview(inputs, plans, narrations, duration, report)
+        warnings, rendered = [w for p in plans for w in p.warnings], 0.0
+    else:
+        files, clips = _film(inputs, plans, narrations, duration, hits, misses, report, clock)
+        warnings = [w for clip in clips for w in clip.warnings]
+        ran = sum(p.frames for p, c in zip(plans, clips, strict=True) if not c.cached)
+        rendered = ran / spec.fps
+    summary = RenderReport(
+        duration_s=duration,
+        frame_count=sum(p.frames for p in plans),
+        cache_hits=hits,
+        cache_misses=misses,
+        rendered_seconds=rendered,
+        warnings=warnings,
+    )
+    return summary, files
 
+
+def _film(
+    inputs: RenderInputs,
+    plans: list[ScenePlan],
+    narrations: list[Narration | None],
+    duration: float,
+    hits: list[str],
+    misses: list[str],
+    report: Reporter,
+    clock: _StageClock,
+) -> tuple[dict[str, bytes], list[ClipResult]]:
+    """The film after the voices: music, soundtrack, a clip per scene (from the cache or
+    through video, lip-sync and composition) and the assembly; the files and the clips.
+    Each stage is recorded in `hits` or `misses`."""
+    spec = inputs.spec
+    count = len(spec.scenes)
     music_ref = music_stage.remote(inputs, duration)
     soundtrack_ref = soundtrack_stage.remote(inputs, plans, narrations, music_ref)
     clip_refs: list[ray.ObjectRef] = []
@@ -600,20 +652,7 @@ def render_film(inputs: RenderInputs, report: Reporter) -> tuple[RenderReport, d
     files = ray.get(assemble_stage.remote(inputs, plans, clips, soundtrack_ref))
     report("assemble", "succeeded", 100)
     clock.done("assemble", Capability.video)
-    warnings = [w for clip in clips for w in clip.warnings]
-    rendered = sum(p.frames for p, c in zip(plans, clips, strict=True) if not c.cached) / spec.fps
-    return (
-        RenderReport(
-            outputs={},
-            duration_s=duration,
-            frame_count=sum(p.frames for p in plans),
-            cache_hits=hits,
-            cache_misses=misses,
-            rendered_seconds=rendered,
-            warnings=warnings,
-        ),
-        files,
-    )
+    return files, clips
 
 
 class _StageClock:
@@ -644,31 +683,16 @@ def _preview(
     plans: list[ScenePlan],
     narrations: list[Narration | None],
     duration: float,
-    hits: list[str],
-    misses: list[str],
     report: Reporter,
-) -> tuple[RenderReport, dict[str, bytes]]:
+) -> dict[str, bytes]:
     """`stop_at` plan or voice: the plan, keyframe storyboard and (for voice) the narration
     with its subtitles, so the user reviews before paying for pictures."""
     spec = inputs.spec
-    width, height = spec.frame_size
-    image = inputs.engines.info(Capability.image)
     tiles = []
     for plan in plans:
         scene = spec.scenes[plan.index]
         data = _image_bytes(inputs, scene.character or scene.image)
-        if data is None:
-            request = ImageRequest(
-                prompt=scene.prompt or "",
-                title=scene.title,
-                mood=scene.mood,
-                width=width,
-                height=height,
-                seed=spec.seed + plan.index,
-            )
-            pixels = call_engine(image, "keyframe", request)
-        else:
-            pixels = array_from_png(data)
+        pixels = _draw_keyframe(inputs, plan.index) if data is None else array_from_png(data)
         tiles.append(
             storyboard.StoryboardTile(
                 frame=pixels,
@@ -686,19 +710,7 @@ def _preview(
         files["subtitles.srt"] = subtitles.to_srt(segments).encode()
         files["subtitles.vtt"] = subtitles.to_vtt(segments).encode()
     report("plan", "succeeded", 100)
-    warnings = [w for p in plans for w in p.warnings]
-    return (
-        RenderReport(
-            outputs={},
-            duration_s=duration,
-            frame_count=sum(p.frames for p in plans),
-            cache_hits=hits,
-            cache_misses=misses,
-            rendered_seconds=0.0,
-            warnings=warnings,
-        ),
-        files,
-    )
+    return files
 
 
 def _version(info: EngineInfo) -> str:

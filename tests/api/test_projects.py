@@ -7,7 +7,7 @@ import uuid
 import httpx
 import pytest
 
-from db.models import Project, ProjectStatus
+from db.models import Project, ProjectStatus, YoutubeVideo
 from db.session import session_scope
 from tests.api.conftest import (
     Account,
@@ -80,6 +80,24 @@ def test_delete(client: httpx.Client, account: Account) -> None:
     assert response.status_code == 204
     gone = client.get(f"/api/projects/{project['id']}", headers=account.auth)
     assert_problem(gone, 404, "not-found")
+
+
+def test_a_deleted_projects_youtube_video_stays_unlinked(
+    api: Api, client: httpx.Client, account: Account
+) -> None:
+    project = create_project(client, account)
+    with session_scope(api.database_url) as session:
+        video = YoutubeVideo(
+            user_id=account.id, project_id=uuid.UUID(project["id"]), title="Sunrise"
+        )
+        session.add(video)
+
+    response = client.delete(f"/api/projects/{project['id']}", headers=account.auth)
+
+    assert response.status_code == 204, response.text
+    with session_scope(api.database_url) as session:
+        kept = session.get(YoutubeVideo, video.id)
+        assert kept is not None and kept.project_id is None
 
 
 def test_a_project_with_an_unfinished_job_is_not_deleted(

@@ -6,8 +6,17 @@ from pathlib import Path
 
 import pytest
 
+from cluster.settings import Settings
 from models.errors import ModelUnavailable
-from models.registry import CPU_DEFAULTS, ENGINES, EngineInfo, build_engine, engine_info
+from models.registry import (
+    CPU_DEFAULTS,
+    ENGINES,
+    Capability,
+    EngineInfo,
+    build_engine,
+    configured_engines,
+    engine_info,
+)
 
 
 @pytest.mark.parametrize("info", ENGINES, ids=lambda info: info.deployment)
@@ -29,6 +38,15 @@ def test_deployment_names_are_unique() -> None:
 def test_cpu_defaults_need_no_gpu_and_no_model_folder() -> None:
     defaults = [engine_info(capability, name) for capability, name in CPU_DEFAULTS.items()]
     assert all(not info.gpu and info.model_folder is None for info in defaults)
+
+
+def test_unset_engine_settings_choose_the_cpu_defaults() -> None:
+    assert configured_engines(Settings(_env_file=None)) == CPU_DEFAULTS
+
+
+def test_a_set_engine_setting_chooses_that_engine() -> None:
+    settings = Settings(voice_engine="openai", _env_file=None)
+    assert configured_engines(settings) == {**CPU_DEFAULTS, Capability.voice: "openai"}
 
 
 def test_engines_that_load_weights_name_their_model_folder() -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from cluster.preflight import check
 from cluster.settings import ConfigError, Settings
+from models.registry import Capability, configured_engines
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,7 +22,7 @@ def test_defaults_are_embedded(tmp_path: Path) -> None:
     assert settings.resolved_database_url == f"sqlite:///{tmp_path.resolve() / 'studio.db'}"
     assert settings.resolved_storage_url == f"file://{tmp_path.resolve() / 'storage'}"
     assert settings.ray_address is None
-    assert settings.video_engine == "animatic"
+    assert configured_engines(settings)[Capability.video] == "animatic"
 
 
 def test_env_prefix_and_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -60,6 +61,16 @@ def test_unreachable_database_is_one_line_naming_the_setting(tmp_path: Path) -> 
     with pytest.raises(ConfigError) as error:
         check(settings)
     assert error.value.setting == "STUDIO_DATABASE_URL"
+    assert not (tmp_path / "var").exists()
+
+
+def test_an_unknown_engine_names_the_setting_and_the_engines(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "var", video_engine="sora", _env_file=None)
+    with pytest.raises(ConfigError) as error:
+        check(settings)
+    assert error.value.setting == "STUDIO_VIDEO_ENGINE"
+    assert "no video engine named 'sora'" in str(error.value)
+    assert "animatic, ltx" in str(error.value)
     assert not (tmp_path / "var").exists()
 
 

@@ -16,8 +16,9 @@ from db.session import session_scope
 from pipeline.errors import InsufficientCredits, LicenceRefused, PlanLimit, SpecInvalid
 from pipeline.jobs import submission as jobs
 from pipeline.jobs.scheduler import scheduler
-from pipeline.jobs.submission import Estimate, RenderRequest
+from pipeline.jobs.submission import RenderRequest
 from pipeline.ledger.actor import ledger_handle
+from pipeline.ledger.pricing import Estimate
 from pipeline.render.spec import FilmSpec
 from tests.jobs.conftest import (
     balance,

@@ -95,18 +95,16 @@ def test_a_shape_comes_from_a_film_spec() -> None:
 
 
 def test_a_plan_limits_resolution_and_concurrency() -> None:
-    free = pricing.plan_limits(
-        Plan(
-            code="free",
-            name="Free",
-            monthly_credits=300,
-            price_cents=0,
-            max_resolution=720,
-            max_concurrent_renders=1,
-            rate_limit_per_minute=60,
-            upload_limit_mb=25,
-            priority=0,
-        )
+    free = Plan(
+        code="free",
+        name="Free",
+        monthly_credits=300,
+        price_cents=0,
+        max_resolution=720,
+        max_concurrent_renders=1,
+        rate_limit_per_minute=60,
+        upload_limit_mb=25,
+        priority=0,
     )
     pricing.check_plan(free, MINUTE, running_renders=0)
     with pytest.raises(PlanLimit):

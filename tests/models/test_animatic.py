@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from models.animatic import MARGIN, AnimaticVideoEngine
-from models.base import CameraMove, VideoRequest
+from models.base import CameraMove, ImageRequest, Mood, VideoRequest
 
 ENGINE = AnimaticVideoEngine()
 MOVES = [move for move in CameraMove if move is not CameraMove.static]
@@ -147,3 +147,13 @@ def test_a_shot_travels_as_its_keyframe_and_path_and_draws_the_same_frames(
     assert np.array_equal(received.pixels, frames.pixels)
     for index, image in zip((0, 11, 23), single, strict=True):
         assert np.array_equal(image, frames.pixels[index])
+
+
+def test_a_shot_without_a_keyframe_asks_for_one_in_its_own_words() -> None:
+    shot = VideoRequest(
+        prompt="sea", title="Dawn", mood=Mood.sad, width=64, height=36, fps=12, duration_s=1,
+        seed=7,
+    )  # fmt: skip
+    assert shot.keyframe_request(80, 45) == ImageRequest(
+        prompt="sea", title="Dawn", mood=Mood.sad, width=80, height=45, seed=7
+    )

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import union, update
+from sqlalchemy import union
 from sqlmodel import Session, col, func, select
 
 from db.models import (
@@ -32,7 +32,6 @@ from db.models import (
     RefreshToken,
     Role,
     User,
-    YoutubeVideo,
 )
 from db.types import utcnow
 from deployments.api.accounts import revoke_all
@@ -364,23 +363,12 @@ def search_projects(
 def delete_project(
     project_id: uuid.UUID, admin: AdminUser, session: SessionDep, request: Request
 ) -> Response:
-    """Deletes the project with its jobs and assets rows; its YouTube videos stay, unlinked.
-    Stored files stay too: they are content-addressed and may be shared through the stage
-    cache. A project with an active job is refused: cancel the job first."""
+    """Deletes any user's project as its owner would (`pipeline.jobs.submission.delete_project`),
+    audited."""
     project = session.get(Project, project_id)
     if project is None:
         raise NotFound(f"project {project_id} not found")
-    active = session.exec(
-        select(func.count()).where(Job.project_id == project_id, col(Job.status).in_(jobs.ACTIVE))
-    ).one()
-    if active:
-        raise Conflict(f"project {project_id} has {active} active job(s); cancel them first")
-    session.exec(
-        update(YoutubeVideo)
-        .where(col(YoutubeVideo.project_id) == project_id)
-        .values(project_id=None)
-    )
-    session.delete(project)
+    jobs.delete_project(session, project)
     _audit(
         session,
         request,

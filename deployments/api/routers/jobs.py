@@ -21,6 +21,7 @@ from deployments.api.deps import CurrentUser, OwnedJob, SessionDep, SettingsDep
 from deployments.api.pagination import Page, PageDep, fetch_page
 from deployments.api.problems import problem_responses
 from pipeline.jobs import submission as jobs
+from pipeline.ledger.pricing import Estimate
 from pipeline.lifecycle import TERMINAL
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"], responses=problem_responses(401, 422, 429))
@@ -60,15 +61,15 @@ class JobProgress(BaseModel):
     updated_at: datetime
 
 
-def submitted(result: Job | jobs.Estimate) -> tuple[int, JobPublic | jobs.Estimate]:
+def submitted(result: Job | Estimate) -> tuple[int, JobPublic | Estimate]:
     """A submission's answer: 202 with the queued job, or 200 with the estimate of a dry run."""
-    if isinstance(result, jobs.Estimate):
+    if isinstance(result, Estimate):
         return 200, result
     return 202, JobPublic.model_validate(result)
 
 
 SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"model": jobs.Estimate, "description": "A dry run: what it would cost, nothing spent"},
+    200: {"model": Estimate, "description": "A dry run: what it would cost, nothing spent"},
     202: {"model": JobPublic, "description": "Credits reserved, the job queued"},
     **problem_responses(402, 403, 404, 409),
 }

@@ -9,18 +9,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
 from cluster.settings import Settings
-from db.models import Asset, Job, Project, ProjectStatus, User
+from db.models import Project, ProjectStatus, User
 from db.types import utcnow
 from deployments.api.deps import CurrentUser, OwnedProject, SessionDep, SettingsDep
 from deployments.api.idempotency import Idempotency, IdempotencyDep
 from deployments.api.pagination import Page, PageDep, fetch_page
 from deployments.api.problems import problem_responses
 from deployments.api.routers.jobs import SUBMIT_RESPONSES, submitted
-from pipeline.errors import Conflict, SpecInvalid
+from pipeline.errors import Conflict
 from pipeline.jobs import submission as jobs
 from pipeline.render.spec import FilmSpec
 
@@ -60,7 +59,7 @@ class ProjectPublic(ProjectSummary):
 
 @router.post("/create", status_code=status.HTTP_201_CREATED)
 def create_project(body: ProjectCreate, user: CurrentUser, session: SessionDep) -> ProjectPublic:
-    _check_assets(session, user, body.spec)
+    jobs.check_spec_images(session, user, body.spec)
     project = Project(owner_id=user.id, title=body.title, spec=body.spec.model_dump(mode="json"))
     session.add(project)
     session.commit()
@@ -92,7 +91,7 @@ def update_project(
     if body.title is not None:
         project.title = body.title
     if body.spec is not None:
-        _check_assets(session, user, body.spec)
+        jobs.check_spec_images(session, user, body.spec)
         project.spec = body.spec.model_dump(mode="json")
     project.updated_at = utcnow()
     session.add(project)
@@ -104,18 +103,9 @@ def update_project(
     "/{project_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(404, 409)
 )
 def delete_project(project: OwnedProject, session: SessionDep) -> None:
-    """Deletes the project with its jobs and asset records (stored files are shared by content
-    and stay until garbage-collected)."""
-    active = session.exec(
-        select(Job.id).where(Job.project_id == project.id, col(Job.status).in_(jobs.ACTIVE))
-    ).first()
-    if active is not None:
-        raise Conflict(f"job {active} of this project is not finished: cancel it first")
-    session.delete(project)
-    try:
-        session.commit()
-    except IntegrityError:
-        raise Conflict("the project is still referenced (a published video?)") from None
+    """Deletes the project (`pipeline.jobs.submission.delete_project`)."""
+    jobs.delete_project(session, project)
+    session.commit()
 
 
 @router.post(
@@ -169,20 +159,3 @@ def _submit(
             )
         )
     )
-
-
-def _check_assets(session: Session, user: User, spec: FilmSpec) -> None:
-    """Every asset the spec names must be one of the user's images."""
-    for number, scene in enumerate(spec.scenes):
-        for name in ("image", "character"):
-            ref = getattr(scene, name)
-            if ref is None or ref.asset_id is None:
-                continue
-            asset = session.get(Asset, ref.asset_id)
-            if (
-                asset is None
-                or asset.owner_id != user.id
-                or not asset.content_type.startswith("image/")
-            ):
-                where = f"scenes.{number}.{name}"
-                raise SpecInvalid(f"{where}: no image asset {ref.asset_id}", field=where)
