@@ -9,12 +9,14 @@ it against each engine class's own `licence` ClassVar.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from cluster.settings import ConfigError, Settings
+from models.base import Engine
 from models.errors import ModelUnavailable
 
 
@@ -40,7 +42,7 @@ class EngineInfo:
         """The Serve application (and deployment) name that hosts this engine."""
         return f"{self.capability}-{self.name}"
 
-    def load_class(self) -> type:
+    def load_class(self) -> type[Engine]:
         module, _, attribute = self.import_path.partition(":")
         return getattr(importlib.import_module(module), attribute)  # type: ignore[no-any-return]
 
@@ -140,9 +142,10 @@ def build_engine(info: EngineInfo, models_dir: Path, options: dict[str, Any]) ->
     """An engine instance: neural engines get their model folder under `models_dir`, the others
     only the options (API keys, base URLs) given for them. A missing model folder fails before
     the engine's libraries (torch, diffusers) are imported."""
+    engine_class: Callable[..., Any] = info.load_class()  # each class has its own constructor
     if info.model_folder is None:
-        return info.load_class()(**options)
+        return engine_class(**options)
     folder = models_dir / info.model_folder
     if not folder.exists():
         raise ModelUnavailable(f"model folder {folder} does not exist")
-    return info.load_class()(folder, **options)
+    return engine_class(folder, **options)

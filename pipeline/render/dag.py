@@ -168,13 +168,13 @@ def voice_stage(inputs: RenderInputs, index: int) -> tuple[Narration | None, boo
 
     assert scene.narration is not None
     narration = narrate(synthesize, scene.narration)
-    segments = [s.__dict__ for s in narration.segments]
+    rows = [s.__dict__ for s in narration.segments]
     cache.put(
         "voice",
         key,
         {
             "audio.npz": audio_to_bytes(narration.audio),
-            "segments.json": json.dumps(segments).encode(),
+            "segments.json": json.dumps(rows).encode(),
         },
     )
     return narration, False
@@ -635,7 +635,8 @@ def _film(
             frames = video_stage.remote(inputs, plan)
             sync_warnings: Any = []
             if scene.character is not None and narration is not None:
-                frames, sync_warnings = lipsync_stage.remote(inputs, plan, frames, narration)
+                lipsynced: Any = lipsync_stage.remote(inputs, plan, frames, narration)
+                frames, sync_warnings = lipsynced  # num_returns=2: two refs
             ref = clip_stage.remote(inputs, plan, frames, sync_warnings, narration, previous)
             previous_last = None
             if next_crossfades:
@@ -724,5 +725,7 @@ _VERSIONS: dict[str, str] = {}
 def store_outputs(settings: Settings, files: dict[str, bytes]) -> dict[str, StoredObject]:
     """Puts the outputs in storage under content-addressed keys (through the UploadManager)."""
     manager = upload_manager()
-    refs = {name: manager.upload.remote(settings, name, data) for name, data in files.items()}
+    refs: dict[str, ray.ObjectRef[StoredObject]] = {
+        name: manager.upload.remote(settings, name, data) for name, data in files.items()
+    }
     return {name: ray.get(ref) for name, ref in refs.items()}
