@@ -16,12 +16,14 @@ from ray.serve._private import api as serve_api
 from ray.serve.schema import APIType, ServeDeploySchema, ServeInstanceDetails
 
 from cluster.settings import Settings
+from deployments.api.ratelimit import serve_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SERVE_CONFIG = ROOT / "deployments" / "serve_config.yaml"
 SECRET_FIELDS = {
     "jwt_secret", "token_encryption_key", "s3_access_key_id", "s3_secret_access_key",
     "openai_api_key", "elevenlabs_api_key", "google_client_secret",
+    "jwt_previous_secrets", "token_previous_keys", "smtp_url",
 }  # fmt: skip
 
 
@@ -42,7 +44,7 @@ def start_ray(settings: Settings, *, quiet: bool = False) -> None:
         namespace="studio",
         include_dashboard=False,
         log_to_driver=not quiet,
-        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}},
+        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), **serve_environment(settings)}},
     )
 
 
