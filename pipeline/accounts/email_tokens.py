@@ -53,6 +53,7 @@ def issue(session: Session, settings: Settings, user: User, purpose: EmailTokenP
             purpose=purpose,
             email=user.email,
             expires_at=now + ttl(settings, purpose),
+            created_at=now,
         )
     )
     session.commit()

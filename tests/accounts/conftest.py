@@ -9,6 +9,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -40,7 +41,7 @@ class Mailbox:
 
     messages: list[EmailMessage] = field(default_factory=list)
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = message_from_bytes(envelope.content, policy=policy.default)
         assert isinstance(message, EmailMessage)
         self.messages.append(message)
@@ -79,6 +80,40 @@ def smtp() -> Iterator[tuple[str, Mailbox]]:
     controller.stop()
 
 
+@contextmanager
+def smtp_with_login(
+    username: str, password: str
+) -> Iterator[tuple[str, list[tuple[str, str]], Mailbox]]:
+    """A local SMTP server that requires AUTH (over plain text: a local test server): its URL
+    with the credentials, the logins it accepted, its mailbox."""
+    controller_module = require_module("aiosmtpd.controller", "the local SMTP server")
+    smtp_module = require_module("aiosmtpd.smtp", "the local SMTP server")
+    logins: list[tuple[str, str]] = []
+
+    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+        login = (data.login.decode(), data.password.decode())
+        if login == (username, password):
+            logins.append(login)
+            return smtp_module.AuthResult(success=True)
+        return smtp_module.AuthResult(success=False, handled=False)
+
+    mailbox = Mailbox()
+    port = free_port()
+    controller = controller_module.Controller(
+        mailbox,
+        hostname="127.0.0.1",
+        port=port,
+        authenticator=authenticate,
+        auth_required=True,
+        auth_require_tls=False,
+    )
+    controller.start()
+    try:
+        yield f"smtp://{username}:{password}@127.0.0.1:{port}", logins, mailbox
+    finally:
+        controller.stop()
+
+
 @pytest.fixture
 def mailbox(smtp: tuple[str, Mailbox]) -> Mailbox:
     return smtp[1]
@@ -87,9 +122,7 @@ def mailbox(smtp: tuple[str, Mailbox]) -> Mailbox:
 @pytest.fixture(
     scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
-def accounts_db(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> str:
+def accounts_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     """One database per module and backend (the ledger actor of a database is made once)."""
     if request.param == "postgres":
         return str(request.getfixturevalue("postgres_url"))
