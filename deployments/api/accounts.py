@@ -21,7 +21,7 @@ from email.message import EmailMessage
 
 import jwt
 from pydantic import BaseModel
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -185,7 +185,7 @@ def request_password_reset(session: Session, settings: Settings, email: str) -> 
     """The reset mail for the account with `email`, or None when there is none (or it is
     suspended or deleted): the route answers the same either way."""
     mail_configured(settings)
-    user = session.exec(select(User).where(User.email == email)).first()
+    user = session.exec(select(User).where(func.lower(User.email) == email.lower())).first()
     if user is None or not user.is_active:
         return None
     token = email_tokens.issue(session, settings, user, EmailTokenPurpose.reset_password)
