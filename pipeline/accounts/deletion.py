@@ -3,11 +3,11 @@
 Removed: projects, jobs and their logs, assets and the stored objects no other user's asset
 still names (storage is content-addressed, so two users can share an object), linked Google
 identities (channel grants revoked at Google as far as it answers), refresh tokens, email
-tokens, idempotency records, YouTube records and moderation flags. Kept: the ledger, the
-credit account and reservations, which name the user only by id; the user row stays as that
-id's anchor, anonymised (tombstone email, no name, no password, inactive), so nothing left
-points to a person. A user with a job still queued, running, paused or held is refused: its
-reserved credits must settle first.
+tokens, idempotency records, YouTube records and moderation flags, and the email addresses
+in the user's audit entries. Kept: the ledger, the credit account and reservations, which name
+the user only by id; the user row stays as that id's anchor, anonymised (tombstone email, no
+name, no password, inactive), so nothing left points to a person. A user with a job still
+queued, running, paused or held is refused: its reserved credits must settle first.
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ def delete_account(session: Session, settings: Settings, storage: Storage, user:
         "objects": len(keys),
     }
     forget_user(session, settings, user.id)
+    _scrub_audit(session, user.id)
     user.email = tombstone_email(user.id)
     user.email_verified = False
     user.full_name = None
@@ -105,6 +106,14 @@ def _storage_keys(session: Session, user_id: uuid.UUID) -> set[str]:
             if isinstance(item, dict) and isinstance(item.get("key"), str)
         )
     return keys
+
+
+def _scrub_audit(session: Session, user_id: uuid.UUID) -> None:
+    """Drops the email addresses (of linked Google accounts) from the user's audit entries."""
+    for entry in session.exec(select(AuditLog).where(AuditLog.actor_id == user_id)):
+        if "email" in entry.detail:
+            entry.detail = {k: v for k, v in entry.detail.items() if k != "email"}
+            session.add(entry)
 
 
 def _delete(session: Session, table: Any, column: Any, user_id: uuid.UUID) -> int:

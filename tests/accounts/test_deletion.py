@@ -159,6 +159,22 @@ def test_a_google_only_account_needs_a_recent_sign_in(
     assert not user_row(studio, user_id).is_active
 
 
+def test_deletion_scrubs_the_emails_of_linked_google_accounts_from_the_audit(
+    api: TestClient, studio: Settings, google: FakeGoogle
+) -> None:
+    email = new_email()
+    user_id = uuid.UUID(register(studio, email))
+    tokens = login(api, email).json()
+    assert google_flow(api, google, "connect", **bearer(tokens)).status_code == 200
+
+    assert delete_me(api, tokens) == 204
+
+    with session_scope(studio.resolved_database_url) as session:
+        entries = session.exec(select(AuditLog).where(AuditLog.actor_id == user_id)).all()
+    assert {entry.action for entry in entries} == {"google.connect", "user.delete"}
+    assert not any(google.account.email in str(entry.detail) for entry in entries)
+
+
 def login_subject(settings: Settings, email: str) -> uuid.UUID:
     with session_scope(settings.resolved_database_url) as session:
         return session.exec(select(User.id).where(col(User.email) == email)).one()
