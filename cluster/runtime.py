@@ -17,6 +17,7 @@ from ray.serve import Application, RunTarget
 from ray.serve.schema import ServeApplicationSchema, ServeDeploySchema
 
 from cluster.settings import Settings
+from deployments.api.ratelimit import serve_environment
 from pipeline.jobs.scheduler import scheduler
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,6 +25,7 @@ DEFAULT_SERVE_CONFIG = ROOT / "deployments" / "serve_config.yaml"
 SECRET_FIELDS = {
     "jwt_secret", "token_encryption_key", "s3_access_key_id", "s3_secret_access_key",
     "openai_api_key", "elevenlabs_api_key", "google_client_secret",
+    "jwt_previous_secrets", "token_previous_keys", "smtp_url",
 }  # fmt: skip
 
 
@@ -44,7 +46,7 @@ def start_ray(settings: Settings, *, quiet: bool = False) -> None:
         namespace="studio",
         include_dashboard=False,
         log_to_driver=not quiet,
-        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}},
+        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), **serve_environment(settings)}},
     )
 
 

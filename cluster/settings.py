@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
 import secrets
 import tempfile
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, SecretStr, computed_field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, computed_field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cluster.errors import StudioError
 
@@ -111,6 +113,40 @@ class Settings(BaseSettings):
     billing_grace_period_s: int = 7 * 24 * 3600
     billing_sweep_interval_s: float = 60.0
 
+    # Accounts: rotating keys, email, proxies.
+    jwt_previous_secrets: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated JWT keys that still verify (not sign): a rotation's old keys",
+    )
+    token_previous_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated base64 AES-256 keys that still open (not seal) tokens at rest",
+    )
+    smtp_url: SecretStr | None = Field(
+        default=None,
+        description="smtp://[user:pass@]host[:port] (STARTTLS when offered) or smtps:// (TLS)",
+    )
+    mail_from: str = "AI Film Studio <no-reply@localhost>"
+    email_verification_ttl_s: int = 24 * 3600
+    password_reset_ttl_s: int = 3600
+    reauthentication_window_s: int = 300
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated IPs or CIDRs whose X-Forwarded-For names the client",
+    )
+
+    @field_validator(
+        "jwt_previous_secrets", "token_previous_keys", "trusted_proxies", mode="before"
+    )
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        """A list from the environment: JSON (`["a", "b"]`) or comma-separated (`a,b`)."""
+        if isinstance(value, str) and value.lstrip().startswith("["):
+            return json.loads(value)
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def resolved_database_url(self) -> str:
@@ -136,6 +172,10 @@ class Settings(BaseSettings):
             return self.jwt_secret.get_secret_value().encode()
         return _secret_file(self.data_dir, "jwt.key", lambda: secrets.token_urlsafe(64).encode())
 
+    def jwt_verify_keys(self) -> list[bytes]:
+        """Every key a JWT may be signed with: the signing key first, then the previous ones."""
+        return [self.jwt_key(), *(s.get_secret_value().encode() for s in self.jwt_previous_secrets)]
+
     def token_key(self) -> bytes:
         """The 32-byte AES-256 key for OAuth tokens at rest: given, or generated once."""
         if self.token_encryption_key:
@@ -149,6 +189,13 @@ class Settings(BaseSettings):
         if len(key) != 32:
             raise ValueError("STUDIO_TOKEN_ENCRYPTION_KEY must be base64 of exactly 32 bytes")
         return key
+
+    def token_keys(self) -> list[bytes]:
+        """The sealing key first, then the previous keys that only open."""
+        previous = [base64.b64decode(s.get_secret_value()) for s in self.token_previous_keys]
+        if any(len(key) != 32 for key in previous):
+            raise ValueError("STUDIO_TOKEN_PREVIOUS_KEYS must be base64 of exactly 32 bytes each")
+        return [self.token_key(), *previous]
 
 
 def _secret_file(data_dir: Path, name: str, make: Callable[[], bytes]) -> bytes:

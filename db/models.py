@@ -460,3 +460,25 @@ class Payment(SQLModel, table=True):
     refund_id: str | None = Field(default=None, max_length=255)
     refunded_credits: int = 0
     created_at: datetime = _created()
+
+
+class EmailTokenPurpose(StrEnum):
+    verify_email = "verify_email"
+    reset_password = "reset_password"
+
+
+class EmailToken(SQLModel, table=True):
+    """A token mailed to the user (email verification, password reset). Only its sha256 is
+    stored; it works once (`used_at`) and until `expires_at`, and only for the address it was
+    sent to (`email`)."""
+
+    __tablename__ = "email_tokens"
+    __table_args__ = (Index("ix_email_tokens_user_purpose", "user_id", "purpose"),)
+
+    token_hash: str = Field(primary_key=True, max_length=64)
+    user_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE")
+    purpose: EmailTokenPurpose = _state()
+    email: str = Field(max_length=320)
+    expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    used_at: datetime | None = _when()
+    created_at: datetime = _created()

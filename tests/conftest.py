@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 from cluster.settings import Settings
 from db.migrate import upgrade
+from deployments.api.ratelimit import serve_environment
 from tests.services import S3Server, postgres_schema, seaweedfs
 
 
@@ -94,7 +95,8 @@ def settings(tmp_path: Path) -> Settings:
 def ray_session() -> Iterator[None]:
     """One local Ray for the whole test session (ray.init costs seconds). Logical CPUs are
     declared above the machine's 2 cores on purpose: Serve replicas and light tasks ask for
-    fractions, so the API, engines and render tasks never starve each other."""
+    fractions, so the API, engines and render tasks never starve each other. Serve's HTTP proxy
+    trusts `X-Forwarded-For` from no one, as `studio serve` starts it."""
     import ray
 
     ray.init(
@@ -104,7 +106,12 @@ def ray_session() -> Iterator[None]:
         namespace="studio",
         include_dashboard=False,
         log_to_driver=False,
-        runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).parents[1])}},
+        runtime_env={
+            "env_vars": {
+                "PYTHONPATH": str(Path(__file__).parents[1]),
+                **serve_environment(Settings(_env_file=None)),
+            }
+        },
     )
     yield
     ray.shutdown()

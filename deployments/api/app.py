@@ -25,6 +25,7 @@ from deployments.api.routers import (
     admin,
     ai,
     assets,
+    auth_email,
     auth_google,
     billing,
     credits,
@@ -45,7 +46,20 @@ Every error is an RFC 9457 problem document (`application/problem+json`). POSTs 
 credits accept an `Idempotency-Key`.
 """
 
-ROUTERS = (users, auth_google, projects, assets, jobs, credits, billing, ai, files, youtube, admin)
+ROUTERS = (
+    users,
+    auth_email,
+    auth_google,
+    projects,
+    assets,
+    jobs,
+    credits,
+    billing,
+    ai,
+    files,
+    youtube,
+    admin,
+)
 
 
 def create_app(settings: Settings, limiter: Limiter | None = None) -> FastAPI:
@@ -70,6 +84,7 @@ def create_app(settings: Settings, limiter: Limiter | None = None) -> FastAPI:
         limiter=app.state.limiter,
         limit=settings.rate_limit_per_minute_ip,
         prefix=app.state.limit_prefix,
+        trusted_proxies=settings.trusted_proxies,
     )
     app.add_middleware(MetricsMiddleware)
     for module in ROUTERS:

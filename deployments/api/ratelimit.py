@@ -8,15 +8,24 @@ then one every `period / limit`; a refused request learns exactly when to retry.
 
 A limiter that cannot be reached lets requests through (and logs): rate limiting protects the
 service, it must not take it down.
+
+The per-IP limit counts the socket peer, unless the peer is a proxy listed in
+`STUDIO_TRUSTED_PROXIES`: then `X-Forwarded-For` names the client, read from the right (each
+proxy appends the address it saw) past every trusted hop, so a client cannot pick its address
+by sending the header itself. Ray Serve's HTTP proxy (uvicorn) rewrites the peer from
+`X-Forwarded-For` on its own for loopback peers unless `FORWARDED_ALLOW_IPS` says otherwise;
+the studio's start-up sets it (`serve_environment`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import logging
 import math
 import time
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 import ray
@@ -145,21 +154,86 @@ async def check(limiter: Limiter, key: str, limit: int, what: str) -> None:
         )
 
 
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class TrustedProxies:
+    """The proxies (addresses and networks) whose `X-Forwarded-For` is believed."""
+
+    def __init__(self, entries: Iterable[str]) -> None:
+        self.networks: list[IpNetwork] = [
+            ipaddress.ip_network(entry.strip(), strict=False) for entry in entries
+        ]
+
+    def __contains__(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
+    def client_address(self, peer: str, forwarded_for: list[str]) -> str:
+        """The client behind `peer`: the rightmost `X-Forwarded-For` address that is not a
+        trusted proxy, when `peer` is one; else `peer` itself. A malformed hop ends the walk
+        at the last trusted address seen (a trusted proxy never writes one)."""
+        if peer not in self:
+            return peer
+        hops = [hop.strip() for value in forwarded_for for hop in value.split(",")]
+        client = peer
+        for hop in reversed(hops):
+            host = _host_of(hop)
+            if host is None:
+                return client
+            client = host
+            if host not in self:
+                return host
+        return client
+
+
+def _host_of(hop: str) -> str | None:
+    """The IP address of one `X-Forwarded-For` hop (`1.2.3.4`, `1.2.3.4:5`, `[::1]:5`, `::1`)."""
+    candidate = hop
+    if hop.startswith("[") and "]" in hop:
+        candidate = hop[1 : hop.index("]")]
+    elif hop.count(":") == 1:
+        candidate = hop.split(":", 1)[0]
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        return None
+
+
+def serve_environment(settings: Settings) -> dict[str, str]:
+    """Environment for the processes running Serve's HTTP proxy: its uvicorn trusts
+    `X-Forwarded-For` from the same proxies as the studio (from none when none are listed),
+    instead of from any loopback peer."""
+    return {"FORWARDED_ALLOW_IPS": ",".join(settings.trusted_proxies)}
+
+
 class IpRateLimitMiddleware:
     """Counts every HTTP request against its client address, before any other work."""
 
-    def __init__(self, app: ASGIApp, limiter: Limiter, limit: int, prefix: str) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limiter: Limiter,
+        limit: int,
+        prefix: str,
+        trusted_proxies: Iterable[str] = (),
+    ) -> None:
         self.app = app
         self.limiter = limiter
         self.limit = limit
         self.prefix = prefix
+        self.trusted = TrustedProxies(trusted_proxies)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         client: Any = scope.get("client")
-        ip = client[0] if client else "unknown"
+        forwarded = [v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-for"]
+        ip = self.trusted.client_address(client[0], forwarded) if client else "unknown"
         try:
             await check(self.limiter, f"{self.prefix}:ip:{ip}", self.limit, "from your address")
         except RateLimited as error:

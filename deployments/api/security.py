@@ -7,11 +7,17 @@ core and 19 MiB each.
 
 Tokens: HS256 JWTs with the algorithm pinned and `exp iat iss aud sub jti typ` required. Access
 tokens live `access_token_ttl_s`; refresh tokens name their `RefreshToken` row in `jti`, which is
-what makes them revocable and single-use.
+what makes them revocable and single-use. Both carry `auth_time`, when the login they descend
+from proved who the user is (a refresh keeps it), for actions that need a recent login.
+
+Keys rotate: the header's `kid` names the key that signed (a hash of it, not the key). The
+signing key is `STUDIO_JWT_SECRET`; `STUDIO_JWT_PREVIOUS_SECRETS` still verify, so a new key
+signs no one out. A token without a `kid` (issued before key ids) is tried against every key.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import uuid
 from datetime import datetime, timedelta
@@ -53,6 +59,11 @@ def needs_rehash(password_hash: str) -> bool:
     return _hasher.check_needs_rehash(password_hash)
 
 
+def key_id(key: bytes) -> str:
+    """A stable, non-secret name for a signing key, sent as the JWT `kid`."""
+    return "j" + hashlib.sha256(b"studio-jwt-key-id\0" + key).hexdigest()[:12]
+
+
 def create_token(
     settings: Settings,
     kind: TokenKind,
@@ -71,20 +82,42 @@ def create_token(
         "typ": kind,
         **claims,
     }
-    return jwt.encode(payload, settings.jwt_key(), algorithm=ALGORITHM)
+    key = settings.jwt_key()
+    return jwt.encode(payload, key, algorithm=ALGORITHM, headers={"kid": key_id(key)})
 
 
-def create_access_token(settings: Settings, user_id: uuid.UUID, role: str) -> str:
-    expires_at = utcnow() + timedelta(seconds=settings.access_token_ttl_s)
-    return create_token(settings, "access", user_id, expires_at, role=role)
+def create_access_token(
+    settings: Settings, user_id: uuid.UUID, role: str, auth_time: datetime | None = None
+) -> str:
+    """`auth_time` defaults to now: the token is minted by a login."""
+    now = utcnow()
+    expires_at = now + timedelta(seconds=settings.access_token_ttl_s)
+    auth_time = auth_time or now
+    return create_token(
+        settings, "access", user_id, expires_at, role=role, auth_time=int(auth_time.timestamp())
+    )
 
 
 def decode_token(settings: Settings, token: str, kind: TokenKind) -> dict[str, Any]:
     """The verified claims; raises `jwt.InvalidTokenError` on any defect, including a token of
-    the other kind (a refresh token is never an access token)."""
+    the other kind (a refresh token is never an access token) and an unknown `kid`."""
+    keys = {key_id(key): key for key in settings.jwt_verify_keys()}
+    kid = jwt.get_unverified_header(token).get("kid")
+    if kid is not None and (not isinstance(kid, str) or kid not in keys):
+        raise jwt.InvalidTokenError("the token was signed with an unknown key")
+    candidates = [keys[kid]] if kid is not None else list(keys.values())
+    for key in candidates[:-1]:
+        try:
+            return _decode(settings, token, kind, key)
+        except jwt.InvalidSignatureError:
+            continue
+    return _decode(settings, token, kind, candidates[-1])
+
+
+def _decode(settings: Settings, token: str, kind: TokenKind, key: bytes) -> dict[str, Any]:
     claims: dict[str, Any] = jwt.decode(
         token,
-        settings.jwt_key(),
+        key,
         algorithms=[ALGORITHM],
         audience=settings.jwt_audience,
         issuer=settings.jwt_issuer,

@@ -15,10 +15,15 @@ token) with `prompt=consent` and the YouTube scopes: `youtube.upload`, `youtube`
 and `youtube.force-ssl`, which `captions.insert` requires.
 
 The ID token is verified here (signature against the JWKS of `google_jwks_uri`, `aud`, `iss`,
-`exp`, `nonce`); an existing studio account is joined to a Google identity only when Google
-says the email is verified. Linked channels keep their tokens sealed (`pipeline.publish.sealing`);
-`youtube_credentials` gives google-auth credentials that write refreshed tokens back, sealed,
-and turn a refresh token Google refuses (`invalid_grant`) into `RelinkRequired`.
+`exp`, `nonce`). Sign-in joins a Google identity to an existing studio account with the same
+email only when both Google and the studio have verified that email: otherwise whoever
+registered the address with a password (perhaps not its owner: account pre-hijacking) would
+share the account. The owner of an unverified account signs in with the password (or resets
+it by email) and connects Google from the signed-in profile (`Purpose.connect`).
+
+Linked channels keep their tokens sealed (`pipeline.publish.sealing`); `youtube_credentials`
+gives google-auth credentials that write refreshed tokens back, sealed, and turn a refresh token
+Google refuses (`invalid_grant`) into `RelinkRequired`.
 """
 
 from __future__ import annotations
@@ -80,10 +85,13 @@ redact_token_logs()
 class Purpose(StrEnum):
     signin = "signin"
     link = "link"
+    connect = "connect"
 
 
+SIGNED_IN_PURPOSES = (Purpose.link, Purpose.connect)
 SCOPES = {
     Purpose.signin: OPENID_SCOPES,
+    Purpose.connect: OPENID_SCOPES,
     Purpose.link: ["openid", "https://www.googleapis.com/auth/userinfo.email", *YOUTUBE_SCOPES],
 }
 
@@ -94,6 +102,10 @@ class OAuthRejected(StudioError):
 
 class GoogleUnavailable(StudioError):
     slug, status, title = "google-unavailable", 503, "Google unavailable"
+
+
+class SignInWithPassword(StudioError):
+    slug, status, title = "sign-in-with-password", 409, "Sign in with your password first"
 
 
 @dataclass(frozen=True)
@@ -123,14 +135,17 @@ def redirect_uri(settings: Settings) -> str:
 def begin_authorization(
     session: Session, settings: Settings, purpose: Purpose, user: User | None = None
 ) -> AuthorizationStart:
-    """Records a new flow and returns Google's authorization URL for it. Linking needs `user`:
-    the callback arrives from Google without the studio's bearer token."""
-    if purpose is Purpose.link and user is None:
-        raise ValueError("linking a channel needs the signed-in user")
+    """Records a new flow and returns Google's authorization URL for it. Linking a channel and
+    connecting Google sign-in need `user`: the callback arrives from Google without the studio's
+    bearer token."""
+    if purpose in SIGNED_IN_PURPOSES and user is None:
+        raise ValueError(f"{purpose} needs the signed-in user")
     flow = _flow(settings, purpose)
     state, nonce, binding = (secrets.token_urlsafe(32) for _ in range(3))
     if purpose is Purpose.link:
         options = {"access_type": "offline", "prompt": "consent"}
+    elif purpose is Purpose.connect:
+        options = {"access_type": "online", "prompt": "select_account"}
     else:
         options = {"access_type": "online", "prompt": "select_account"}
     url, _ = flow.authorization_url(state=state, nonce=nonce, **options)
@@ -212,8 +227,9 @@ def verify_id_token(settings: Settings, id_token: str, nonce: str) -> dict[str, 
 
 def sign_in(session: Session, grant: GoogleGrant) -> tuple[User, bool]:
     """The studio user of this Google identity, and whether it was created now. A Google
-    identity seen before signs in its user; a new one joins the account with its email only if
-    Google verified that email, else a new account is made."""
+    identity seen before signs in its user; a new one needs an email Google verified, and
+    joins the account with that email only if the studio verified it too (else
+    `SignInWithPassword`); with no such account, a new one is made."""
     subject, email = grant.claims["sub"], grant.claims.get("email")
     known = session.exec(
         select(OAuthAccount).where(
@@ -235,6 +251,11 @@ def sign_in(session: Session, grant: GoogleGrant) -> tuple[User, bool]:
         session.flush()
     elif not user.is_active:
         raise OAuthRejected("this account is suspended")
+    elif not user.email_verified:
+        raise SignInWithPassword(
+            "an account with this email exists but its email is not verified: sign in with "
+            "its password (or reset the password by email), then connect Google from your profile"
+        )
     account = OAuthAccount(
         user_id=user.id, provider=GOOGLE_PROVIDER, subject=subject, email=email, scopes=grant.scopes
     )
@@ -242,6 +263,29 @@ def sign_in(session: Session, grant: GoogleGrant) -> tuple[User, bool]:
     session.add(_audit(user.id, "google.signin_linked", account, {"created": created}))
     session.commit()
     return user, created
+
+
+def connect_sign_in(session: Session, grant: GoogleGrant) -> OAuthAccount:
+    """Lets the signed-in user who started the flow sign in with this Google identity from now
+    on. An identity already connected to another studio account is refused."""
+    assert grant.user_id is not None
+    subject = grant.claims["sub"]
+    account = session.exec(
+        select(OAuthAccount).where(
+            OAuthAccount.provider == GOOGLE_PROVIDER, OAuthAccount.subject == subject
+        )
+    ).first()
+    if account is not None and account.user_id != grant.user_id:
+        raise Conflict("this Google account signs in to another studio account")
+    if account is None:
+        account = OAuthAccount(user_id=grant.user_id, provider=GOOGLE_PROVIDER, subject=subject)
+    account.email = grant.claims.get("email")
+    account.scopes = grant.scopes
+    account.updated_at = utcnow()
+    session.add(account)
+    session.add(_audit(grant.user_id, "google.connect", account, {"email": account.email}))
+    session.commit()
+    return account
 
 
 def link_channel(session: Session, settings: Settings, grant: GoogleGrant) -> OAuthAccount:
@@ -291,6 +335,16 @@ def unlink_channel(session: Session, settings: Settings, user: User) -> None:
     for account in accounts:
         _forget(session, settings, cipher, account, strict=True)
     session.commit()
+
+
+def forget_user(session: Session, settings: Settings, user_id: uuid.UUID) -> None:
+    """Revokes the user's channel grants at Google (as far as Google answers) and deletes every
+    linked identity and pending flow of the user; the caller commits."""
+    cipher = TokenCipher.from_settings(settings)
+    for account in _youtube_accounts(session, user_id):
+        _forget(session, settings, cipher, account, strict=False)
+    session.exec(delete(OAuthAccount).where(col(OAuthAccount.user_id) == user_id))
+    session.exec(delete(OAuthState).where(col(OAuthState.user_id) == user_id))
 
 
 def linked_channel(session: Session, user_id: uuid.UUID) -> OAuthAccount | None:

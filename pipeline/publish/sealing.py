@@ -53,9 +53,11 @@ class TokenCipher:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TokenCipher:
-        key = settings.token_key()
-        key_id = key_id_for(key)
-        return cls({key_id: key}, key_id)
+        """`STUDIO_TOKEN_ENCRYPTION_KEY` seals; it and `STUDIO_TOKEN_PREVIOUS_KEYS` open."""
+        current, *previous = settings.token_keys()
+        keys = {key_id_for(key): key for key in previous}
+        keys[key_id_for(current)] = current
+        return cls(keys, key_id_for(current))
 
     def seal(self, plaintext: str, associated_data: bytes) -> bytes:
         """`nonce || ciphertext || tag` under the current key."""

@@ -31,6 +31,7 @@ from deployments.api.ingress import build_api
 from tests.fakes.stripe import FakeStripe, fake_stripe, stripe_settings
 
 __all__ = ["fake_stripe"]
+from tests.services import free_port
 
 PASSWORD = "correct horse battery staple"
 
@@ -84,6 +85,9 @@ def app_settings(data_dir: Path, database_url: str, **fields: Any) -> Settings:
     # routes answer as configured, not with their 503 "not configured".
     fields.setdefault("google_client_id", "studio-test.apps.googleusercontent.com")
     fields.setdefault("google_client_secret", "studio-test-secret")
+    # An SMTP server that is not there (mail goes out after the answer, and fails in the log),
+    # so that the email routes answer as configured, not with their 503 "not configured".
+    fields.setdefault("smtp_url", f"smtp://127.0.0.1:{free_port()}")
     return Settings(data_dir=data_dir, database_url=database_url, _env_file=None, **fields)
 
 

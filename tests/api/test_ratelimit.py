@@ -1,5 +1,6 @@
 """Rate limits hold across replicas: two ingress replicas share one budget per client address,
-kept by the named Ray actor by default or by Redis."""
+kept by the named Ray actor by default or by Redis; the client address comes from
+X-Forwarded-For only when a trusted proxy sends it."""
 
 from __future__ import annotations
 
@@ -82,3 +83,38 @@ def test_the_limit_holds_across_two_replicas(replicated: Api) -> None:
     assert LIMIT - 1 <= len(allowed) <= LIMIT + 1
     assert_problem(refused[0], 429, "rate-limited")
     assert int(refused[0].headers["retry-after"]) >= 1
+
+
+@pytest.fixture(scope="module", params=["untrusted", "trusted"])
+def behind_loopback(
+    request: pytest.FixtureRequest, serve_http: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Api]:
+    """The API with a per-address limit of LIMIT a minute, reached from loopback: a proxy it
+    does not trust (no STUDIO_TRUSTED_PROXIES), or one it trusts."""
+    data_dir: Path = tmp_path_factory.mktemp(f"proxies-{request.param}")
+    database_url = f"sqlite:///{data_dir / 'studio.db'}"
+    upgrade(database_url)
+    fields: dict[str, object] = {"rate_limit_per_minute_ip": LIMIT}
+    if request.param == "trusted":
+        fields["trusted_proxies"] = ["127.0.0.1"]
+    name = f"proxies-{request.param}"
+    yield deploy(name, app_settings(data_dir, database_url, **fields), serve_http)
+    serve.delete(name)
+
+
+def test_forwarded_for_counts_only_from_a_trusted_proxy(behind_loopback: Api) -> None:
+    """Each request claims another client in X-Forwarded-For. From an untrusted peer the claim
+    is ignored and the peer's budget runs out; from a trusted proxy each client has its own."""
+    forwarded = [{"X-Forwarded-For": f"198.51.100.{n}"} for n in range(2 * LIMIT)]
+    with (
+        httpx.Client(base_url=behind_loopback.url, timeout=30) as client,
+        ThreadPoolExecutor(8) as pool,
+    ):
+        responses = list(pool.map(lambda h: client.get("/api/plans", headers=h), forwarded))
+
+    refused = [r for r in responses if r.status_code == 429]
+    if behind_loopback.name == "proxies-trusted":
+        assert refused == []
+    else:
+        assert len(refused) >= LIMIT - 1
+        assert_problem(refused[0], 429, "rate-limited")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -24,6 +24,12 @@ from deployments.api.security import decode_token
 from pipeline.publish.sealing import TokenCipher, open_tokens
 from tests.fakes.google import FakeGoogle, GoogleAccount
 from tests.youtube import add_user, auth, link, studio_api, studio_settings, youtube_account
+
+
+def signs_up(test: Callable[..., None]) -> Callable[..., None]:
+    """For tests whose Google sign-in creates a user: its plan's credits are granted through
+    the ledger actor, so they need Ray."""
+    return pytest.mark.ray(pytest.mark.usefixtures("ray_session")(test))
 
 
 @pytest.fixture
@@ -85,6 +91,7 @@ def test_sign_in_url_carries_pkce_s256_state_and_nonce(api: TestClient, google: 
     assert "code_verifier" not in query
 
 
+@signs_up
 def test_the_token_request_proves_the_pkce_challenge(api: TestClient, google: FakeGoogle) -> None:
     url = start(api)
     challenge = parse_qs(urlsplit(url).query)["code_challenge"][0]
@@ -118,6 +125,7 @@ def test_linking_needs_a_signed_in_user(api: TestClient) -> None:
 # -- sign-in --------------------------------------------------------------------------------
 
 
+@signs_up
 def test_sign_in_creates_a_user_and_returns_studio_tokens(
     api: TestClient, google: FakeGoogle, studio: Settings, database_url: str
 ) -> None:
@@ -132,6 +140,7 @@ def test_sign_in_creates_a_user_and_returns_studio_tokens(
     assert str(user.id) == user_id and user.email_verified and user.password_hash is None
 
 
+@signs_up
 def test_signing_in_again_finds_the_same_user(
     api: TestClient, google: FakeGoogle, studio: Settings
 ) -> None:
@@ -146,7 +155,9 @@ def test_signing_in_again_finds_the_same_user(
 def test_sign_in_joins_an_existing_account_by_verified_email(
     api: TestClient, google: FakeGoogle, studio: Settings, database_url: str
 ) -> None:
-    existing = add_user(database_url, email=google.account.email.upper(), password_hash="x")
+    existing = add_user(
+        database_url, email=google.account.email.upper(), password_hash="x", email_verified=True
+    )
 
     response = sign_in(api, google)
 
@@ -190,6 +201,7 @@ def test_forged_state_is_rejected_before_google_is_asked(
     assert google.calls_to("POST", "/token") == []
 
 
+@signs_up
 def test_replayed_callback_is_rejected(api: TestClient, google: FakeGoogle) -> None:
     code, state = google.authorize(start(api))
     assert callback(api, code, state).status_code == 200
@@ -198,6 +210,7 @@ def test_replayed_callback_is_rejected(api: TestClient, google: FakeGoogle) -> N
     assert len(google.calls_to("POST", "/token")) == 1
 
 
+@signs_up
 def test_replayed_code_under_a_new_state_is_refused_by_google(
     api: TestClient, google: FakeGoogle
 ) -> None:

@@ -2,8 +2,10 @@
 
 `start` answers Google's authorization URL and sets a short-lived HttpOnly cookie that binds the
 flow to this browser; the callback (where Google sends the browser back) must carry it, so a
-link started by someone else cannot be completed in a victim's browser. Linking needs the
-signed-in user at `start`: the callback comes from Google without the studio's bearer token.
+link started by someone else cannot be completed in a victim's browser. Linking a channel and
+connecting Google sign-in to an account need the signed-in user at `start`: the callback comes
+from Google without the studio's bearer token. A Google sign-up receives its plan's monthly
+credits, as a registration does.
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ from pydantic import BaseModel
 from deployments.api.accounts import TokenPair, issue_tokens
 from deployments.api.deps import CurrentUser, SessionDep, SettingsDep, authenticate, bearer
 from deployments.api.problems import problem_responses
+from pipeline.jobs import submission as jobs
 from pipeline.publish.google_oauth import (
+    SIGNED_IN_PURPOSES,
     STATE_TTL,
     OAuthRejected,
     Purpose,
     begin_authorization,
     complete_authorization,
+    connect_sign_in,
     link_channel,
     sign_in,
     unlink_channel,
@@ -48,6 +53,13 @@ class ChannelLinked(BaseModel):
     scopes: list[str]
 
 
+class GoogleConnected(BaseModel):
+    """The signed-in account now also signs in with this Google account."""
+
+    connected: bool = True
+    email: str | None
+
+
 @router.get("/api/auth/google/start", responses=problem_responses(401, 422) | GOOGLE_UNAVAILABLE)
 def start(
     purpose: Purpose,
@@ -56,8 +68,10 @@ def start(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> AuthorizationUrl:
-    """Google's authorization URL for sign-in, or (signed in) for linking a YouTube channel."""
-    user = authenticate(session, settings, credentials)[0] if purpose is Purpose.link else None
+    """Google's authorization URL for sign-in, or (signed in) for linking a YouTube channel
+    (`link`) or for signing in with Google from now on (`connect`)."""
+    signed_in = purpose in SIGNED_IN_PURPOSES
+    user = authenticate(session, settings, credentials)[0] if signed_in else None
     begun = begin_authorization(session, settings, purpose, user)
     response.set_cookie(
         BINDING_COOKIE,
@@ -83,9 +97,10 @@ def callback(
     state: Annotated[str, Query(max_length=200)],
     code: Annotated[str | None, Query(max_length=2000)] = None,
     error: Annotated[str | None, Query(max_length=200)] = None,
-) -> TokenPair | ChannelLinked:
-    """Where Google sends the browser back: signs in (the studio's token pair) or finishes
-    linking the channel."""
+) -> TokenPair | ChannelLinked | GoogleConnected:
+    """Where Google sends the browser back: signs in (the studio's token pair; 409 when an
+    account with the email exists unverified: sign in with its password and connect Google),
+    or finishes linking the channel or connecting Google sign-in."""
     if code is None:
         raise OAuthRejected(f"Google did not authorize the studio ({error or 'no code'})")
     grant = complete_authorization(
@@ -93,8 +108,13 @@ def callback(
     )
     response.delete_cookie(BINDING_COOKIE, path=CALLBACK_PATH)
     if grant.purpose is Purpose.signin:
-        user, _ = sign_in(session, grant)
+        user, created = sign_in(session, grant)
+        if created:
+            jobs.on_user_registered(settings, user)
         return issue_tokens(session, settings, user, family_id=uuid.uuid4())
+    if grant.purpose is Purpose.connect:
+        connected = connect_sign_in(session, grant)
+        return GoogleConnected(email=connected.email)
     account = link_channel(session, settings, grant)
     return ChannelLinked(email=account.email, scopes=account.scopes)
 

@@ -1,4 +1,4 @@
-"""Accounts: register, log in, refresh, log out, profile."""
+"""Accounts: register, log in, refresh, log out, profile, deletion."""
 
 from __future__ import annotations
 
@@ -6,15 +6,18 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Self
 
-from fastapi import APIRouter, status
+import jwt
+from fastapi import APIRouter, Depends, status
+from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from db.models import Role
 from db.types import utcnow
 from deployments.api import accounts
 from deployments.api.accounts import TokenPair
-from deployments.api.deps import CurrentUser, SessionDep, SettingsDep
-from deployments.api.problems import problem_responses
+from deployments.api.deps import CurrentUser, SessionDep, SettingsDep, StorageDep, bearer
+from deployments.api.problems import Unauthorized, problem_responses
+from deployments.api.security import decode_token
 from pipeline.jobs import submission as jobs
 
 router = APIRouter(prefix="/api/users", tags=["users"], responses=problem_responses(422, 429))
@@ -62,6 +65,13 @@ class UserPublic(BaseModel):
     plan_code: str
     email_verified: bool
     created_at: datetime
+
+
+class AccountDeletion(BaseModel):
+    """The current password; an account without one (Google sign-in only) needs a login of
+    the last few minutes instead."""
+
+    password: Password | None = None
 
 
 class UserUpdate(BaseModel):
@@ -128,3 +138,28 @@ def update_profile(body: UserUpdate, user: CurrentUser, session: SessionDep) -> 
     session.add(user)
     session.commit()
     return UserPublic.model_validate(user)
+
+
+@router.delete(
+    "/me",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401, 403, 409),
+    summary="Delete the account: projects, assets and logins go; credit history is anonymised",
+)
+def delete_me(
+    body: AccountDeletion,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    storage: StorageDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
+    """409 while a job is queued or running: cancel it first, so its credits settle."""
+    assert credentials is not None  # CurrentUser has checked it
+    try:
+        claims = decode_token(settings, credentials.credentials, "access")
+    except jwt.InvalidTokenError:
+        raise Unauthorized("invalid or expired access token") from None
+    accounts.delete_account(
+        session, settings, storage, user, body.password, accounts.auth_time_of(claims)
+    )

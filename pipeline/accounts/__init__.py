@@ -1,0 +1,1 @@
+"""Accounts: mail, single-use email tokens (verification, password reset), account deletion."""
