@@ -2,11 +2,11 @@
 
 Each folder loads through the same code as the real weights: diffusers pipelines assembled from
 tiny component configs (as diffusers' own tests do) and saved with `save_pretrained`, tokenizers
-built offline from a character vocabulary, Coqui VITS and XTTS v2 folders saved the way Coqui
-publishes them, a Wav2Lip checkpoint with DataParallel "module." keys, and a Kokoro folder (config.json, the
-component state dicts in one .pth, voice packs) as hexgrad publishes it. LTX-2's Gemma 3 text
-encoder and its tokenizer are built from configs and a character vocabulary, offline. Real architectures
-whose size the format fixes (Wav2Lip, XTTS' HiFi-GAN decoder and speaker encoder) are full size.
+built offline from a character vocabulary (LTX-2's Gemma 3 included), Coqui VITS and XTTS v2
+folders saved the way Coqui publishes them, a Wav2Lip checkpoint with DataParallel "module."
+keys, and a Kokoro folder (config.json, the component state dicts in one .pth, voice packs) as
+hexgrad publishes it. Real architectures whose size the format fixes (Wav2Lip, XTTS' HiFi-GAN
+decoder and speaker encoder, Kokoro's decoder) are full size.
 """
 
 from __future__ import annotations
@@ -566,11 +566,15 @@ def build_wav2lip(out: Path) -> None:
     torch.save({"state_dict": state, "global_step": 0, "global_epoch": 0}, out / "wav2lip.pth")
 
 
-# Every symbol a Kokoro vocabulary maps, for the tiny model: espeak-ng's IPA for the languages
-# Kokoro speaks, with Kokoro's diphthong letters and stress and punctuation marks.
-KOKORO_SYMBOLS = (
-    " !\"(),.:;?-abcdefhijklmnopqrstuvwxyzABDEIOQSTWYæçðøħŋœɐɑɒɔɕɖəɚɛɜɟɡɣɤɥɨɪɫɬɭɯɰɱɲɳɴɸɹɻɽɾʁʂʃʈʊʋʌʎʏʒʔʝʤʦʧʰʲˈˌːᵊ̃βθχ"
-)
+# Every symbol a Kokoro vocabulary may map, for the tiny model: printable ASCII (Kokoro's
+# diphthong letters, stress and punctuation), the IPA and spacing-modifier blocks espeak-ng
+# writes, and the few IPA letters outside them.
+KOKORO_SYMBOLS = "".join(
+    [chr(c) for c in range(0x20, 0x7F)]
+    + [chr(c) for c in range(0x250, 0x300)]
+    + ["\u00e6", "\u00e7", "\u00f0", "\u00f8", "\u0127", "\u014b", "\u0153", "\u0303",
+       "\u03b2", "\u03b8", "\u03c7", "\u1d4a"]
+)  # fmt: skip
 KOKORO_PACKS = ("af_heart", "am_michael", "bf_emma", "bm_george", "ef_dora", "ff_siwis",
                 "hf_alpha", "hm_omega")  # fmt: skip
 
@@ -584,7 +588,7 @@ def build_kokoro(out: Path) -> None:
     config = {
         "vocab": {symbol: i + 1 for i, symbol in enumerate(KOKORO_SYMBOLS)},
         "n_token": len(KOKORO_SYMBOLS) + 1,
-        "hidden_dim": 16, "style_dim": 128, "n_layer": 1, "max_dur": 8, "dropout": 0.0,
+        "hidden_dim": 512, "style_dim": 128, "n_layer": 1, "max_dur": 8, "dropout": 0.0,
         "text_encoder_kernel_size": 3, "n_mels": 80, "dim_in": 16, "max_conv_dim": 16,
         "multispeaker": True,
         "plbert": {"hidden_size": 16, "num_attention_heads": 2, "intermediate_size": 32,
@@ -592,7 +596,7 @@ def build_kokoro(out: Path) -> None:
         "istftnet": {"upsample_kernel_sizes": [20, 12], "upsample_rates": [10, 6],
                      "gen_istft_hop_size": 5, "gen_istft_n_fft": 20,
                      "resblock_dilation_sizes": [[1, 3, 5]], "resblock_kernel_sizes": [3],
-                     "upsample_initial_channel": 16},
+                     "upsample_initial_channel": 512},
     }  # fmt: skip
     (out / "config.json").write_text(json.dumps(config, ensure_ascii=False))
     parts = ("bert", "bert_encoder", "predictor", "text_encoder", "decoder")

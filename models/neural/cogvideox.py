@@ -83,7 +83,7 @@ class CogVideoXEngine(DiffusionVideoEngine):
         if requests[0].keyframe_png is None:
             return self._call(self.pipe, requests, shot)
         if self.image_pipe is None:
-            raise UnsupportedRequest(f"{self.name} has no image-to-video model for the scene's image")
+            raise UnsupportedRequest(f"{self.name} has no image-to-video model for an image")
         return [self._call(self.image_pipe, [r], shot, image=start_image(r, shot))[0]
                 for r in requests]  # fmt: skip
 

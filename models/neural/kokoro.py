@@ -4,7 +4,8 @@ published model: `config.json`, `kokoro-v1_0.pth` and `voices/<pack>.pt`.
 Kokoro's own English front end (`misaki.en.G2P`) downloads a spaCy model at run time; this engine
 phonemises with espeak-ng instead (`misaki.espeak.EspeakG2P`, the library `espeakng-loader`
 ships), which needs nothing from a network. A voice pack has a gender and a language, not an age:
-child and elder voices are the adult pack spoken faster and higher, or slower and lower.
+child and elder voices are the adult pack spoken faster and higher, or slower and lower (spoken
+at a rate that, resampled to the new pitch, ends at the intended speed).
 """
 
 from __future__ import annotations
@@ -49,8 +50,10 @@ LANGUAGES: dict[str, Language] = {
 # Speed and pitch (semitones) that stand in for the age bands the packs lack.
 _AGE = {AgeBand.child: (1.08, 4.0), AgeBand.adult: (1.0, 0.0), AgeBand.elder: (0.9, -2.0)}
 # Packs the Kokoro-82M card grades best, first choice per prefix and gender.
-_PREFERRED = ("af_heart", "am_michael", "bf_emma", "bm_george", "ff_siwis", "hf_alpha",
-              "hm_omega", "if_sara", "im_nicola", "ef_dora", "em_alex", "pf_dora", "pm_alex")  # fmt: skip
+_PREFERRED = (
+    "af_heart", "am_michael", "bf_emma", "bm_george", "ff_siwis", "hf_alpha", "hm_omega",
+    "if_sara", "im_nicola", "ef_dora", "em_alex", "pf_dora", "pm_alex",
+)  # fmt: skip
 
 
 class KokoroVoiceEngine:
@@ -107,6 +110,7 @@ class KokoroVoiceEngine:
     def synthesize(self, request: VoiceRequest) -> Audio:
         language = self._language(request.voice)
         speed, semitones = _AGE[request.voice.age]
+        ratio = 2.0 ** (semitones / 12)
         phonemes = self._phonemes(language, request.text)
         if not phonemes:
             return Audio(np.zeros(0, np.float32), SAMPLE_RATE)
@@ -117,10 +121,10 @@ class KokoroVoiceEngine:
             chunk = phonemes[start : start + limit]
             style = pack[min(len(chunk), len(pack)) - 1]
             with torch.inference_mode():
-                pieces.append(self.model(chunk, style, speed).float().numpy())
+                pieces.append(self.model(chunk, style, speed / ratio).float().numpy())
         samples = np.concatenate(pieces).astype(np.float32)
         if semitones:
-            samples = _shift_pitch(samples, semitones)
+            samples = _squeeze(samples, ratio)
         return Audio(np.clip(samples, -1.0, 1.0), SAMPLE_RATE)
 
     def _language(self, voice: Voice) -> Language:
@@ -147,9 +151,8 @@ class KokoroVoiceEngine:
         return self._styles[pack]
 
 
-def _shift_pitch(samples: np.ndarray, semitones: float) -> np.ndarray:
-    import librosa
-
-    shifted = librosa.effects.pitch_shift(samples, sr=SAMPLE_RATE, n_steps=semitones)
-    return np.asarray(shifted, dtype=np.float32)
-
+def _squeeze(samples: np.ndarray, ratio: float) -> np.ndarray:
+    """The samples played `ratio` times faster: pitch up by `ratio`, duration down by it."""
+    count = max(1, round(len(samples) / ratio))
+    positions = np.linspace(0, len(samples) - 1, count)
+    return np.interp(positions, np.arange(len(samples)), samples).astype(np.float32)

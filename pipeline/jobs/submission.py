@@ -26,10 +26,9 @@ from cluster.settings import Settings
 from db.models import Asset, Job, JobStatus, Plan, Project, ProjectStatus, User
 from db.session import session_scope
 from db.types import utcnow
-from models.registry import CPU_DEFAULTS, Capability
+from models.registry import Capability
 from pipeline.errors import (
     InsufficientCredits,
-    LicenceRefused,
     NotFound,
     PlanLimit,
     SpecInvalid,
@@ -40,6 +39,7 @@ from pipeline.jobs.state import set_stage, transition
 from pipeline.ledger import pricing
 from pipeline.ledger import store as credits
 from pipeline.ledger.actor import ledger_client
+from pipeline.render import engine_choice
 from pipeline.render.dag import EngineChoice, RenderInputs, StopAt, render_film, store_outputs
 from pipeline.render.spec import FilmSpec
 from pipeline.storage import open_storage
@@ -63,29 +63,12 @@ class Estimate(BaseModel):
 # -- submission ------------------------------------------------------------------------------
 
 
-def choose_engines(settings: Settings, quality: str, plan: Plan) -> EngineChoice:
-    """The engines for a render: the CPU engines for an animatic, the configured ones for a
-    final render. An engine whose model licence the user's plan does not allow is refused
-    here, at submit, with the reason; it is never used silently."""
-    if quality == "animatic":
-        return EngineChoice(**{c.value: name for c, name in CPU_DEFAULTS.items()})
-    choice = EngineChoice(
-        video=settings.video_engine,
-        image=settings.image_engine,
-        voice=settings.voice_engine,
-        lipsync=settings.lipsync_engine,
-        music=settings.music_engine,
-    )
-    for capability in Capability:
-        info = choice.info(capability)
-        if info.licence not in plan.allowed_licences:
-            raise LicenceRefused(
-                f"the {capability} engine {info.name!r} runs a model under the "
-                f"{info.licence!r} licence, which the {plan.code} plan may not use",
-                engine=info.name,
-                licence=info.licence,
-            )
-    return choice
+def choose_engines(settings: Settings, quality: str, plan: Plan, spec: FilmSpec) -> EngineChoice:
+    """The engines for a render: the CPU engines for an animatic; for a final render, per
+    capability the first engine of the Serve config's choice that the plan's licences allow and
+    that is deployed and healthy. A plan that allows none is refused here, at submit, with the
+    capability and the engines considered; an engine is never used silently."""
+    return engine_choice.choose_engines(settings, quality, plan.code, plan.allowed_licences, spec)
 
 
 def estimate(spec: FilmSpec, quality: str, stop_at: StopAt | None) -> Estimate:
@@ -182,7 +165,7 @@ def submit_render(
         spec = FilmSpec.model_validate(project.spec)
         plan = _plan(session, user)
         check_spec(settings, session, user, spec, plan)
-        engines = choose_engines(settings, request.quality, plan)
+        engines = choose_engines(settings, request.quality, plan, spec)
         cost = estimate(spec, request.quality, request.stop_at)
         if request.dry_run:
             return cost
@@ -222,7 +205,7 @@ def submit_engine_job(
         plan = _plan(session, user)
         check_spec(settings, session, user, spec, plan)
         quality = payload.get("quality", "animatic")
-        engines = choose_engines(settings, quality, plan)
+        engines = choose_engines(settings, quality, plan, spec)
         stop_at: StopAt | None = "voice" if kind == "audio" else None
         cost = estimate(spec, quality, stop_at)
         if dry_run:
