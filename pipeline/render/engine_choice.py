@@ -29,6 +29,8 @@ from pipeline.render.spec import FilmSpec
 
 SHIPPED_SERVE_CONFIG = Path(__file__).resolve().parents[2] / "deployments" / "serve_config.yaml"
 _ENGINE_BUILDER = "deployments.engines:app_builder"
+# Hosted engines are candidates only where their key is set.
+_KEYS = {"openai": "openai_api_key", "elevenlabs": "elevenlabs_api_key"}
 
 
 class EngineState(StrEnum):
@@ -53,15 +55,16 @@ def configured_order(config: Path) -> dict[Capability, list[str]]:
 
 def final_candidates(settings: Settings) -> dict[Capability, list[str]]:
     """Per capability, the engines a final render may take, best first: the pinned one, else
-    the Serve config's order, else the CPU default."""
+    the Serve config's order (hosted engines only with their key), else the CPU default."""
     order = configured_order(settings.serve_config or SHIPPED_SERVE_CONFIG)
     candidates = {}
     for capability in Capability:
         field = f"{capability.value}_engine"
+        keyed = [n for n in order[capability] if getattr(settings, _KEYS.get(n, "host"), None)]
         if field in settings.model_fields_set:
             candidates[capability] = [getattr(settings, field)]
         else:
-            candidates[capability] = order[capability] or [CPU_DEFAULTS[capability]]
+            candidates[capability] = keyed or [CPU_DEFAULTS[capability]]
     return candidates
 
 
