@@ -60,7 +60,10 @@ def final_candidates(settings: Settings) -> dict[Capability, list[str]]:
     candidates = {}
     for capability in Capability:
         field = f"{capability.value}_engine"
-        keyed = [n for n in order[capability] if getattr(settings, _KEYS.get(n, "host"), None)]
+        keyed = [
+            name for name in order[capability]
+            if name not in _KEYS or getattr(settings, _KEYS[name]) is not None
+        ]  # fmt: skip
         if field in settings.model_fields_set:
             candidates[capability] = [getattr(settings, field)]
         else:
