@@ -625,6 +625,7 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
     "wan": build_wan,
     "wan-i2v": build_wan_i2v,
     "cogvideox": build_cogvideox,
+    "cogvideox-2b": build_cogvideox,
     "cogvideox-i2v": build_cogvideox_i2v,
     "svd": build_svd,
     "keyframes": build_keyframes,
