@@ -63,7 +63,7 @@ class CogVideoXEngine(DiffusionVideoEngine):
             ).pipe
         elif not self.apache_2b_only:
             raise ModelUnavailable(
-                "CogVideoX animates a scene's image with its I2V checkpoint: give a"
+                "CogVideoX animates a scene's image with its image-to-video checkpoint: give a"
                 " CogVideoX-5b-I2V folder (cogvideox-i2v)"
             )
         self.guidance_scale = guidance_scale
