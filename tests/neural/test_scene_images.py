@@ -23,12 +23,19 @@ import pytest
 from diffusers import DiffusionPipeline
 from PIL import Image
 
+from cluster.settings import Settings
 from models.animatic import MARGIN
-from models.base import VideoRequest
+from models.base import Audio, VideoRequest
 from models.errors import UnsupportedRequest
+from models.mouth import MouthLipSyncEngine
 from models.neural.frames import cover
-from models.registry import ENGINES, Capability, EngineInfo, build_engine
+from models.registry import ENGINES, Capability, EngineInfo, build_engine, engine_info
+from pipeline.render.dag import EngineChoice, RenderInputs, plan_scenes, video_request
+from pipeline.render.spec import FilmSpec
+from pipeline.render.thumbnails import fill_frame
 from tests.neural.test_video import shot
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 VIDEO = [info for info in ENGINES if info.capability is Capability.video]
 TINY_OPTIONS: dict[str, dict[str, Any]] = {
@@ -137,3 +144,36 @@ def test_the_comparison_tells_another_image_apart() -> None:
     _, pixels = picture()
     plain = np.full_like(pixels, 128)
     assert np.abs(small(pixels) - small(plain)).mean() > 5 * MOST_MEAN_DIFFERENCE
+
+
+def test_a_talking_characters_clip_is_made_from_its_image_and_lip_synced(
+    tiny: Callable[[str], Path], spy: PipelineSpy
+) -> None:
+    """The DAG's request for a character scene carries the character (fitted whole into the
+    frame); Wan's image-to-video pipeline is called with it; lip-sync takes the clip Wan made."""
+    spec = FilmSpec.model_validate(
+        {
+            "title": "t", "aspect_ratio": "1:1", "resolution": 144, "fps": 12,
+            "scenes": [{"prompt": "an astronaut speaks", "duration_s": 1,
+                        "character": "assets/astronaut.png"}],
+        }
+    )  # fmt: skip
+    inputs = RenderInputs(
+        settings=Settings(_env_file=None), spec=spec,
+        engines=EngineChoice(video="wan", lipsync="mouth"), spec_dir=str(EXAMPLES),
+    )  # fmt: skip
+    (plan,) = plan_scenes(inputs, [None])
+    request = video_request(inputs, plan)
+    engine = built(engine_info(Capability.video, "wan"), tiny)
+    spy.watch(engine)
+    frames = engine.generate(request)
+
+    (call,) = spy.calls
+    given = as_array(call["image"])
+    character = np.asarray(Image.open(EXAMPLES / "assets" / "astronaut.png").convert("RGB"))
+    fitted = np.asarray(fill_frame(character, spec.frame_size))
+    expected = small(cover(fitted, given.shape[1], given.shape[0]))
+    assert np.abs(small(given) - expected).mean() < MOST_MEAN_DIFFERENCE
+    audio = Audio(np.sin(np.linspace(0, 400, 24_000)).astype(np.float32), 24_000)
+    synced = MouthLipSyncEngine().sync(frames, audio)
+    assert len(synced.frames) == len(frames) and synced.frames.fps == frames.fps
