@@ -181,25 +181,31 @@ def build_wan_i2v(out: Path) -> None:
     pipe.save_pretrained(out)
 
 
-def _gemma3() -> tuple[Any, Any]:
-    """A Gemma 3 (text and a small SigLIP tower, as LTX-2 loads it) and a Gemma tokenizer over
-    single characters."""
+def tiny_gemma3_tokenizer() -> Any:
+    """A Gemma tokenizer over single characters, built without a tokenizer file."""
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import (
-        Gemma3Config,
-        Gemma3ForConditionalGeneration,
-        Gemma3TextConfig,
-        GemmaTokenizerFast,
-        SiglipVisionConfig,
-    )
+    from transformers import GemmaTokenizerFast
 
     vocab = {t: i for i, t in enumerate(["<pad>", "<eos>", "<bos>", "<unk>", " ", *_CHARS])}
     model = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     model.pre_tokenizer = pre_tokenizers.Split("", "isolated")
-    tokenizer = GemmaTokenizerFast(
+    return GemmaTokenizerFast(
         tokenizer_object=model, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>",
         unk_token="<unk>",
     )  # fmt: skip
+
+
+def _gemma3() -> tuple[Any, Any]:
+    """A Gemma 3 (text and a small SigLIP tower, as LTX-2 loads it) and its tokenizer."""
+    from transformers import (
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
+        Gemma3TextConfig,
+        SiglipVisionConfig,
+    )
+
+    tokenizer = tiny_gemma3_tokenizer()
+    vocab = tokenizer.get_vocab()
     text = Gemma3TextConfig(
         vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
         num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=256,
