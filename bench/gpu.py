@@ -33,6 +33,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -350,7 +351,7 @@ def bench_video(name: str, models: Path, plan: Plan, smoke: bool) -> None:
         shot = engine.plan(request)
         print(f"{name} ({kind} to video): native {shot.width}x{shot.height}x{shot.frames},"
               f" {engine.steps} steps", flush=True)  # fmt: skip
-        through_engine = seconds(lambda r=request: engine.generate(r), plan.repeats)
+        through_engine = seconds(partial(engine.generate, request), plan.repeats)
         direct = seconds(raw_call(name, engine, request), plan.repeats)
         report("clips/min through the engine", 60 / through_engine, "")
         report("clips/min of the raw pipeline", 60 / direct, "")

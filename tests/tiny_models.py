@@ -184,7 +184,7 @@ def build_wan_i2v(out: Path) -> None:
 def tiny_gemma3_tokenizer() -> Any:
     """A Gemma tokenizer over single characters, built without a tokenizer file."""
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import GemmaTokenizerFast
+    from transformers import GemmaTokenizerFast  # type: ignore[attr-defined]
 
     vocab = {t: i for i, t in enumerate(["<pad>", "<eos>", "<bos>", "<unk>", " ", *_CHARS])}
     model = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
@@ -262,7 +262,7 @@ def build_ltx2(out: Path) -> None:
         upsample_residual=(False,), upsample_factor=(1,), timestep_conditioning=False,
         patch_size=1, patch_size_t=1, encoder_causal=True, decoder_causal=False,
     )  # fmt: skip
-    audio_vae = AutoencoderKLLTX2Audio(
+    audio_vae: Any = AutoencoderKLLTX2Audio(
         base_channels=4, output_channels=2, ch_mult=(1,), num_res_blocks=1,
         attn_resolutions=None, in_channels=2, resolution=32, latent_channels=2,
         norm_type="pixel", causality_axis="height", dropout=0.0, mid_block_add_attention=False,

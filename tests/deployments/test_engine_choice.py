@@ -6,6 +6,7 @@ Serve's state is given as a function, so these run without a cluster."""
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -41,8 +42,8 @@ WITH_IMAGE = FilmSpec.model_validate(
 )
 
 
-def settings(**fields: object) -> Settings:
-    return Settings(serve_config=GPU_CONFIG, _env_file=None, **fields)  # type: ignore[arg-type]
+def settings(**fields: Any) -> Settings:
+    return Settings(serve_config=GPU_CONFIG, _env_file=None, **fields)
 
 
 CPU_DEPLOYMENTS = {f"{capability}-{name}" for capability, name in CPU_DEFAULTS.items()}
