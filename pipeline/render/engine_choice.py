@@ -86,42 +86,42 @@ def choose_engines(
     spec: FilmSpec,
     state: StateOf = serve_state,
 ) -> EngineChoice:
-    """The engines of one render (see the module's docstring)."""
+    """The engines of one render (see the module's docstring). Licences are checked for every
+    capability before Serve is asked which engines are deployed."""
     if quality == "animatic":
         return EngineChoice(**{c.value: name for c, name in CPU_DEFAULTS.items()})
     candidates = final_candidates(settings)
-    picked = {
-        capability.value: _first(capability, names, plan_code, allowed_licences, state).name
+    allowed = {
+        capability: _allowed(capability, names, plan_code, allowed_licences)
         for capability, names in candidates.items()
     }
-    choice = EngineChoice(**picked)
+    choice = EngineChoice(
+        **{capability.value: _first(capability, infos, plan_code, state).name
+           for capability, infos in allowed.items()}
+    )  # fmt: skip
     if any(scene.image is not None or scene.character is not None for scene in spec.scenes):
-        takes_image = [
-            name for name in candidates[Capability.video]
-            if engine_info(Capability.video, name).takes_image
-        ]  # fmt: skip
+        takes_image = [info for info in allowed[Capability.video] if info.takes_image]
         if not takes_image:
-            raise EngineUnavailable(
-                "no video engine that animates a scene's image is configured: considered "
-                + ", ".join(candidates[Capability.video]),
+            video = [engine_info(Capability.video, n) for n in candidates[Capability.video]]
+            refusal = LicenceRefused if any(i.takes_image for i in video) else EngineUnavailable
+            raise refusal(
+                f"no video engine the {plan_code} plan may use animates a scene's image:"
+                f" considered {_named(video)}",
                 capability="video",
-                engines=candidates[Capability.video],
+                engines=[info.name for info in video],
             )
-        engine = _first(Capability.video, takes_image, plan_code, allowed_licences, state)
+        engine = _first(Capability.video, takes_image, plan_code, state)
         if engine.name != choice.video:
             choice.image_video = engine.name
     return choice
 
 
-def _first(
-    capability: Capability,
-    names: Iterable[str],
-    plan_code: str,
-    allowed_licences: Collection[str],
-    state: StateOf,
-) -> EngineInfo:
+def _allowed(
+    capability: Capability, names: Iterable[str], plan_code: str, licences: Collection[str]
+) -> list[EngineInfo]:
+    """The candidates whose licence the plan allows, in order; none refuses the render."""
     infos = [engine_info(capability, name) for name in names]
-    allowed = [info for info in infos if info.licence in allowed_licences]
+    allowed = [info for info in infos if info.licence in licences]
     if not allowed:
         raise LicenceRefused(
             f"no {capability} engine the {plan_code} plan may use: considered {_named(infos)}",
@@ -129,6 +129,14 @@ def _first(
             engines=[info.name for info in infos],
             licences=sorted({info.licence for info in infos}),
         )
+    return allowed
+
+
+def _first(
+    capability: Capability, allowed: list[EngineInfo], plan_code: str, state: StateOf
+) -> EngineInfo:
+    """The first allowed engine that serves, else the first deployed one (its render reports
+    why it cannot start)."""
     states = {info.name: state(info) for info in allowed}
     for wanted in (EngineState.serving, EngineState.failing):
         for info in allowed:

@@ -145,3 +145,9 @@ def test_the_record_names_each_stage_engine_and_licence() -> None:
                                "use": "revenue-cap", "revenue_cap_usd": 10_000_000}  # fmt: skip
     assert record["voice"]["engine"] == "kokoro" and record["voice"]["use"] == "commercial"
     assert "video_from_image" not in record, "LTX-2 animates the image scene itself"
+
+
+def test_picture_scenes_without_a_configured_engine_that_takes_an_image_are_refused() -> None:
+    pinned = settings(video_engine="cogvideox-2b")
+    with pytest.raises(EngineUnavailable, match="animates a scene's image: considered cogvideox"):
+        choose_engines(pinned, "final", "creator", COMMERCIAL, WITH_IMAGE, EVERYTHING)
