@@ -154,7 +154,7 @@ def test_a_talking_characters_clip_is_made_from_its_image_and_lip_synced(
     spec = FilmSpec.model_validate(
         {
             "title": "t", "aspect_ratio": "1:1", "resolution": 144, "fps": 12,
-            "scenes": [{"prompt": "an astronaut speaks", "duration_s": 1,
+            "scenes": [{"prompt": "an astronaut speaks", "duration_s": 1, "narration": "Hi.",
                         "character": "assets/astronaut.png"}],
         }
     )  # fmt: skip
