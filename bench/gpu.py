@@ -4,14 +4,17 @@
     python bench/gpu.py --quick    # few steps, short shots: a few minutes on one H100
     python bench/gpu.py --smoke    # the tiny test models on any machine: checks the harness only
 
-For each video model it builds the published architecture (LTX-Video 0.9 2B, CogVideoX-2b) with
-random weights, saves it as a diffusers folder, loads it through our engine class, and times in
-the same process, on the same pipeline object and GPU:
+For each video model it builds the published architecture (Wan 2.2 TI2V-5B, LTX-2 19B, LTX-Video
+0.9 2B, CogVideoX-2b) with random weights, saves it as a diffusers folder, loads it through our
+engine class, and times in the same process, on the same pipeline object and GPU:
   - clips/min through `engine.generate` (plan, prompt, pipeline, uint8, fit to the request),
   - clips/min of the raw diffusers pipeline called in a loop with the same native shot,
-  - clips/min after `torch.compile` of the denoiser (the compile run itself is not timed).
-The T5 text encoders keep T5-XXL's width (4096) but only 2 layers: encoding the prompt once
-per clip is not what is measured here, and 4.7 B random parameters would take minutes to build.
+  - for Wan and LTX-2, the same two for a scene with an image (their image-to-video pipeline),
+  - clips/min after `torch.compile` of the denoiser (the compile run itself is not timed),
+  - the peak GPU memory of the engine's runs.
+The text encoders keep their real width (T5/UMT5-XXL 4096, Gemma 3 12B 3840) but only 2
+layers: encoding the prompt once per clip is not what is measured here, and billions of random
+parameters would take minutes to build. Each model's folder is deleted after its run.
 Voices print the real-time factor (synthesis seconds per second of speech) of XTTS v2 and VCTK-
 size VITS; Wav2Lip prints frames/s through the engine (detection, crops, paste) against the raw
 network on batches of the same size. Random weights decide nothing here but speed: XTTS' random
@@ -22,12 +25,15 @@ from __future__ import annotations
 
 import argparse
 import gc
+import io
+import shutil
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +42,20 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from PIL import Image
+
 from models.base import Audio, Frames, VideoRequest, Voice, VoiceRequest
 from models.neural.device import compile_module, seeded_generator
-from tests.tiny_models import BUILDERS, build_vits, build_wav2lip, build_xtts, t5_tokenizer
+from models.neural.diffusion import start_image
+from models.registry import build_engine, engine_info
+from tests.tiny_models import (
+    BUILDERS,
+    build_vits,
+    build_wav2lip,
+    build_xtts,
+    t5_tokenizer,
+    tiny_gemma3_tokenizer,
+)
 
 LTX_SCHEDULER = {
     "base_image_seq_len": 1024,
@@ -67,15 +84,29 @@ class Plan:
 
     ltx_steps: int
     cogvideox_steps: int
+    wan_steps: int
+    ltx2_steps: int
     duration_s: float
     repeats: int
     text: str
     lip_frames: int
 
 
-FULL = Plan(40, 50, 5.0, 3, "The river remembers every stone it has ever carried. " * 3, 250)
-QUICK = Plan(4, 4, 2.0, 2, "The river remembers every stone it has carried.", 75)
-SMOKE = Plan(2, 2, 1.0, 1, "Hello there.", 6)
+FULL = Plan(
+    40, 50, 40, 40, 5.0, 3, "The river remembers every stone it has ever carried. " * 3, 250
+)
+QUICK = Plan(4, 4, 4, 4, 2.0, 2, "The river remembers every stone it has carried.", 75)
+SMOKE = Plan(2, 2, 2, 2, 1.0, 1, "Hello there.", 6)
+# Engine options per video model: steps from the plan; the tiny models' sizes when smoking.
+TINY_SHOTS: dict[str, dict[str, Any]] = {
+    "ltx": {"base_size": (64, 32), "max_frames": 9},
+    "cogvideox": {},
+    "wan": {"base_size": (64, 32), "max_frames": 9},
+    "ltx-2": {"base_size": (64, 32), "max_frames": 9, "stg_blocks": None},
+}
+ENGINE_NAMES = {"ltx": "ltx", "cogvideox": "cogvideox-2b", "wan": "wan", "ltx-2": "ltx-2"}
+# The registry's model folder of each benchmarked model.
+FOLDERS = {"ltx": "ltx-video", "cogvideox": "cogvideox-2b"}
 
 
 def synchronize() -> None:
@@ -151,6 +182,88 @@ def build_cogvideox_real(out: Path) -> None:
     pipe.to(dtype=torch.bfloat16).save_pretrained(out)
 
 
+def build_wan_real(out: Path) -> None:
+    """Wan 2.2 TI2V-5B: one checkpoint for text- and image-to-video (`expand_timesteps`), 30
+    layers of 24 heads x 128, and the Wan 2.2 VAE (48 latent channels, 16x spatial)."""
+    from diffusers import (
+        AutoencoderKLWan,
+        FlowMatchEulerDiscreteScheduler,
+        WanPipeline,
+        WanTransformer3DModel,
+    )
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    tokenizer = t5_tokenizer()
+    text_encoder = UMT5EncoderModel(
+        UMT5Config(vocab_size=len(tokenizer), d_model=4096, d_kv=64, d_ff=10240, num_layers=2,
+                   num_heads=64)
+    )  # fmt: skip
+    vae = AutoencoderKLWan(
+        base_dim=160, decoder_base_dim=256, z_dim=48, is_residual=True, in_channels=12,
+        out_channels=12, patch_size=2, scale_factor_spatial=16, scale_factor_temporal=4,
+        latents_mean=[0.0] * 48, latents_std=[1.0] * 48,
+    )  # fmt: skip
+    transformer = WanTransformer3DModel(
+        num_attention_heads=24, attention_head_dim=128, in_channels=48, out_channels=48,
+        ffn_dim=14336, num_layers=30,
+    )  # fmt: skip
+    pipe: Any = WanPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=vae,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0),
+        transformer=transformer,
+        expand_timesteps=True,
+    )
+    pipe.to(dtype=torch.bfloat16).save_pretrained(out)
+
+
+def build_ltx2_real(out: Path) -> None:
+    """LTX-2 19B: the diffusers defaults of its transformer, video and audio VAEs, vocoder and
+    connectors are that model; Gemma 3 12B's width with 2 layers."""
+    from diffusers import (
+        AutoencoderKLLTX2Audio,
+        AutoencoderKLLTX2Video,
+        FlowMatchEulerDiscreteScheduler,
+        LTX2Pipeline,
+        LTX2VideoTransformer3DModel,
+    )
+    from diffusers.pipelines.ltx2 import LTX2TextConnectors
+    from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
+    from transformers import (
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
+        Gemma3TextConfig,
+        SiglipVisionConfig,
+    )
+
+    tokenizer = tiny_gemma3_tokenizer()
+    text = Gemma3TextConfig(
+        vocab_size=len(tokenizer), hidden_size=3840, intermediate_size=15360,
+        num_hidden_layers=2, num_attention_heads=16, num_key_value_heads=8, head_dim=256,
+    )  # fmt: skip
+    vision = SiglipVisionConfig(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        image_size=28, patch_size=14,
+    )  # fmt: skip
+    config = Gemma3Config(
+        text_config=text.to_dict(), vision_config=vision.to_dict(), mm_tokens_per_image=4,
+        boi_token_index=len(tokenizer), eoi_token_index=len(tokenizer) + 1,
+        image_token_index=len(tokenizer) + 2,
+    )  # fmt: skip
+    pipe: Any = LTX2Pipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=AutoencoderKLLTX2Video(),
+        audio_vae=AutoencoderKLLTX2Audio(),
+        text_encoder=Gemma3ForConditionalGeneration(config),
+        tokenizer=tokenizer,
+        connectors=LTX2TextConnectors(text_proj_in_factor=text.num_hidden_layers + 1),
+        transformer=LTX2VideoTransformer3DModel(),
+        vocoder=LTX2Vocoder(),
+    )
+    pipe.to(dtype=torch.bfloat16).save_pretrained(out)
+
+
 def build_xtts_real(out: Path) -> None:
     """XTTS v2: GPT-2 of 30 layers x 1024 with the perceiver resampler, 1026 audio codes."""
     from TTS.tts.configs.xtts_config import XttsArgs
@@ -171,57 +284,96 @@ def build_vits_real(out: Path) -> None:
     build_vits(out, VitsArgs(speaker_embedding_channels=256))
 
 
-def video_request(duration_s: float) -> VideoRequest:
+def picture_png() -> bytes:
+    """A scene's image for the image-to-video runs."""
+    y, x = np.mgrid[0:720, 0:1280]
+    pixels = np.stack([x % 256, y % 256, (x + y) % 256], axis=-1).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def video_request(duration_s: float, image: bytes | None = None) -> VideoRequest:
     return VideoRequest(
         prompt="a fox trots through fresh snow at dawn",
         width=1280,
         height=720,
         fps=24,
         duration_s=duration_s,
+        keyframe_png=image,
         seed=1,
     )
 
 
-def bench_video(name: str, folder: Path, plan: Plan, smoke: bool) -> None:
-    from models.neural.cogvideox import CogVideoX2bEngine
-    from models.neural.ltx import LtxVideoEngine
+def steps_of(name: str, plan: Plan) -> int:
+    return {"ltx": plan.ltx_steps, "cogvideox": plan.cogvideox_steps, "wan": plan.wan_steps,
+            "ltx-2": plan.ltx2_steps}[name]  # fmt: skip
 
-    request = video_request(plan.duration_s)
-    if name == "ltx":
-        extra: dict[str, Any] = {"base_size": (64, 32), "max_frames": 9} if smoke else {}
-        engine: Any = LtxVideoEngine(folder, steps=plan.ltx_steps, **extra)
-    else:
-        engine = CogVideoX2bEngine(folder, steps=plan.cogvideox_steps)
+
+def raw_call(name: str, engine: Any, request: VideoRequest) -> Callable[[], Any]:
+    """The pipeline as its model card calls it, with the engine's native shot: the
+    image-to-video pipeline for a request with an image."""
     shot = engine.plan(request)
-    print(
-        f"{name}: native {shot.width}x{shot.height}x{shot.frames}, {engine.steps} steps", flush=True
-    )
+    pipe = engine.pipe if request.keyframe_png is None else engine.image_pipe
+    kwargs: dict[str, Any] = {
+        "prompt": request.prompt,
+        "width": shot.width,
+        "height": shot.height,
+        "num_frames": shot.frames,
+        "num_inference_steps": engine.steps,
+        "output_type": "np",
+    }
+    if request.keyframe_png is not None:
+        kwargs["image"] = start_image(request, shot)
+    if name in ("ltx", "ltx-2"):
+        kwargs["frame_rate"] = round(shot.fps) if name == "ltx" else shot.fps
+    if name == "ltx-2" and engine.stg_blocks is None:
+        kwargs |= {"stg_scale": 0.0, "audio_stg_scale": 0.0}
+        kwargs["spatio_temporal_guidance_blocks"] = None
+    if name == "cogvideox":
+        kwargs["max_sequence_length"] = engine.pipe.transformer.config.max_text_seq_length
 
-    def raw() -> Any:
-        """The pipeline as its model card calls it, with the same native shot."""
-        common = {
-            "width": shot.width,
-            "height": shot.height,
-            "num_frames": shot.frames,
-            "num_inference_steps": engine.steps,
-            "generator": seeded_generator(request.seed),
-            "output_type": "np",
-        }
-        if name == "ltx":
-            return engine.pipe(prompt=request.prompt, frame_rate=round(shot.fps), **common)
-        max_text = engine.pipe.transformer.config.max_text_seq_length
-        return engine.pipe(prompt=request.prompt, max_sequence_length=max_text, **common)
+    def run() -> Any:
+        return pipe(generator=seeded_generator(request.seed), **kwargs)
 
-    through_engine = seconds(lambda: engine.generate(request), plan.repeats)
-    direct = seconds(raw, plan.repeats)
-    report("clips/min through the engine", 60 / through_engine, "")
-    report("clips/min of the raw pipeline", 60 / direct, "")
-    report("engine / raw throughput", direct / through_engine, "x")
+    return run
+
+
+def bench_video(name: str, models: Path, plan: Plan, smoke: bool) -> None:
+    info = engine_info("video", ENGINE_NAMES[name])
+    options = {"steps": steps_of(name, plan), **(TINY_SHOTS[name] if smoke else {})}
+    engine: Any = build_engine(info, models, options)
+    requests = {"text": video_request(plan.duration_s)}
+    if info.takes_image and name in ("wan", "ltx-2"):
+        requests["image"] = video_request(plan.duration_s, picture_png())
+    reset_peak()
+    for kind, request in requests.items():
+        shot = engine.plan(request)
+        print(f"{name} ({kind} to video): native {shot.width}x{shot.height}x{shot.frames},"
+              f" {engine.steps} steps", flush=True)  # fmt: skip
+        through_engine = seconds(partial(engine.generate, request), plan.repeats)
+        direct = seconds(raw_call(name, engine, request), plan.repeats)
+        report("clips/min through the engine", 60 / through_engine, "")
+        report("clips/min of the raw pipeline", 60 / direct, "")
+        report("engine / raw throughput", direct / through_engine, "x")
+    report_peak(name)
     if not smoke:
+        request = requests["text"]
+        through_engine = seconds(lambda: engine.generate(request), plan.repeats)
         compile_module(engine.pipe.transformer)
         compiled = seconds(lambda: engine.generate(request), plan.repeats)
         report("clips/min through the engine, compiled", 60 / compiled, "")
         report("torch.compile gain", through_engine / compiled, "x")
+
+
+def reset_peak() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def report_peak(name: str) -> None:
+    if torch.cuda.is_available():
+        report(f"{name}: peak GPU memory", torch.cuda.max_memory_allocated() / 2**30, "GiB")
 
 
 def bench_voice(name: str, folder: Path, plan: Plan) -> None:
@@ -270,8 +422,8 @@ def main(argv: list[str]) -> None:
     mode.add_argument("--smoke", action="store_true", help="tiny models: check the harness")
     parser.add_argument(
         "--only",
-        default="ltx,cogvideox,xtts,vits,wav2lip",
-        help="comma-separated subset of ltx,cogvideox,xtts,vits,wav2lip",
+        default="wan,ltx-2,ltx,cogvideox,xtts,vits,wav2lip",
+        help="comma-separated subset of wan,ltx-2,ltx,cogvideox,xtts,vits,wav2lip",
     )
     args = parser.parse_args(argv)
     plan = SMOKE if args.smoke else QUICK if args.quick else FULL
@@ -279,6 +431,8 @@ def main(argv: list[str]) -> None:
         sys.exit("no CUDA device: run with --smoke to check the harness on the CPU")
     print(f"device: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}")
     builders: dict[str, Callable[[Path], None]] = {
+        "wan": BUILDERS["wan"] if args.smoke else build_wan_real,
+        "ltx-2": BUILDERS["ltx-2"] if args.smoke else build_ltx2_real,
         "ltx": BUILDERS["ltx-video"] if args.smoke else build_ltx_real,
         "cogvideox": BUILDERS["cogvideox"] if args.smoke else build_cogvideox_real,
         "xtts": BUILDERS["xtts"] if args.smoke else build_xtts_real,
@@ -289,18 +443,22 @@ def main(argv: list[str]) -> None:
     build_on = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     with tempfile.TemporaryDirectory(prefix="bench-models-") as scratch:
         for name in args.only.split(","):
-            folder = Path(scratch) / name
+            folder = Path(scratch) / FOLDERS.get(name, name)
             started = time.perf_counter()
             torch.manual_seed(0)
             with build_on:
                 builders[name](folder)
+                if args.smoke and name == "wan":
+                    BUILDERS["wan-i2v"](Path(scratch) / "wan-i2v")
             print(f"built {name} in {time.perf_counter() - started:.0f} s", flush=True)
-            if name in ("ltx", "cogvideox"):
-                bench_video(name, folder, plan, args.smoke)
+            if name in ENGINE_NAMES:
+                bench_video(name, Path(scratch), plan, args.smoke)
             elif name in ("xtts", "vits"):
                 bench_voice(name, folder, plan)
             else:
                 bench_wav2lip(folder, plan)
+            for built in Path(scratch).iterdir():
+                shutil.rmtree(built)
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()

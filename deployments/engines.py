@@ -11,9 +11,11 @@ instead of waiting for a replica forever.
 
 Batching: the diffusers video engines take a list of requests (`generate_batch`: one pipeline
 call per native shot, each request with its own seeded generator), so Serve batches concurrent
-`generate` calls into one engine call. Voices are not batched: Coqui synthesises one utterance
-per call and a request's seed drives torch's global RNG, which batch-mates would share. Nor is
-lip-sync: one request is a whole clip whose faces Wav2Lip already batches (`batch_size`).
+`generate` calls into one engine call. Scenes that start from an image go through the engines'
+image-to-video pipelines one request per call (they take a single image). Voices are not
+batched: Coqui synthesises one utterance per call and a request's seed drives torch's global
+RNG, which batch-mates would share; Kokoro speaks one sentence per call too. Nor is lip-sync:
+one request is a whole clip whose faces Wav2Lip already batches (`batch_size`).
 """
 
 from __future__ import annotations

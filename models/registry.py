@@ -3,7 +3,9 @@ build one: the one list of engine names (settings, job inputs and Serve configs 
 from it).
 
 The table is static so that the API can route by licence without importing torch; a test checks
-it against each engine class's own `licence` ClassVar.
+it against each engine class's own `licence` ClassVar. `LICENCES` says what each licence lets the
+studio do with what the engine makes (commercial use, up to a revenue cap, or none), so that a
+render can pick, per capability, the first engine a user's plan may use.
 """
 
 from __future__ import annotations
@@ -28,14 +30,77 @@ class Capability(StrEnum):
     music = "music"
 
 
+class Use(StrEnum):
+    """What a licence allows the studio to do with an engine's output."""
+
+    commercial = "commercial"
+    revenue_cap = "revenue-cap"
+    non_commercial = "non-commercial"
+
+
+@dataclass(frozen=True)
+class LicenceTerms:
+    use: Use
+    summary: str
+    revenue_cap_usd: int | None = None
+
+
+LICENCES: dict[str, LicenceTerms] = {
+    "MIT": LicenceTerms(Use.commercial, "MIT"),
+    "BSD-3-Clause": LicenceTerms(Use.commercial, "BSD 3-clause"),
+    "GPL-3.0-or-later": LicenceTerms(
+        Use.commercial, "GPL 3 (espeak-ng): the program's licence, not the audio's"
+    ),
+    "apache-2.0": LicenceTerms(Use.commercial, "Apache 2.0"),
+    "mpl-2.0": LicenceTerms(Use.commercial, "MPL 2.0"),
+    "creativeml-openrail-m": LicenceTerms(
+        Use.commercial, "CreativeML OpenRAIL-M: commercial use with use restrictions"
+    ),
+    "openai-usage-policy": LicenceTerms(
+        Use.commercial, "OpenAI terms: output owned by the customer, disclosed as AI voice"
+    ),
+    "elevenlabs-terms": LicenceTerms(
+        Use.commercial, "ElevenLabs terms: commercial use on paid subscriptions"
+    ),
+    "ltx-2-community": LicenceTerms(
+        Use.revenue_cap,
+        "LTX-2 Community License: commercial use by entities under USD 10M annual revenue",
+        10_000_000,
+    ),
+    "stability-community": LicenceTerms(
+        Use.revenue_cap,
+        "Stability AI Community License: commercial use under USD 1M annual revenue",
+        1_000_000,
+    ),
+    "ltxv-open-weights": LicenceTerms(
+        Use.non_commercial, "LTX-Video 0.9 open weights licence: treated as non-commercial"
+    ),
+    "cogvideox-license": LicenceTerms(
+        Use.non_commercial, "CogVideoX licence: commercial use only after registration"
+    ),
+    "wav2lip-noncommercial": LicenceTerms(Use.non_commercial, "Wav2Lip: research use only"),
+    "cpml": LicenceTerms(Use.non_commercial, "Coqui Public Model License: non-commercial"),
+}
+
+
 @dataclass(frozen=True)
 class EngineInfo:
+    """`takes_image`: the engine starts a shot from a scene's image (a video engine that does
+    not is never chosen for a scene with one). `image_folder`: a second model folder holding the
+    engine's image-to-video pipeline, when its weights are separate."""
+
     capability: Capability
     name: str
     import_path: str
     licence: str
     gpu: bool
     model_folder: str | None = None
+    takes_image: bool = False
+    image_folder: str | None = None
+
+    @property
+    def terms(self) -> LicenceTerms:
+        return LICENCES[self.licence]
 
     @property
     def deployment(self) -> str:
@@ -48,14 +113,25 @@ class EngineInfo:
 
 
 ENGINES: tuple[EngineInfo, ...] = (
-    EngineInfo(Capability.video, "animatic", "models.animatic:AnimaticVideoEngine", "MIT", False),
+    EngineInfo(
+        Capability.video, "animatic", "models.animatic:AnimaticVideoEngine", "MIT", False,
+        takes_image=True,
+    ),
+    EngineInfo(
+        Capability.video, "wan", "models.neural.wan:WanVideoEngine", "apache-2.0", True, "wan",
+        takes_image=True, image_folder="wan-i2v",
+    ),
+    EngineInfo(
+        Capability.video, "ltx-2", "models.neural.ltx2:Ltx2VideoEngine", "ltx-2-community",
+        True, "ltx-2", takes_image=True,
+    ),
     EngineInfo(
         Capability.video, "ltx", "models.neural.ltx:LtxVideoEngine", "ltxv-open-weights", True,
-        "ltx-video",
+        "ltx-video", takes_image=True,
     ),
     EngineInfo(
         Capability.video, "cogvideox", "models.neural.cogvideox:CogVideoXEngine",
-        "cogvideox-license", True, "cogvideox",
+        "cogvideox-license", True, "cogvideox", takes_image=True, image_folder="cogvideox-i2v",
     ),
     EngineInfo(
         Capability.video, "cogvideox-2b", "models.neural.cogvideox:CogVideoX2bEngine",
@@ -63,7 +139,7 @@ ENGINES: tuple[EngineInfo, ...] = (
     ),
     EngineInfo(
         Capability.video, "svd", "models.neural.svd:StableVideoDiffusionEngine",
-        "stability-community", True, "svd",
+        "stability-community", True, "svd", takes_image=True,
     ),
     EngineInfo(Capability.image, "card", "models.cards:CardImageEngine", "MIT", False),
     EngineInfo(
@@ -72,6 +148,10 @@ ENGINES: tuple[EngineInfo, ...] = (
     ),
     EngineInfo(
         Capability.voice, "espeak", "models.espeak:EspeakVoiceEngine", "GPL-3.0-or-later", False,
+    ),
+    EngineInfo(
+        Capability.voice, "kokoro", "models.neural.kokoro:KokoroVoiceEngine", "apache-2.0", True,
+        "kokoro",
     ),
     EngineInfo(
         Capability.voice, "coqui-vits", "models.neural.coqui:VitsVoiceEngine", "apache-2.0", True,
@@ -139,13 +219,16 @@ def configured_engines(settings: Settings) -> dict[Capability, str]:
 
 
 def build_engine(info: EngineInfo, models_dir: Path, options: dict[str, Any]) -> Any:
-    """An engine instance: neural engines get their model folder under `models_dir`, the others
-    only the options (API keys, base URLs) given for them. A missing model folder fails before
-    the engine's libraries (torch, diffusers) are imported."""
+    """An engine instance: neural engines get their model folder under `models_dir` (and their
+    image-to-video folder, when present), the others only the options (API keys, base URLs)
+    given for them. A missing model folder fails before the engine's libraries (torch,
+    diffusers) are imported."""
     engine_class: Callable[..., Any] = info.load_class()  # each class has its own constructor
     if info.model_folder is None:
         return engine_class(**options)
     folder = models_dir / info.model_folder
     if not folder.exists():
         raise ModelUnavailable(f"model folder {folder} does not exist")
+    if info.image_folder is not None and (models_dir / info.image_folder).exists():
+        options = {"image_model_dir": models_dir / info.image_folder, **options}
     return engine_class(folder, **options)

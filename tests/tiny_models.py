@@ -2,9 +2,11 @@
 
 Each folder loads through the same code as the real weights: diffusers pipelines assembled from
 tiny component configs (as diffusers' own tests do) and saved with `save_pretrained`, tokenizers
-built offline from a character vocabulary, Coqui VITS and XTTS v2 folders saved the way Coqui
-publishes them, and a Wav2Lip checkpoint with DataParallel "module." keys. Real architectures
-whose size the format fixes (Wav2Lip, XTTS' HiFi-GAN decoder and speaker encoder) are full size.
+built offline from a character vocabulary (LTX-2's Gemma 3 included), Coqui VITS and XTTS v2
+folders saved the way Coqui publishes them, a Wav2Lip checkpoint with DataParallel "module."
+keys, and a Kokoro folder (config.json, the component state dicts in one .pth, voice packs) as
+hexgrad publishes it. Real architectures whose size the format fixes (Wav2Lip, XTTS' HiFi-GAN
+decoder and speaker encoder, Kokoro's decoder) are full size.
 """
 
 from __future__ import annotations
@@ -112,6 +114,174 @@ def build_ltx(out: Path) -> None:
     pipe.save_pretrained(out)
 
 
+def _umt5() -> Any:
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    config = UMT5Config(
+        vocab_size=len(t5_tokenizer()), d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4
+    )
+    return UMT5EncoderModel(config)
+
+
+def _wan_vae() -> Any:
+    from diffusers import AutoencoderKLWan
+
+    return AutoencoderKLWan(
+        base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+        temperal_downsample=[False, True, True],
+    )  # fmt: skip
+
+
+def _wan_transformer(in_channels: int, **extra: Any) -> Any:
+    from diffusers import WanTransformer3DModel
+
+    return WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12,
+        in_channels=in_channels, out_channels=16, text_dim=32, freq_dim=256, ffn_dim=32,
+        num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32,
+        **extra,
+    )  # fmt: skip
+
+
+def build_wan(out: Path) -> None:
+    """Wan 2.1 text-to-video, as diffusers' own tests configure it."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline
+
+    pipe: Any = WanPipeline(
+        tokenizer=t5_tokenizer(),
+        text_encoder=_umt5(),
+        vae=_wan_vae(),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+        transformer=_wan_transformer(16),
+    )
+    pipe.save_pretrained(out)
+
+
+def build_wan_i2v(out: Path) -> None:
+    """Wan 2.1 image-to-video: latents and the image's mask enter the transformer (36 channels)
+    beside a CLIP image encoder's embedding."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+    encoder = CLIPVisionModel(
+        CLIPVisionConfig(
+            hidden_size=4, projection_dim=4, num_hidden_layers=2, num_attention_heads=2,
+            image_size=32, intermediate_size=16, patch_size=1,
+        )
+    )  # fmt: skip
+    pipe: Any = WanImageToVideoPipeline(
+        tokenizer=t5_tokenizer(),
+        text_encoder=_umt5(),
+        vae=_wan_vae(),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+        transformer=_wan_transformer(36, image_dim=4),
+        image_encoder=encoder,
+        image_processor=CLIPImageProcessor(crop_size=32, size=32),
+    )
+    pipe.save_pretrained(out)
+
+
+def tiny_gemma3_tokenizer() -> Any:
+    """A Gemma tokenizer over single characters, built without a tokenizer file."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GemmaTokenizerFast  # type: ignore[attr-defined]
+
+    vocab = {t: i for i, t in enumerate(["<pad>", "<eos>", "<bos>", "<unk>", " ", *_CHARS])}
+    model = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    model.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    return GemmaTokenizerFast(
+        tokenizer_object=model, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>",
+        unk_token="<unk>",
+    )  # fmt: skip
+
+
+def _gemma3() -> tuple[Any, Any]:
+    """A Gemma 3 (text and a small SigLIP tower, as LTX-2 loads it) and its tokenizer."""
+    from transformers import (
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
+        Gemma3TextConfig,
+        SiglipVisionConfig,
+    )
+
+    tokenizer = tiny_gemma3_tokenizer()
+    vocab = tokenizer.get_vocab()
+    text = Gemma3TextConfig(
+        vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=256,
+        sliding_window=64,
+    )  # fmt: skip
+    vision = SiglipVisionConfig(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        image_size=28, patch_size=14,
+    )  # fmt: skip
+    config = Gemma3Config(
+        text_config=text.to_dict(), vision_config=vision.to_dict(), mm_tokens_per_image=4,
+        boi_token_index=len(vocab), eoi_token_index=len(vocab) + 1,
+        image_token_index=len(vocab) + 2,
+    )  # fmt: skip
+    return Gemma3ForConditionalGeneration(config), tokenizer
+
+
+def build_ltx2(out: Path) -> None:
+    """LTX-2 (audio and video), components as diffusers' LTX-2 tests configure them."""
+    from diffusers import (
+        AutoencoderKLLTX2Audio,
+        AutoencoderKLLTX2Video,
+        FlowMatchEulerDiscreteScheduler,
+        LTX2Pipeline,
+        LTX2VideoTransformer3DModel,
+    )
+    from diffusers.pipelines.ltx2 import LTX2TextConnectors
+    from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
+
+    text_encoder, tokenizer = _gemma3()
+    width = text_encoder.config.text_config.hidden_size
+    transformer = LTX2VideoTransformer3DModel(
+        in_channels=4, out_channels=4, patch_size=1, patch_size_t=1, num_attention_heads=2,
+        attention_head_dim=8, cross_attention_dim=16, audio_in_channels=4, audio_out_channels=4,
+        audio_num_attention_heads=2, audio_attention_head_dim=4, audio_cross_attention_dim=8,
+        num_layers=2, qk_norm="rms_norm_across_heads", caption_channels=width,
+        rope_double_precision=False, rope_type="split",
+    )  # fmt: skip
+    connectors = LTX2TextConnectors(
+        caption_channels=width,
+        text_proj_in_factor=text_encoder.config.text_config.num_hidden_layers + 1,
+        video_connector_num_attention_heads=4, video_connector_attention_head_dim=8,
+        video_connector_num_layers=1, video_connector_num_learnable_registers=None,
+        audio_connector_num_attention_heads=4, audio_connector_attention_head_dim=8,
+        audio_connector_num_layers=1, audio_connector_num_learnable_registers=None,
+        connector_rope_base_seq_len=32, rope_theta=10000.0, rope_double_precision=False,
+        causal_temporal_positioning=False, rope_type="split",
+    )  # fmt: skip
+    vae = AutoencoderKLLTX2Video(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8,),
+        decoder_block_out_channels=(8,), layers_per_block=(1,), decoder_layers_per_block=(1, 1),
+        spatio_temporal_scaling=(True,), decoder_spatio_temporal_scaling=(True,),
+        decoder_inject_noise=(False, False), downsample_type=("spatial",),
+        upsample_residual=(False,), upsample_factor=(1,), timestep_conditioning=False,
+        patch_size=1, patch_size_t=1, encoder_causal=True, decoder_causal=False,
+    )  # fmt: skip
+    audio_vae: Any = AutoencoderKLLTX2Audio(
+        base_channels=4, output_channels=2, ch_mult=(1,), num_res_blocks=1,
+        attn_resolutions=None, in_channels=2, resolution=32, latent_channels=2,
+        norm_type="pixel", causality_axis="height", dropout=0.0, mid_block_add_attention=False,
+        sample_rate=16000, mel_hop_length=160, is_causal=True, mel_bins=8,
+    )  # fmt: skip
+    vocoder = LTX2Vocoder(
+        in_channels=audio_vae.config.output_channels * audio_vae.config.mel_bins,
+        hidden_channels=32, out_channels=2, upsample_kernel_sizes=[4, 4], upsample_factors=[2, 2],
+        resnet_kernel_sizes=[3], resnet_dilations=[[1, 3, 5]], leaky_relu_negative_slope=0.1,
+        output_sampling_rate=16000,
+    )  # fmt: skip
+    pipe: Any = LTX2Pipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, audio_vae=audio_vae,
+        text_encoder=text_encoder, tokenizer=tokenizer, connectors=connectors,
+        transformer=transformer, vocoder=vocoder,
+    )  # fmt: skip
+    pipe.save_pretrained(out)
+
+
 def build_cogvideox(out: Path) -> None:
     from diffusers import (
         AutoencoderKLCogVideoX,
@@ -146,6 +316,41 @@ def build_cogvideox(out: Path) -> None:
         temporal_compression_ratio=4,
     )
     pipe: Any = CogVideoXPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=vae,
+        transformer=transformer,
+        scheduler=CogVideoXDDIMScheduler(),
+    )
+    pipe.save_pretrained(out)
+
+
+def build_cogvideox_i2v(out: Path) -> None:
+    """CogVideoX image-to-video: the image's latents join the noise (twice the channels)."""
+    from diffusers import (
+        AutoencoderKLCogVideoX,
+        CogVideoXDDIMScheduler,
+        CogVideoXImageToVideoPipeline,
+        CogVideoXTransformer3DModel,
+    )
+
+    text_encoder, tokenizer = _t5()
+    transformer = CogVideoXTransformer3DModel(
+        num_attention_heads=2, attention_head_dim=16, in_channels=8, out_channels=4,
+        time_embed_dim=2, text_embed_dim=32, num_layers=1, sample_width=4, sample_height=2,
+        sample_frames=9, patch_size=2, temporal_compression_ratio=4, max_text_seq_length=16,
+        use_rotary_positional_embeddings=True, use_learned_positional_embeddings=True,
+    )  # fmt: skip
+    vae = AutoencoderKLCogVideoX(
+        down_block_types=("CogVideoXDownBlock3D",) * 4,
+        up_block_types=("CogVideoXUpBlock3D",) * 4,
+        block_out_channels=(8, 8, 8, 8),
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=2,
+        temporal_compression_ratio=4,
+    )
+    pipe: Any = CogVideoXImageToVideoPipeline(
         tokenizer=tokenizer,
         text_encoder=text_encoder,
         vae=vae,
@@ -367,14 +572,73 @@ def build_wav2lip(out: Path) -> None:
     torch.save({"state_dict": state, "global_step": 0, "global_epoch": 0}, out / "wav2lip.pth")
 
 
+# Every symbol a Kokoro vocabulary may map, for the tiny model: printable ASCII (Kokoro's
+# diphthong letters, stress and punctuation), the IPA and spacing-modifier blocks espeak-ng
+# writes, and the few IPA letters outside them.
+KOKORO_SYMBOLS = "".join(
+    [chr(c) for c in range(0x20, 0x7F)]
+    + [chr(c) for c in range(0x250, 0x300)]
+    + ["\u00e6", "\u00e7", "\u00f0", "\u00f8", "\u0127", "\u014b", "\u0153", "\u0303",
+       "\u03b2", "\u03b8", "\u03c7", "\u1d4a"]
+)  # fmt: skip
+KOKORO_PACKS = ("af_heart", "am_michael", "bf_emma", "bm_george", "ef_dora", "ff_siwis",
+                "hf_alpha", "hm_omega")  # fmt: skip
+
+
+def build_kokoro(out: Path) -> None:
+    """Kokoro-82M's layout: config.json (vocab, ALBERT, prosody and iSTFTNet sizes), one .pth of
+    the five components' state dicts, and voice packs of (510, 1, 256) style vectors."""
+    from kokoro import KModel
+
+    out.mkdir(parents=True, exist_ok=True)
+    config = {
+        "vocab": {symbol: i + 1 for i, symbol in enumerate(KOKORO_SYMBOLS)},
+        "n_token": len(KOKORO_SYMBOLS) + 1,
+        "hidden_dim": 512, "style_dim": 128, "n_layer": 1, "max_dur": 8, "dropout": 0.0,
+        "text_encoder_kernel_size": 3, "n_mels": 80, "dim_in": 16, "max_conv_dim": 16,
+        "multispeaker": True,
+        "plbert": {"hidden_size": 16, "num_attention_heads": 2, "intermediate_size": 32,
+                   "max_position_embeddings": 512, "num_hidden_layers": 1, "dropout": 0.0},
+        "istftnet": {"upsample_kernel_sizes": [20, 12], "upsample_rates": [10, 6],
+                     "gen_istft_hop_size": 5, "gen_istft_n_fft": 20,
+                     "resblock_dilation_sizes": [[1, 3, 5]], "resblock_kernel_sizes": [3],
+                     "upsample_initial_channel": 512},
+    }  # fmt: skip
+    (out / "config.json").write_text(json.dumps(config, ensure_ascii=False))
+    parts = ("bert", "bert_encoder", "predictor", "text_encoder", "decoder")
+    # KModel loads its weights in its constructor: build one from a file of freshly initialised
+    # components first, as a model made from the config alone would be.
+    model = _bare_kokoro(KModel, config)
+    torch.save({part: getattr(model, part).state_dict() for part in parts}, out / "kokoro-v1_0.pth")
+    (out / "voices").mkdir()
+    for pack in KOKORO_PACKS:
+        torch.save(torch.randn(510, 1, 256) * 0.1, out / "voices" / f"{pack}.pt")
+
+
+def _bare_kokoro(kmodel: Any, config: dict[str, Any]) -> Any:
+    """A KModel with random weights: its constructor is given an empty checkpoint."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        empty = Path(tmp) / "empty.pth"
+        torch.save({}, empty)
+        return kmodel(repo_id="hexgrad/Kokoro-82M", config=config, model=str(empty))
+
+
 BUILDERS: dict[str, Callable[[Path], None]] = {
     "ltx-video": build_ltx,
+    "ltx-2": build_ltx2,
+    "wan": build_wan,
+    "wan-i2v": build_wan_i2v,
     "cogvideox": build_cogvideox,
+    "cogvideox-2b": build_cogvideox,
+    "cogvideox-i2v": build_cogvideox_i2v,
     "svd": build_svd,
     "keyframes": build_keyframes,
     "vits": build_vits,
     "xtts": build_xtts,
     "wav2lip": build_wav2lip,
+    "kokoro": build_kokoro,
 }
 
 

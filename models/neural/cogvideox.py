@@ -1,24 +1,33 @@
-"""CogVideoX text-to-video through diffusers' CogVideoXPipeline."""
+"""CogVideoX text-to-video and image-to-video through diffusers' CogVideoXPipeline and
+CogVideoXImageToVideoPipeline."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
-from diffusers import CogVideoXPipeline
+from diffusers import CogVideoXImageToVideoPipeline, CogVideoXPipeline
 
 from models.base import VideoRequest
-from models.errors import ModelUnavailable
+from models.errors import ModelUnavailable, UnsupportedRequest
 from models.neural.device import RuntimeLike, runtime_options, seeded_generator
-from models.neural.diffusion import DiffusionVideoEngine, Shot, describe, load_pipeline
+from models.neural.diffusion import (
+    DiffusionVideoEngine,
+    Shot,
+    describe,
+    load_pipeline,
+    start_image,
+)
 from models.neural.frames import requested_frames, snap_frames
 
 
 class CogVideoXEngine(DiffusionVideoEngine):
     """The model's trained size (720x480 for CogVideoX 1.0) and up to its trained length
-    (49 frames, 8k+1) at 8 fps; scenes of another shape or length are fitted afterwards."""
+    (49 frames, 8k+1) at 8 fps; scenes of another shape or length are fitted afterwards. A
+    scene with an image is animated by the I2V checkpoint in `image_model_dir`
+    (CogVideoX-5b-I2V), which this engine requires."""
 
     name: ClassVar[str] = "cogvideox"
     version: ClassVar[str] = "1"
@@ -33,19 +42,30 @@ class CogVideoXEngine(DiffusionVideoEngine):
         self,
         model_dir: str | Path,
         *,
+        image_model_dir: str | Path | None = None,
         runtime: RuntimeLike = None,
         steps: int = 50,
         guidance_scale: float = 6.0,
     ) -> None:
-        loaded = load_pipeline(
-            CogVideoXPipeline, model_dir, runtime_options(runtime), ("CogVideoXPipeline",)
-        )
+        options = runtime_options(runtime)
+        loaded = load_pipeline(CogVideoXPipeline, model_dir, options, ("CogVideoXPipeline",))
         if self.apache_2b_only and loaded.pipe.transformer.config.use_rotary_positional_embeddings:
             raise ModelUnavailable(
                 f"{loaded.folder} holds a CogVideoX-5b family model (rotary embeddings), whose"
                 " weights are under the CogVideoX licence: serve it with CogVideoXEngine"
             )
         super().__init__(loaded, steps)
+        self.image_pipe: Any = None
+        if image_model_dir is not None:
+            expected = ("CogVideoXImageToVideoPipeline",)
+            self.image_pipe = load_pipeline(
+                CogVideoXImageToVideoPipeline, image_model_dir, options, expected
+            ).pipe
+        elif not self.apache_2b_only:
+            raise ModelUnavailable(
+                "CogVideoX animates a scene's image with its image-to-video checkpoint: give a"
+                " CogVideoX-5b-I2V folder (cogvideox-i2v)"
+            )
         self.guidance_scale = guidance_scale
 
     def plan(self, request: VideoRequest) -> Shot:
@@ -59,23 +79,38 @@ class CogVideoXEngine(DiffusionVideoEngine):
         )
 
     def render(self, requests: Sequence[VideoRequest], shot: Shot) -> list[np.ndarray]:
-        out = self.pipe(
+        """Text-to-video in one call for the batch; image-to-video one request per call."""
+        if requests[0].keyframe_png is None:
+            return self._call(self.pipe, requests, shot)
+        if self.image_pipe is None:
+            raise UnsupportedRequest(f"{self.name} has no image-to-video model for an image")
+        return [self._call(self.image_pipe, [r], shot, image=start_image(r, shot))[0]
+                for r in requests]  # fmt: skip
+
+    def _call(
+        self, pipe: Any, requests: Sequence[VideoRequest], shot: Shot, **image: Any
+    ) -> list[np.ndarray]:
+        config = pipe.transformer.config
+        out = pipe(
             prompt=[describe(request) for request in requests],
             width=shot.width,
             height=shot.height,
             num_frames=shot.frames,
             num_inference_steps=self.steps,
             guidance_scale=self.guidance_scale,
-            use_dynamic_cfg=self.pipe.transformer.config.use_rotary_positional_embeddings,
+            use_dynamic_cfg=config.use_rotary_positional_embeddings,
             generator=[seeded_generator(request.seed) for request in requests],
-            max_sequence_length=self.pipe.transformer.config.max_text_seq_length,
+            max_sequence_length=config.max_text_seq_length,
             output_type="np",
+            **image,
         )
         return [video[: shot.frames] for video in out.frames]
 
 
 class CogVideoX2bEngine(CogVideoXEngine):
-    """CogVideoX-2b, whose weights are Apache-2.0; refuses folders of the 5b family."""
+    """CogVideoX-2b, whose weights are Apache-2.0; refuses folders of the 5b family. No
+    Apache-2.0 image-to-video CogVideoX exists (the I2V checkpoints are 5b, under the CogVideoX
+    licence), so this engine takes no scene image and is not chosen for one."""
 
     name: ClassVar[str] = "cogvideox-2b"
     licence: ClassVar[str] = "apache-2.0"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -11,12 +12,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from PIL import Image
 
 from models.base import CameraMove, Frames, VideoRequest
 from models.errors import ModelUnavailable
 from models.neural.device import Runtime, RuntimeOptions, compile_module, pick_runtime, pin_sdpa
 from models.neural.folders import model_revision, resolve_model_dir
-from models.neural.frames import fit_video, requested_frames, to_uint8
+from models.neural.frames import cover, fit_video, requested_frames, to_uint8
 
 _CAMERA_PHRASES = {
     CameraMove.static: "static camera",
@@ -79,6 +81,14 @@ def _prepare(pipe: Any, runtime: Runtime, options: RuntimeOptions) -> None:
         compile_module(denoiser)
 
 
+def start_image(request: VideoRequest, shot: Shot) -> Image.Image:
+    """The scene's image, cover-fitted to the native shot: what an image-to-video pipeline
+    starts from."""
+    assert request.keyframe_png is not None
+    pixels = np.asarray(Image.open(io.BytesIO(request.keyframe_png)).convert("RGB"))
+    return Image.fromarray(cover(pixels, shot.width, shot.height))
+
+
 def describe(request: VideoRequest) -> str:
     """The text prompt: the scene's prompt with its mood and camera move."""
     prompt = request.prompt.strip().rstrip(".")
@@ -112,13 +122,16 @@ class DiffusionVideoEngine(ABC):
         return self.generate_batch([request])[0]
 
     def generate_batch(self, requests: Sequence[VideoRequest]) -> list[Frames]:
-        """One `render` per group of requests with the same native shot. Each request keeps its
-        own seeded generator, so it draws the same noise as it would alone."""
-        groups: dict[Shot, list[int]] = {}
+        """One `render` per group of requests with the same native shot and the same kind of
+        start (a scene's image or none), so that `render` sends each group to one pipeline.
+        Each request keeps its own seeded generator, so it draws the same noise as it would
+        alone."""
+        groups: dict[tuple[Shot, bool], list[int]] = {}
         for index, request in enumerate(requests):
-            groups.setdefault(self.plan(request), []).append(index)
+            key = (self.plan(request), request.keyframe_png is not None)
+            groups.setdefault(key, []).append(index)
         made: dict[int, Frames] = {}
-        for shot, indices in groups.items():
+        for (shot, _), indices in groups.items():
             with torch.inference_mode():
                 videos = self.render([requests[i] for i in indices], shot)
             for index, video in zip(indices, videos, strict=True):
@@ -132,7 +145,8 @@ class DiffusionVideoEngine(ABC):
     @abstractmethod
     def render(self, requests: Sequence[VideoRequest], shot: Shot) -> list[np.ndarray]:
         """Float frames (T, H, W, 3) in [0, 1] for each request, in one pipeline call where the
-        pipeline allows it."""
+        pipeline allows it. The requests all start from an image (`keyframe_png`), which the
+        engine's image-to-video pipeline must use, or none do."""
 
 
 def _fit(request: VideoRequest, video: np.ndarray) -> Frames:

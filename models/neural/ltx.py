@@ -1,17 +1,24 @@
-"""LTX-Video text-to-video through diffusers' LTXPipeline."""
+"""LTX-Video text-to-video and image-to-video through diffusers' LTXPipeline and
+LTXImageToVideoPipeline (one set of weights serves both)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
-from diffusers import LTXPipeline
+from diffusers import LTXImageToVideoPipeline, LTXPipeline
 
 from models.base import VideoRequest
 from models.neural.device import RuntimeLike, runtime_options, seeded_generator
-from models.neural.diffusion import DiffusionVideoEngine, Shot, describe, load_pipeline
+from models.neural.diffusion import (
+    DiffusionVideoEngine,
+    Shot,
+    describe,
+    load_pipeline,
+    start_image,
+)
 from models.neural.frames import native_size, requested_frames, snap_frames
 
 # The negative prompt the LTX-Video authors recommend.
@@ -20,7 +27,8 @@ _NEGATIVE = "worst quality, inconsistent motion, blurry, jittery, distorted"
 
 class LtxVideoEngine(DiffusionVideoEngine):
     """Frames of 8k+1 at up to `max_frames`, sides on a 32 px grid, at the model's 25 fps unless
-    the scene is longer than `max_frames` allows (then at a lower rate passed to the model)."""
+    the scene is longer than `max_frames` allows (then at a lower rate passed to the model). A
+    scene with an image starts from it (LTXImageToVideoPipeline on the same weights)."""
 
     name: ClassVar[str] = "ltx-video"
     version: ClassVar[str] = "1"
@@ -45,6 +53,7 @@ class LtxVideoEngine(DiffusionVideoEngine):
             load_pipeline(LTXPipeline, model_dir, runtime_options(runtime), ("LTXPipeline",)),
             steps,
         )
+        self.image_pipe = LTXImageToVideoPipeline.from_pipe(self.pipe)
         self.guidance_scale = guidance_scale
         self.base_size = base_size
         self.max_frames = max_frames
@@ -59,10 +68,19 @@ class LtxVideoEngine(DiffusionVideoEngine):
         return Shot(width, height, frames, max(1.0, fps))
 
     def render(self, requests: Sequence[VideoRequest], shot: Shot) -> list[np.ndarray]:
+        """Text-to-video in one call for the batch; image-to-video one request per call."""
+        if requests[0].keyframe_png is None:
+            return self._call(self.pipe, requests, shot)
+        return [self._call(self.image_pipe, [r], shot, image=start_image(r, shot))[0]
+                for r in requests]  # fmt: skip
+
+    def _call(
+        self, pipe: Any, requests: Sequence[VideoRequest], shot: Shot, **image: Any
+    ) -> list[np.ndarray]:
         decode = {}
         if self.pipe.vae.config.timestep_conditioning:
             decode = {"decode_timestep": 0.05, "decode_noise_scale": 0.025}
-        out = self.pipe(
+        out = pipe(
             prompt=[describe(request) for request in requests],
             negative_prompt=_NEGATIVE,
             width=shot.width,
@@ -74,5 +92,6 @@ class LtxVideoEngine(DiffusionVideoEngine):
             generator=[seeded_generator(request.seed) for request in requests],
             output_type="np",
             **decode,
+            **image,
         )
         return list(out.frames)

@@ -31,7 +31,6 @@ from models.registry import Capability
 from pipeline.errors import (
     Conflict,
     InsufficientCredits,
-    LicenceRefused,
     NotFound,
     SpecInvalid,
 )
@@ -43,6 +42,7 @@ from pipeline.ledger.actor import ledger_client
 from pipeline.ledger.rules import ReservationInfo
 from pipeline.lifecycle import transition
 from pipeline.publish.publishing import PublishRequest, create_publish_job
+from pipeline.render import engine_choice
 from pipeline.render.dag import EngineChoice, StopAt
 from pipeline.render.spec import FilmSpec
 from pipeline.storage import open_storage
@@ -60,23 +60,12 @@ class RenderRequest(BaseModel):
 # -- submission ------------------------------------------------------------------------------
 
 
-def choose_engines(settings: Settings, quality: str, plan: Plan) -> EngineChoice:
-    """The engines for a render: the CPU engines for an animatic, the configured ones for a
-    final render. An engine whose model licence the user's plan does not allow is refused
-    here, at submit, with the reason; it is never used silently."""
-    if quality == "animatic":
-        return EngineChoice()
-    choice = EngineChoice.configured(settings)
-    for capability in Capability:
-        info = choice.info(capability)
-        if info.licence not in plan.allowed_licences:
-            raise LicenceRefused(
-                f"the {capability} engine {info.name!r} runs a model under the "
-                f"{info.licence!r} licence, which the {plan.code} plan may not use",
-                engine=info.name,
-                licence=info.licence,
-            )
-    return choice
+def choose_engines(settings: Settings, quality: str, plan: Plan, spec: FilmSpec) -> EngineChoice:
+    """The engines for a render: the CPU engines for an animatic; for a final render, per
+    capability the first engine of the Serve config's choice that the plan's licences allow and
+    that is deployed and healthy. A plan that allows none is refused here, at submit, with the
+    capability and the engines considered; an engine is never used silently."""
+    return engine_choice.choose_engines(settings, quality, plan.code, plan.allowed_licences, spec)
 
 
 def check_spec(settings: Settings, session: Session, user: User, spec: FilmSpec) -> None:
@@ -193,7 +182,7 @@ def submit_render(
         running = None if request.dry_run else _active_renders(session, user)
         pricing.check_plan(plan, shape, running)
         check_spec(settings, session, user, spec)
-        engines = choose_engines(settings, request.quality, plan)
+        engines = choose_engines(settings, request.quality, plan, spec)
         cost = pricing.estimate(shape, request.quality, request.stop_at)
         if request.dry_run:
             return cost
@@ -234,7 +223,7 @@ def submit_engine_job(
         pricing.check_plan(plan, shape)
         check_spec(settings, session, user, spec)
         quality = payload.get("quality", "animatic")
-        engines = choose_engines(settings, quality, plan)
+        engines = choose_engines(settings, quality, plan, spec)
         stop_at: StopAt | None = "voice" if kind == "audio" else None
         cost = pricing.estimate(shape, quality, stop_at)
         if dry_run:

@@ -80,13 +80,16 @@ Reporter = Callable[[str, str, float], None]
 
 class EngineChoice(BaseModel):
     """The engine per capability for one render; recorded with the job. The defaults are the
-    registry's CPU engines."""
+    registry's CPU engines. `image_video` makes
+    the scenes that start from a picture (an image or a talking character), when it is not
+    `video` itself: an engine that takes an image (`EngineInfo.takes_image`)."""
 
     video: str = CPU_DEFAULTS[Capability.video]
     image: str = CPU_DEFAULTS[Capability.image]
     voice: str = CPU_DEFAULTS[Capability.voice]
     lipsync: str = CPU_DEFAULTS[Capability.lipsync]
     music: str = CPU_DEFAULTS[Capability.music]
+    image_video: str | None = None
 
     @classmethod
     def configured(cls, settings: Settings) -> EngineChoice:
@@ -95,6 +98,12 @@ class EngineChoice(BaseModel):
 
     def info(self, capability: Capability) -> EngineInfo:
         return engine_info(capability, getattr(self, capability.value))
+
+    def scene_video(self, scene: Scene) -> EngineInfo:
+        """The video engine of one scene."""
+        if scene.image is not None or scene.character is not None:
+            return engine_info(Capability.video, self.image_video or self.video)
+        return self.info(Capability.video)
 
 
 class RenderInputs(BaseModel):
@@ -228,7 +237,7 @@ def _clip_key(
 ) -> str:
     spec = inputs.spec
     scene = spec.scenes[index]
-    video = inputs.engines.info(Capability.video)
+    video = inputs.engines.scene_video(scene)
     lipsync = inputs.engines.info(Capability.lipsync)
     body = {
         "scene": scene.content_hash(),
@@ -289,7 +298,7 @@ def _keyframe(inputs: RenderInputs, scene: Scene, index: int) -> bytes | None:
         character = array_from_png(_image_bytes(inputs, scene.character) or b"")
         return array_to_png(np.asarray(thumbnails.fill_frame(character, (width, height))))
     data = _image_bytes(inputs, scene.image)
-    if data is not None or inputs.engines.video != "svd":
+    if data is not None or inputs.engines.scene_video(scene).name != "svd":
         return data
     return array_to_png(_draw_keyframe(inputs, index))
 
@@ -333,7 +342,8 @@ def video_request(inputs: RenderInputs, plan: ScenePlan) -> VideoRequest:
 @ray.remote(num_cpus=0.25, max_retries=3)
 def video_stage(inputs: RenderInputs, plan: ScenePlan) -> Frames:
     request = video_request(inputs, plan)
-    frames: Frames = call_engine(inputs.engines.info(Capability.video), "generate", request)
+    engine = inputs.engines.scene_video(inputs.spec.scenes[plan.index])
+    frames: Frames = call_engine(engine, "generate", request)
     return _fit_length(frames, plan.frames)
 
 

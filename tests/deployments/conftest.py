@@ -24,6 +24,9 @@ EXAMPLES = ROOT / "examples"
 TINY_OPTIONS: dict[str, dict[str, Any]] = {
     "video-ltx": {"steps": 2, "base_size": [64, 32], "max_frames": 9},
     "video-cogvideox": {"steps": 2},
+    "video-cogvideox-2b": {"steps": 2},
+    "video-wan": {"steps": 2, "base_size": [64, 32], "max_frames": 9},
+    "video-ltx-2": {"steps": 2, "base_size": [64, 32], "max_frames": 9, "stg_blocks": None},
     "lipsync-wav2lip": {"batch_size": 16},
 }
 

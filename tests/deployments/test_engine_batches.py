@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from models.base import CameraMove, VideoRequest
-from models.registry import engine_info
+from models.registry import build_engine, engine_info
 from tests.deployments.conftest import TINY_OPTIONS
 
-TINY = {"ltx": TINY_OPTIONS["video-ltx"], "cogvideox": TINY_OPTIONS["video-cogvideox"]}
+TINY = {name: TINY_OPTIONS[f"video-{name}"] for name in ("ltx", "cogvideox", "wan", "ltx-2")}
 
 
 @pytest.mark.parametrize("engine", list(TINY))
@@ -24,8 +24,8 @@ def test_a_batch_gives_each_request_its_own_video(
 ) -> None:
     info = engine_info("video", engine)
     assert info.model_folder is not None
-    folder = tiny_models([info.model_folder]) / info.model_folder
-    made = info.load_class()(folder, **TINY[engine])
+    folders = [info.model_folder, *([info.image_folder] if info.image_folder else [])]
+    made = build_engine(info, tiny_models(folders), TINY[engine])
     requests = [
         VideoRequest(
             prompt="a fox runs through snow",

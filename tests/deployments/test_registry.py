@@ -13,6 +13,7 @@ from models.registry import (
     ENGINES,
     Capability,
     EngineInfo,
+    Use,
     build_engine,
     configured_engines,
     engine_info,
@@ -57,3 +58,13 @@ def test_engines_that_load_weights_name_their_model_folder() -> None:
 def test_a_missing_model_folder_is_unavailable(tmp_path: Path) -> None:
     with pytest.raises(ModelUnavailable, match=f"model folder {tmp_path / 'ltx-video'} does not"):
         build_engine(engine_info("video", "ltx"), tmp_path, {})
+
+
+@pytest.mark.parametrize("info", ENGINES, ids=lambda info: info.deployment)
+def test_every_engine_licence_has_its_terms(info: EngineInfo) -> None:
+    terms = info.terms
+    assert (terms.revenue_cap_usd is not None) == (terms.use is Use.revenue_cap)
+
+
+def test_engines_with_a_separate_image_model_take_images() -> None:
+    assert all(info.takes_image for info in ENGINES if info.image_folder is not None)

@@ -18,13 +18,33 @@ from models.neural.cogvideox import CogVideoX2bEngine, CogVideoXEngine
 from models.neural.device import non_sdpa_attention
 from models.neural.diffusion import DiffusionVideoEngine
 from models.neural.ltx import LtxVideoEngine
+from models.neural.ltx2 import Ltx2VideoEngine
 from models.neural.svd import StableVideoDiffusionEngine
+from models.neural.wan import WanVideoEngine
 
-ENGINES: dict[str, tuple[str, Callable[[Path], DiffusionVideoEngine]]] = {
-    "ltx": ("ltx-video", lambda p: LtxVideoEngine(p, steps=2, base_size=(64, 32), max_frames=9)),
-    "cogvideox": ("cogvideox", lambda p: CogVideoX2bEngine(p, steps=2)),
-    "svd": ("svd", lambda p: StableVideoDiffusionEngine(p, steps=2, base_size=(64, 32))),
-}
+Build = Callable[[Path, Path | None], DiffusionVideoEngine]
+# name: (model folder, image-to-video folder, engine on those folders)
+ENGINES: dict[str, tuple[str, str | None, Build]] = {
+    "ltx": (
+        "ltx-video", None,
+        lambda p, _: LtxVideoEngine(p, steps=2, base_size=(64, 32), max_frames=9),
+    ),
+    "cogvideox": (
+        "cogvideox", "cogvideox-i2v",
+        lambda p, i: CogVideoXEngine(p, image_model_dir=i, steps=2),
+    ),
+    "svd": ("svd", None, lambda p, _: StableVideoDiffusionEngine(p, steps=2, base_size=(64, 32))),
+    "wan": (
+        "wan", "wan-i2v",
+        lambda p, i: WanVideoEngine(p, image_model_dir=i, steps=2, base_size=(64, 32),
+                                    max_frames=9),
+    ),
+    "ltx-2": (
+        "ltx-2", None,
+        lambda p, _: Ltx2VideoEngine(p, steps=2, base_size=(64, 32), max_frames=9,
+                                     stg_blocks=None),
+    ),
+}  # fmt: skip
 
 
 def png(color: tuple[int, int, int], size: tuple[int, int] = (80, 48)) -> bytes:
@@ -51,8 +71,8 @@ def shot(width: int = 64, height: int = 36, seed: int = 7, **extra: object) -> V
 
 @pytest.fixture(scope="module", params=list(ENGINES))
 def engine(request: pytest.FixtureRequest, tiny: Callable[[str], Path]) -> DiffusionVideoEngine:
-    folder, build = ENGINES[request.param]
-    return build(tiny(folder))
+    folder, image_folder, build = ENGINES[request.param]
+    return build(tiny(folder), tiny(image_folder) if image_folder else None)
 
 
 @pytest.mark.parametrize(("width", "height"), [(64, 36), (36, 64)], ids=["16:9", "9:16"])
@@ -92,7 +112,7 @@ def test_ltx_native_shot_respects_model_constraints(tiny: Callable[[str], Path])
 def test_cogvideox_frames_are_8k_plus_1_up_to_the_trained_length(
     tiny: Callable[[str], Path],
 ) -> None:
-    engine = CogVideoXEngine(tiny("cogvideox"), steps=2)
+    engine = CogVideoXEngine(tiny("cogvideox"), image_model_dir=tiny("cogvideox-i2v"), steps=2)
     trained = engine.pipe.transformer.config.sample_frames
     for duration in (0.5, 1.0, 30.0):
         planned = engine.plan(shot().model_copy(update={"duration_s": duration}))
@@ -138,8 +158,30 @@ def test_a_folder_of_another_pipeline_is_unavailable(tiny: Callable[[str], Path]
 def test_truncated_weights_are_unavailable(
     name: str, tiny: Callable[[str], Path], corrupt_copy: Callable[[Path, str], Path]
 ) -> None:
-    folder, build = ENGINES[name]
+    folder, image_folder, build = ENGINES[name]
     denoiser = "unet" if name == "svd" else "transformer"
     broken = corrupt_copy(tiny(folder), f"{denoiser}/diffusion_pytorch_model.safetensors")
     with pytest.raises(ModelUnavailable, match="cannot load"):
-        build(broken)
+        build(broken, tiny(image_folder) if image_folder else None)
+
+
+def test_cogvideox_2b_refuses_a_scene_image_it_cannot_use(tiny: Callable[[str], Path]) -> None:
+    engine = CogVideoX2bEngine(tiny("cogvideox"), steps=2)
+    assert engine.generate(shot(keyframe_png=None)).pixels.shape == (12, 36, 64, 3)
+    with pytest.raises(UnsupportedRequest, match="no image-to-video model"):
+        engine.generate(shot())
+
+
+@pytest.mark.parametrize(
+    ("build", "folder"),
+    [
+        (lambda p: WanVideoEngine(p), "wan"),
+        (lambda p: CogVideoXEngine(p), "cogvideox"),
+    ],
+    ids=["wan", "cogvideox"],
+)
+def test_an_engine_without_its_image_to_video_model_does_not_start(
+    build: Callable[[Path], DiffusionVideoEngine], folder: str, tiny: Callable[[str], Path]
+) -> None:
+    with pytest.raises(ModelUnavailable, match="image-to-video"):
+        build(tiny(folder))

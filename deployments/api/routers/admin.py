@@ -38,6 +38,7 @@ from deployments.api.accounts import revoke_all
 from deployments.api.deps import AdminUser, SessionDep, SettingsDep, admin_user
 from deployments.api.pagination import Page, PageDep, fetch_page
 from deployments.api.problems import problem_responses
+from deployments.api.routers.jobs import JobPublic
 from pipeline.errors import Conflict, NotFound
 from pipeline.jobs import moderation
 from pipeline.jobs import submission as jobs
@@ -122,6 +123,10 @@ class AdminProjectView(BaseModel):
     status: ProjectStatus
     created_at: datetime
     updated_at: datetime
+
+
+class AdminJobView(JobPublic):
+    user_id: uuid.UUID
 
 
 class JobLogView(BaseModel):
@@ -381,6 +386,15 @@ def delete_project(
     )
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/jobs/{job_id}", response_model=AdminJobView, responses=problem_responses(404))
+def read_job(session: SessionDep, job_id: uuid.UUID) -> AdminJobView:
+    """Any user's job, with the engine and licence of each stage."""
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    return AdminJobView.model_validate(job)
 
 
 @router.get(

@@ -75,10 +75,13 @@ class LipSyncGenerate(EngineRequest):
     voice: Voice = Field(default_factory=Voice)
 
     def scene(self) -> dict[str, Any]:
+        """The character's image animated by an image-to-video engine (the prompt describes the
+        shot, not the job), then lip-synced to the narration."""
         character = str(self.character)
         return {
             "image": character,
             "character": character,
+            "prompt": "the person in the picture speaks to the camera, face in view",
             "narration": self.text,
             "voice": self.voice.model_dump(),
         }

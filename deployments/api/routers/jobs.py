@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlmodel import col, select
 
 from cluster.settings import Settings
@@ -23,6 +23,7 @@ from deployments.api.problems import problem_responses
 from pipeline.jobs import submission as jobs
 from pipeline.ledger.pricing import Estimate
 from pipeline.lifecycle import TERMINAL
+from pipeline.render.engine_choice import engine_record
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"], responses=problem_responses(401, 422, 429))
 
@@ -46,6 +47,22 @@ class JobPublic(BaseModel):
     started_at: datetime | None
     completed_at: datetime | None
     updated_at: datetime
+    engines: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per stage (voice, video, video_from_image, lipsync, music, image), the"
+        " engine that makes it and its licence: `licence`, `use` (commercial, revenue-cap,"
+        " non-commercial) and `revenue_cap_usd`.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _engines_of_job(cls, data: Any) -> Any:
+        """A job row shows the engines recorded in its input."""
+        if not isinstance(data, Job):
+            return data
+        fields = {name: getattr(data, name) for name in cls.model_fields if hasattr(data, name)}
+        chosen = data.input.get("engines")
+        return {**fields, "engines": engine_record(chosen) if chosen else {}}
 
 
 class JobProgress(BaseModel):

@@ -1,0 +1,105 @@
+"""Wan 2.1 / 2.2 text-to-video and image-to-video through diffusers' WanPipeline and
+WanImageToVideoPipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from diffusers import WanImageToVideoPipeline, WanPipeline
+
+from models.base import VideoRequest
+from models.errors import ModelUnavailable
+from models.neural.device import RuntimeLike, runtime_options, seeded_generator
+from models.neural.diffusion import (
+    DiffusionVideoEngine,
+    Shot,
+    describe,
+    load_pipeline,
+    start_image,
+)
+from models.neural.frames import native_size, requested_frames, snap_frames
+
+# The negative prompt of the Wan authors' examples, in short.
+_NEGATIVE = "static, blurred details, worst quality, low quality, jpeg artifacts, deformed, ugly"
+
+
+class WanVideoEngine(DiffusionVideoEngine):
+    """Frames of 4k+1 at up to `max_frames` and `native_fps`, sides on the transformer's patch
+    grid. A scene with an image is animated by the image-to-video pipeline: Wan 2.2 TI2V
+    checkpoints (`expand_timesteps`) run it on their own weights; Wan 2.1 needs its separate
+    I2V checkpoint in `image_model_dir`."""
+
+    name: ClassVar[str] = "wan"
+    version: ClassVar[str] = "1"
+    # Wan2.1-T2V-1.3B / 14B, Wan2.1-I2V-14B, Wan2.2-TI2V-5B model cards: Apache-2.0.
+    licence: ClassVar[str] = "apache-2.0"
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        image_model_dir: str | Path | None = None,
+        runtime: RuntimeLike = None,
+        steps: int = 40,
+        guidance_scale: float = 5.0,
+        base_size: tuple[int, int] = (832, 480),
+        native_fps: float = 16.0,
+        max_frames: int = 81,
+    ) -> None:
+        options = runtime_options(runtime)
+        super().__init__(load_pipeline(WanPipeline, model_dir, options, ("WanPipeline",)), steps)
+        self.image_pipe = self._image_pipeline(image_model_dir, options)
+        self.guidance_scale = guidance_scale
+        self.base_size = base_size
+        self.native_fps = native_fps
+        self.max_frames = max_frames
+
+    def _image_pipeline(self, image_model_dir: str | Path | None, options: Any) -> Any:
+        if image_model_dir is not None:
+            expected = ("WanImageToVideoPipeline",)
+            return load_pipeline(WanImageToVideoPipeline, image_model_dir, options, expected).pipe
+        if self.pipe.config.expand_timesteps:
+            return WanImageToVideoPipeline.from_pipe(self.pipe)
+        raise ModelUnavailable(
+            "Wan animates a scene's image with an image-to-video model: give a Wan 2.1 I2V"
+            " folder (wan-i2v) or serve a Wan 2.2 TI2V checkpoint"
+        )
+
+    def plan(self, request: VideoRequest) -> Shot:
+        patch = self.pipe.transformer.config.patch_size
+        grid = self.pipe.vae_scale_factor_spatial * max(patch[1], patch[2])
+        width, height = native_size(request.width, request.height, self.base_size, grid)
+        step = self.pipe.vae_scale_factor_temporal
+        wanted = requested_frames(request.duration_s, self.native_fps)
+        frames = snap_frames(wanted, step, self.max_frames)
+        fps = min(self.native_fps, (frames - 1) / request.duration_s) if frames > 1 else 1.0
+        return Shot(width, height, frames, max(1.0, fps))
+
+    def render(self, requests: Sequence[VideoRequest], shot: Shot) -> list[np.ndarray]:
+        """Text-to-video in one call for the batch; image-to-video one request per call (the
+        pipeline takes a single image)."""
+        if requests[0].keyframe_png is None:
+            return self._call(self.pipe, requests, shot)
+        return [self._call(self.image_pipe, [r], shot, image=start_image(r, shot))[0]
+                for r in requests]  # fmt: skip
+
+    def _call(
+        self, pipe: Any, requests: Sequence[VideoRequest], shot: Shot, **image: Any
+    ) -> list[np.ndarray]:
+        prompts = [describe(request) for request in requests]
+        out = pipe(
+            prompt=prompts if len(prompts) > 1 else prompts[0],
+            negative_prompt=_NEGATIVE,
+            width=shot.width,
+            height=shot.height,
+            num_frames=shot.frames,
+            num_inference_steps=self.steps,
+            guidance_scale=self.guidance_scale,
+            generator=[seeded_generator(request.seed) for request in requests],
+            output_type="np",
+            **image,
+        )
+        return list(out.frames)

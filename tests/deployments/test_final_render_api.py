@@ -1,0 +1,211 @@
+"""`final` renders through the API on the shipped GPU config, on CPU (GPU fractions set to zero,
+tiny models): the engine of each stage is chosen by the user's plan's licences from the config's
+order, and the job shows it. A Creator gets the commercial-use engines (Wan, Kokoro), and LTX-2
+when Wan is gone; a plan of non-commercial engines gets LTX-Video and Wav2Lip; a plan allowing
+none of the deployed engines is refused at submit, naming them. Films are checked by decoding."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from ray import serve
+from sqlmodel import select
+
+from cluster.runtime import deploy as deploy_engines
+from db.migrate import upgrade
+from db.models import Plan
+from db.session import session_scope
+from models.registry import LICENCES, Use
+from pipeline.render.assemble import inspect_film
+from tests.api.conftest import (
+    Account,
+    Api,
+    app_settings,
+    assert_problem,
+    deploy,
+    put_on_plan,
+    register,
+)
+from tests.deployments.conftest import EXAMPLES, GPU_CONFIG, derived_config
+
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("cpu_engines")]
+
+NEURAL = ("video-wan", "video-ltx-2", "video-ltx", "voice-kokoro", "lipsync-wav2lip")
+FOLDERS = ("wan", "wan-i2v", "ltx-2", "ltx-video", "kokoro", "wav2lip")
+CPU_LICENCES = ["MIT", "BSD-3-Clause", "GPL-3.0-or-later"]
+NON_COMMERCIAL = [name for name, terms in LICENCES.items() if terms.use is Use.non_commercial]
+
+
+@pytest.fixture(scope="module")
+def final_api(
+    serve_http: str,
+    tiny_models: Callable[[Iterable[str]], Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Api]:
+    """The ingress on its own SQLite database, choosing from the GPU config (CPU-only copy) in
+    which the tiny neural engines are deployed beside the CPU ones."""
+    tmp = tmp_path_factory.mktemp("final-api")
+    database_url = f"sqlite:///{tmp / 'studio.db'}"
+    upgrade(database_url)
+    settings = app_settings(
+        tmp / "var",
+        database_url,
+        models_dir=tiny_models(FOLDERS),
+        serve_config=derived_config(GPU_CONFIG, tmp / "serve_config.yaml"),
+        port=int(serve_http.rsplit(":", 1)[1]),
+    )
+    deploy_engines(settings, set(NEURAL))
+    api = deploy("api-final", settings, serve_http)
+    yield api
+    for name in ("api-final", *NEURAL):
+        serve.delete(name)
+
+
+def project_with_character(client: httpx.Client, account: Account) -> str:
+    created = client.post(
+        "/api/projects/create",
+        headers=account.auth,
+        json={"title": "Final", "spec": spec()},
+    )
+    assert created.status_code == 201, created.text
+    project = created.json()["id"]
+    picture = (EXAMPLES / "assets" / "astronaut.png").read_bytes()
+    uploaded = client.post(
+        f"/api/projects/{project}/assets",
+        headers=account.auth,
+        files={"file": ("astronaut.png", picture, "image/png")},
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    patched = client.patch(
+        f"/api/projects/{project}",
+        headers=account.auth,
+        json={"spec": spec(character=uploaded.json()["id"])},
+    )
+    assert patched.status_code == 200, patched.text
+    return str(project)
+
+
+def spec(character: str | None = None) -> dict[str, Any]:
+    speaker: dict[str, Any] = {"narration": "I am ready.", "prompt": "an astronaut speaks",
+                               "duration_s": 1}  # fmt: skip
+    if character is not None:
+        speaker["character"] = character
+    return {
+        "title": "Tiny Final",
+        "aspect_ratio": "1:1",
+        "resolution": 144,
+        "fps": 12,
+        "seed": 5,
+        "music": {"style": "none"},
+        "scenes": [
+            {"narration": "The lake wakes.", "prompt": "a lake at dawn", "duration_s": 1},
+            speaker,
+        ],
+    }
+
+
+def render(client: httpx.Client, account: Account, project: str) -> dict[str, Any]:
+    response = client.post(
+        f"/api/projects/{project}/render", headers=account.auth, json={"quality": "final"}
+    )
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+    deadline = time.monotonic() + 900
+    while True:
+        state: dict[str, Any] = client.get(f"/api/jobs/{job_id}", headers=account.auth).json()
+        if state["status"] in ("succeeded", "failed", "cancelled"):
+            return state
+        assert time.monotonic() < deadline, state
+        time.sleep(1)
+
+
+def check_film(
+    client: httpx.Client, account: Account, project: str, job: dict[str, Any], tmp_path: Path
+) -> None:
+    assert job["status"] == "succeeded", job
+    assets = client.get(f"/api/projects/{project}/assets", headers=account.auth).json()
+    film = next(a for a in assets["items"] if a["filename"] == "film.mp4")
+    link = client.get(f"/api/assets/{film['id']}/download", headers=account.auth).json()
+    path = tmp_path / "film.mp4"
+    path.write_bytes(httpx.get(link["url"], timeout=60).content)
+    info = inspect_film(path)
+    assert (info.video_codec, info.audio_codec) == ("h264", "aac")
+    assert abs(info.video_duration_s - job["output"]["duration_s"]) < 0.1
+    assert abs(info.audio_duration_s - job["output"]["duration_s"]) < 0.1
+
+
+def engines_of(job: dict[str, Any]) -> dict[str, str]:
+    return {stage: made["engine"] for stage, made in job["engines"].items()}
+
+
+def test_a_creator_final_render_uses_commercial_engines_and_falls_back(
+    final_api: Api, tmp_path: Path
+) -> None:
+    with final_api.client() as client:
+        account = register(client)
+        put_on_plan(final_api, account.id, "creator")
+        project = project_with_character(client, account)
+
+        job = render(client, account, project)
+        check_film(client, account, project, job, tmp_path)
+        assert engines_of(job) == {
+            "video": "wan", "image": "card", "voice": "kokoro", "lipsync": "mouth",
+            "music": "midi",
+        }  # fmt: skip
+        made = {"engine": "wan", "licence": "apache-2.0", "use": "commercial",
+                "revenue_cap_usd": None}  # fmt: skip
+        assert job["engines"]["video"] == made
+
+        serve.delete("video-wan")
+        again = render(client, account, project)
+        check_film(client, account, project, again, tmp_path)
+        assert engines_of(again)["video"] == "ltx-2"
+        assert again["engines"]["video"]["use"] == "revenue-cap"
+
+
+def test_a_non_commercial_plan_uses_the_non_commercial_engines(
+    final_api: Api, tmp_path: Path
+) -> None:
+    with final_api.client() as client:
+        account = register(client)
+        put_on_plan(final_api, account.id, "research")
+        set_licences(final_api, "research", NON_COMMERCIAL + CPU_LICENCES)
+        project = project_with_character(client, account)
+        job = render(client, account, project)
+        check_film(client, account, project, job, tmp_path)
+        assert engines_of(job) == {
+            "video": "ltx", "image": "card", "voice": "espeak", "lipsync": "wav2lip",
+            "music": "midi",
+        }  # fmt: skip
+        assert job["engines"]["lipsync"]["use"] == "non-commercial"
+
+
+def test_a_plan_allowing_none_of_the_deployed_engines_is_refused_at_submit(
+    final_api: Api,
+) -> None:
+    with final_api.client() as client:
+        account = register(client)
+        put_on_plan(final_api, account.id, "nothing")
+        set_licences(final_api, "nothing", [])
+        project = project_with_character(client, account)
+        before = client.get("/api/credits/balance", headers=account.auth).json()
+        response = client.post(
+            f"/api/projects/{project}/render", headers=account.auth, json={"quality": "final"}
+        )
+        problem = assert_problem(response, 403, "licence-refused")
+        assert problem["capability"] == "video"
+        assert problem["engines"][:3] == ["wan", "ltx-2", "cogvideox-2b"]
+        assert "no video engine the nothing plan may use" in problem["detail"]
+        assert client.get("/api/credits/balance", headers=account.auth).json() == before
+
+
+def set_licences(api: Api, code: str, licences: list[str]) -> None:
+    with session_scope(api.database_url) as session:
+        plan = session.exec(select(Plan).where(Plan.code == code)).one()
+        plan.allowed_licences = licences
+        session.add(plan)
