@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from cluster.settings import Settings
 from db.migrate import upgrade
 from deployments.api.ratelimit import serve_environment
+from tests.fakes.stripe import FakeStripe, studio_prices
 from tests.services import S3Server, postgres_schema, seaweedfs
 
 
@@ -89,6 +90,14 @@ def s3_settings(tmp_path: Path, s3_server: S3Server, s3_bucket: str) -> Settings
 def settings(tmp_path: Path) -> Settings:
     """Embedded defaults on a temporary data folder, ignoring the developer's environment."""
     return Settings(data_dir=tmp_path / "var", _env_file=None)
+
+
+@pytest.fixture(scope="session")
+def fake_stripe() -> Iterator[FakeStripe]:
+    """A local Stripe (its REST API and signed webhooks) for the session, priced like the
+    studio's credit packs and plans."""
+    with FakeStripe.running(studio_prices()) as fake:
+        yield fake
 
 
 @pytest.fixture(scope="session")

@@ -28,9 +28,7 @@ from db.models import Job, JobStatus, Plan, User
 from db.session import session_scope
 from db.types import utcnow
 from deployments.api.ingress import build_api
-from tests.fakes.stripe import FakeStripe, fake_stripe, stripe_settings
-
-__all__ = ["fake_stripe"]
+from tests.fakes.stripe import FakeStripe, stripe_settings
 from tests.services import free_port
 
 PASSWORD = "correct horse battery staple"

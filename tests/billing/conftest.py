@@ -19,9 +19,7 @@ from db.models import Plan, Role, User
 from db.session import session_scope
 from pipeline.ledger import store
 from tests.api.conftest import Account, Api, app_settings, deploy, register, set_user
-from tests.fakes.stripe import FakeStripe, fake_stripe, stripe_settings
-
-__all__ = ["fake_stripe"]
+from tests.fakes.stripe import FakeStripe, stripe_settings
 
 
 @pytest.fixture

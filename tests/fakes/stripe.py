@@ -29,7 +29,6 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
-import pytest
 
 from pipeline.ledger.pricing import topup_price_cents
 
@@ -338,12 +337,6 @@ def stripe_settings(fake: FakeStripe) -> dict[str, Any]:
         "stripe_credit_packs": {n: f"price_pack_{n}" for n in CREDIT_PACKS},
         "stripe_plan_prices": {code: f"price_plan_{code}" for code in PLAN_PRICES},
     }
-
-
-@pytest.fixture(scope="session")
-def fake_stripe() -> Iterator[FakeStripe]:
-    with FakeStripe.running(studio_prices()) as fake:
-        yield fake
 
 
 def _id(prefix: str) -> str:
