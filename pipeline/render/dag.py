@@ -215,7 +215,9 @@ def _clip_key(
     lipsync = inputs.engines.info(Capability.lipsync)
     body = {
         "scene": scene.content_hash(),
-        "images": [_image_digest(inputs, ref) for ref in (scene.image, scene.character)],
+        "images": [
+            _image_digest(inputs, ref) for ref in (spec.scene_reference(index), scene.character)
+        ],
         "size": spec.frame_size,
         "fps": spec.fps,
         "frames": frames,
@@ -226,7 +228,7 @@ def _clip_key(
         "lipsync": [lipsync.name, _version(lipsync)] if scene.character else None,
     }
     version = f"{_version(video)}+composition{COMPOSITION_VERSION}"
-    return stage_key("clip", video.name, version, body, spec.seed + index)
+    return stage_key("clip", video.name, version, body, spec.scene_seed(index))
 
 
 def _image_digest(inputs: RenderInputs, ref: ImageRef | None) -> str | None:
@@ -274,7 +276,7 @@ def _keyframe(inputs: RenderInputs, scene: Scene, index: int) -> bytes | None:
     if scene.character is not None:
         character = array_from_png(_image_bytes(inputs, scene.character) or b"")
         return array_to_png(np.asarray(thumbnails.fill_frame(character, (width, height))))
-    data = _image_bytes(inputs, scene.image)
+    data = _image_bytes(inputs, inputs.spec.scene_reference(index))
     if data is not None or inputs.engines.video != "svd":
         return data
     request = ImageRequest(
@@ -283,7 +285,7 @@ def _keyframe(inputs: RenderInputs, scene: Scene, index: int) -> bytes | None:
         mood=scene.mood,
         width=width,
         height=height,
-        seed=inputs.spec.seed + index,
+        seed=inputs.spec.scene_seed(index),
     )
     pixels = call_engine(inputs.engines.info(Capability.image), "keyframe", request)
     return array_to_png(pixels)
@@ -305,7 +307,7 @@ def video_request(inputs: RenderInputs, plan: ScenePlan) -> VideoRequest:
         fps=spec.fps,
         duration_s=plan.frames / spec.fps,
         keyframe_png=_keyframe(inputs, scene, plan.index),
-        seed=spec.seed + plan.index,
+        seed=spec.scene_seed(plan.index),
     )
 
 
@@ -656,7 +658,7 @@ def _preview(
     tiles = []
     for plan in plans:
         scene = spec.scenes[plan.index]
-        data = _image_bytes(inputs, scene.character or scene.image)
+        data = _image_bytes(inputs, scene.character or spec.scene_reference(plan.index))
         if data is None:
             request = ImageRequest(
                 prompt=scene.prompt or "",
@@ -664,7 +666,7 @@ def _preview(
                 mood=scene.mood,
                 width=width,
                 height=height,
-                seed=spec.seed + plan.index,
+                seed=spec.scene_seed(plan.index),
             )
             pixels = call_engine(image, "keyframe", request)
         else:
