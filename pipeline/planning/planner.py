@@ -70,6 +70,8 @@ class Plan:
     kind: StoryKind
     planner: str = "cpu"
     warnings: list[str] = field(default_factory=list)
+    story: str | None = None
+    """The story planned, when it is not the text given (an idea expanded by the model)."""
 
 
 @dataclass
@@ -163,7 +165,7 @@ def plan_story(text: str, style: PlanStyle | None = None) -> Plan:
     moods = Counter(scene["mood"] for scene in scenes)
     spec = FilmSpec.model_validate(
         {
-            **_film_fields(title, language, style),
+            **film_fields(title, language, style),
             "music": {"mood": moods.most_common(1)[0][0], "style": MusicStyle.score},
             "characters": characters,
             "scenes": scenes,
@@ -271,11 +273,12 @@ def _plan_idea(idea: str, title: str, language: str, style: PlanStyle) -> FilmSp
             scene |= {"narration": idea, "title": title[:120]}
         scenes.append(scene)
     return FilmSpec.model_validate(
-        {**_film_fields(title, language, style), "music": {"mood": mood}, "scenes": scenes}
+        {**film_fields(title, language, style), "music": {"mood": mood}, "scenes": scenes}
     )
 
 
-def _film_fields(title: str, language: str, style: PlanStyle) -> dict[str, Any]:
+def film_fields(title: str, language: str, style: PlanStyle) -> dict[str, Any]:
+    """The spec's film-wide fields: the title and language found, the rest from the style."""
     return {
         "title": title[:200],
         "language": language,

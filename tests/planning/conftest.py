@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
+
+from cluster.settings import Settings
+from tests.fakes.chat_completions import API_KEY, FakeChat
 
 STORIES = Path(__file__).resolve().parents[2] / "examples" / "stories"
 
@@ -35,3 +41,23 @@ LINES: dict[str, list[tuple[str, str]]] = {
 
 def story(name: str) -> str:
     return (STORIES / f"{name}.txt").read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def chat() -> Iterator[FakeChat]:
+    fake = FakeChat()
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def llm_settings(tmp_path: Path, chat: FakeChat) -> Settings:
+    """Settings that plan with the fake chat-completions server."""
+    return Settings(
+        data_dir=tmp_path / "var",
+        llm_base_url=chat.url,
+        llm_model="qwen2.5-0.5b-instruct",
+        llm_api_key=API_KEY,
+        _env_file=None,
+    )
