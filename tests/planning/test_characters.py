@@ -7,11 +7,13 @@ from typing import Any
 
 import pytest
 
+from cluster.settings import Settings
 from pipeline.errors import SpecInvalid
-from pipeline.planning.planner import plan_story
+from pipeline.planning.planner import PlanStyle, plan_story
+from pipeline.render.dag import RenderInputs, ScenePlan, video_request
 from pipeline.render.spec import FilmSpec
 from tests.planning.conftest import story
-from tests.render.conftest import example
+from tests.render.conftest import EXAMPLES, example
 
 
 def sheet_spec(**scene: Any) -> dict[str, Any]:
@@ -86,3 +88,33 @@ def test_a_planned_character_keeps_its_sheet_in_every_scene() -> None:
     assert len(baby) >= 3
     led = [i for i in baby if spec.scenes[i].characters[0] == "Baby Bear"]
     assert {spec.scene_seed(i) for i in led} == {spec.character("Baby Bear").seed}
+
+
+def test_every_scene_of_a_character_asks_the_engines_for_its_voice_reference_and_seed(
+    settings: Settings,
+) -> None:
+    planned = plan_story(story("three_bears"), PlanStyle(resolution=144, fps=12)).spec
+    data = planned.model_dump(mode="json")
+    for sheet in data["characters"]:
+        sheet["reference"] = "assets/astronaut.png"
+    spec = FilmSpec.model_validate(data)
+    inputs = RenderInputs(settings=settings, spec=spec, spec_dir=str(EXAMPLES))
+    reference = (EXAMPLES / "assets" / "astronaut.png").read_bytes()
+    seen: dict[str, set[tuple[int, bytes | None]]] = {}
+    for index, scene in enumerate(spec.scenes):
+        stage = ScenePlan(
+            index=index, frames=12, offset_frames=0, voice_key=None, clip_key="", edges={}
+        )
+        request = video_request(inputs, stage)
+        if not scene.characters:
+            assert request.seed == spec.seed + index
+            assert request.keyframe_png is None
+            continue
+        lead = scene.characters[0]
+        assert request.seed == spec.character(lead).seed
+        assert request.keyframe_png == reference
+        seen.setdefault(lead, set()).add((request.seed, request.keyframe_png))
+        if scene.speaker is not None:
+            assert scene.voice == spec.character(scene.speaker).voice
+    assert set(seen) == {"Father Bear", "Mother Bear", "Baby Bear"}
+    assert all(len(looks) == 1 for looks in seen.values()), "one seed and one look each"

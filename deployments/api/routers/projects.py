@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -22,6 +22,9 @@ from deployments.api.problems import problem_responses
 from deployments.api.routers.jobs import SUBMIT_RESPONSES, submitted
 from pipeline.errors import Conflict, SpecInvalid
 from pipeline.jobs import submission as jobs
+from pipeline.planning.llm import plan_text
+from pipeline.planning.planner import Plan, PlanStyle
+from pipeline.planning.text import StoryKind
 from pipeline.render.spec import FilmSpec
 
 router = APIRouter(
@@ -31,9 +34,42 @@ router = APIRouter(
 Title = Annotated[str, Field(min_length=1, max_length=200)]
 
 
+Story = Annotated[
+    str,
+    Field(description="Prose, a screenplay or a one-line idea, planned into the project's spec"),
+]
+
+
 class ProjectCreate(BaseModel):
-    title: Title
-    spec: FilmSpec
+    """A project from a film spec, or from a story that is planned into one (`style` says how)."""
+
+    title: Title | None = Field(default=None, description="Required with a spec; else planned.")
+    spec: FilmSpec | None = None
+    story: Story | None = None
+    style: PlanStyle | None = None
+
+    @model_validator(mode="after")
+    def _spec_or_story(self) -> ProjectCreate:
+        if (self.spec is None) == (self.story is None):
+            raise ValueError("give either a spec or a story to plan")
+        if self.spec is not None and self.title is None:
+            raise ValueError("a project made from a spec needs a title")
+        if self.style is not None and self.story is None:
+            raise ValueError("a style is for planning a story")
+        return self
+
+
+class PlanRequest(BaseModel):
+    """Plan again: a new story or style, else the project's own."""
+
+    story: Story | None = None
+    style: PlanStyle | None = None
+
+
+class PlanReport(BaseModel):
+    planner: str = Field(description="'llm' or 'cpu'")
+    kind: StoryKind
+    warnings: list[str]
 
 
 class ProjectUpdate(BaseModel):
@@ -56,15 +92,72 @@ class ProjectSummary(BaseModel):
 class ProjectPublic(ProjectSummary):
     spec: dict[str, Any]
     outputs: dict[str, Any]
+    story: str | None = None
+    plan: PlanReport | None = Field(
+        default=None, description="How the spec was planned, on the answer that planned it."
+    )
 
 
 @router.post("/create", status_code=status.HTTP_201_CREATED)
-def create_project(body: ProjectCreate, user: CurrentUser, session: SessionDep) -> ProjectPublic:
+def create_project(
+    body: ProjectCreate, user: CurrentUser, session: SessionDep, settings: SettingsDep
+) -> ProjectPublic:
+    if body.story is not None:
+        return _planned(session, user, settings, None, body.story, body.style, body.title)
+    assert body.spec is not None and body.title is not None
     _check_assets(session, user, body.spec)
     project = Project(owner_id=user.id, title=body.title, spec=body.spec.model_dump(mode="json"))
     session.add(project)
     session.commit()
     return ProjectPublic.model_validate(project)
+
+
+@router.post(
+    "/{project_id}/plan",
+    responses=problem_responses(404, 409),
+    summary="Plan the project's story (again) into its spec, to review and edit before rendering",
+)
+def plan_project(
+    project: OwnedProject,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    body: PlanRequest | None = None,
+) -> ProjectPublic:
+    body = body or PlanRequest()
+    if project.status == ProjectStatus.rendering:
+        raise Conflict("the project is rendering: cancel the render or wait for it to finish")
+    story = body.story if body.story is not None else project.story
+    if story is None:
+        raise Conflict("the project has no story to plan: send one as `story`")
+    style = body.style
+    if style is None and project.plan_style is not None:
+        style = PlanStyle.model_validate(project.plan_style)
+    return _planned(session, user, settings, project, story, style, None)
+
+
+def _planned(
+    session: Session,
+    user: User,
+    settings: Settings,
+    project: Project | None,
+    story: str,
+    style: PlanStyle | None,
+    title: str | None,
+) -> ProjectPublic:
+    """Plans the story (no credits: the CPU planner is free) and stores the plan as the spec."""
+    style = style or PlanStyle()
+    plan: Plan = plan_text(settings, story, style)
+    if project is None:
+        project = Project(owner_id=user.id, title=title or plan.spec.title, spec={})
+    project.spec = plan.spec.model_dump(mode="json")
+    project.story = plan.story or story
+    project.plan_style = style.model_dump(mode="json")
+    project.updated_at = utcnow()
+    session.add(project)
+    session.commit()
+    report = PlanReport(planner=plan.planner, kind=plan.kind, warnings=plan.warnings)
+    return ProjectPublic.model_validate(project).model_copy(update={"plan": report})
 
 
 @router.get("")
@@ -173,16 +266,18 @@ def _submit(
 
 def _check_assets(session: Session, user: User, spec: FilmSpec) -> None:
     """Every asset the spec names must be one of the user's images."""
+    refs = [(f"characters.{n}.reference", c.reference) for n, c in enumerate(spec.characters)]
     for number, scene in enumerate(spec.scenes):
-        for name in ("image", "character"):
-            ref = getattr(scene, name)
-            if ref is None or ref.asset_id is None:
-                continue
-            asset = session.get(Asset, ref.asset_id)
-            if (
-                asset is None
-                or asset.owner_id != user.id
-                or not asset.content_type.startswith("image/")
-            ):
-                where = f"scenes.{number}.{name}"
-                raise SpecInvalid(f"{where}: no image asset {ref.asset_id}", field=where)
+        refs += [
+            (f"scenes.{number}.{name}", getattr(scene, name)) for name in ("image", "character")
+        ]
+    for where, ref in refs:
+        if ref is None or ref.asset_id is None:
+            continue
+        asset = session.get(Asset, ref.asset_id)
+        if (
+            asset is None
+            or asset.owner_id != user.id
+            or not asset.content_type.startswith("image/")
+        ):
+            raise SpecInvalid(f"{where}: no image asset {ref.asset_id}", field=where)
