@@ -129,7 +129,7 @@ def _resolve(
 ) -> str | None:
     """A name is the speaker. Otherwise the paragraph's speaker goes on; a pronoun is the last
     one named in the narration; a bare quote is the other party of the running exchange."""
-    if named is not None and named.lower() not in _PRONOUNS:
+    if named is not None and named.lower() not in _PRONOUNS and character_name(named):
         return character_name(named)
     if speaker_here is not None:
         return speaker_here
@@ -192,7 +192,7 @@ def screenplay_passages(text: str) -> list[Passage]:
         if _TRANSITION.match(line) or (line.startswith("(") and line.endswith(")")):
             continue
         colon = COLON_CUE.match(line)
-        if colon and is_cue(line):
+        if colon and is_cue(line) and character_name(colon.group(1)):
             spoken = _spoken(colon.group(3))
             if spoken:
                 name = character_name(colon.group(1))
@@ -200,7 +200,7 @@ def screenplay_passages(text: str) -> list[Passage]:
             speaker = None
             continue
         bare = BARE_CUE.match(line)
-        if bare and is_cue(line):
+        if bare and is_cue(line) and character_name(bare.group(1)):
             speaker = character_name(bare.group(1))
             continue
         spoken = _spoken(line)

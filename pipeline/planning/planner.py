@@ -37,6 +37,8 @@ from pipeline.planning.text import (
 from pipeline.render.spec import LANGUAGE_PATTERN, AspectRatio, FilmSpec
 
 MAX_SCENES = 60
+MAX_CHARACTERS = 24
+MAX_CAST = 12
 MENTION_WORDS = 5
 IDEA_BEATS = ("the world before", "the call", "the struggle", "the turn", "the ending")
 
@@ -100,6 +102,8 @@ def plan_story(text: str, style: PlanStyle | None = None) -> Plan:
     # 2. Who says what, and in which voice
     passages = screenplay_passages(body) if kind == "screenplay" else prose_passages(body)
     names = list(dict.fromkeys(p.speaker for p in passages if p.speaker is not None))
+    if len(names) > MAX_CHARACTERS:
+        raise StoryInvalid(f"the story has {len(names)} speakers; a film allows {MAX_CHARACTERS}")
     narration = [p.text for p in passages if p.speaker is None]
     castings = [casting.infer(name, _mentions(name, narration, names)) for name in names]
     narrator, voices = casting.cast_voices(castings, language, style.narrator or casting.NARRATOR)
@@ -128,7 +132,7 @@ def plan_story(text: str, style: PlanStyle | None = None) -> Plan:
     for number, group in enumerate(groups):
         spoken = " ".join(unit.text for unit in group)
         speaker = group[0].speaker
-        cast = [name for name in names if name != speaker and _names(name, spoken)]
+        cast = [name for name in names if name != speaker and _names(name, spoken)][:MAX_CAST]
         mood = visuals.scene_mood(spoken, scenes[-1]["mood"] if scenes else Mood.calm)
         shown = ([speaker] if speaker else []) + cast
         new_paragraph = (
@@ -179,8 +183,9 @@ def split_title(text: str) -> tuple[str, str]:
     lines = text.strip().split("\n")
     first = lines[0].strip()
     standalone = len(lines) > 2 and not lines[1].strip()
-    if standalone and len(first.split()) <= 12 and not re.search(r"[.!?:\"”]$", first):
-        return _title_case(first.strip("#* ")), "\n".join(lines[2:]).strip()
+    heading = first.strip("#* ")
+    if standalone and heading and len(first.split()) <= 12 and not re.search(r"[.!?:\"”]$", first):
+        return _title_case(heading), "\n".join(lines[2:]).strip()
     opening = sentences(" ".join(text.split()))[0]
     words = re.sub(r"[^\w\s'-]", "", opening).split()[:8]
     return (" ".join(words) or "Untitled"), text.strip()
