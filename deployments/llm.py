@@ -50,8 +50,8 @@ class ChatGenerator:
         self.max_new_tokens = max_new_tokens
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.tokenizer: Any = AutoTokenizer.from_pretrained(model_dir)
-        self.model: Any = AutoModelForCausalLM.from_pretrained(model_dir)
-        self.model.to(self.device).eval()
+        model: Any = AutoModelForCausalLM.from_pretrained(model_dir)
+        self.model: Any = model.to(self.device).eval()
         self.lock = threading.Lock()
 
     def complete(self, request: ChatRequest) -> dict[str, Any]:
