@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cluster import cli
+from cluster.settings import Settings
 from pipeline.render.spec import FilmSpec
 from tests.planning.conftest import STORIES
 
@@ -32,3 +34,13 @@ def test_studio_plan_refuses_a_binary_file(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "binary, not text" in result.stderr
     assert not (tmp_path / "x.yaml").exists()
+
+
+def test_studio_render_plans_a_story_first_and_keeps_the_plan(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "var", _env_file=None)
+    out = tmp_path / "out"
+    spec = cli._read_or_plan(settings, STORIES / "three_bears.txt", out)
+    assert FilmSpec.from_file(out / "film.yaml") == spec
+    assert len(spec.characters) == 3
+    example = Path(__file__).parents[2] / "examples" / "story.yaml"
+    assert cli._read_or_plan(settings, example, out) == FilmSpec.from_file(example)
