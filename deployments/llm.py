@@ -6,10 +6,10 @@ model on the cluster exactly as it reaches OpenAI, vLLM or Ollama: point STUDIO_
 `<serve>/<route prefix>/v1`. Transformers has no constrained decoding, so `response_format` is
 passed to the model as an instruction only; the planner validates, repairs once and falls back.
 For schema-constrained output at scale, run vLLM's own OpenAI server instead. The decorator asks
-for a quarter CPU; a Serve config gives it `num_gpus` where a GPU is wanted.
+for a quarter CPU; a Serve config gives it `num_gpus` where a GPU is wanted. No postponed
+annotations here: Serve's class-based routes need the body model itself, not its name, to read
+the request body.
 """
-
-from __future__ import annotations
 
 import threading
 import time
