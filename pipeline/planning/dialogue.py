@@ -82,28 +82,27 @@ def prose_passages(text: str) -> list[Passage]:
             continue
         speaker_here: str | None = None
         cursor = 0
-        pending: list[tuple[int, str, str | None]] = []  # (position, quote, speaker)
+        pieces: list[tuple[str, str | None]] = []  # (text, speaker) in reading order
         for index, match in enumerate(quotes):
             before = paragraph[cursor : match.start()]
             after_end = quotes[index + 1].start() if index + 1 < len(quotes) else len(paragraph)
             after = paragraph[match.end() : after_end]
             line = _as_sentence((match.group(1) or match.group(2)).strip())
-            named = _attribution(before, after)
             subject = _last_subject(paragraph[: match.start()]) or last_subject
-            speaker = _resolve(named, speaker_here, exchange, subject)
+            speaker = _resolve(_attribution(before, after), speaker_here, exchange, subject)
             speaker_here = speaker
-            narration = _drop_tag(before, is_before=True) if index == 0 or before else ""
-            if index > 0:
-                narration = _drop_tag(_drop_tag(before, is_before=False), is_before=True)
+            if index > 0:  # between two quotes: the tag of the one before, then this one's
+                before = _drop_tag(before, is_before=False)
+            narration = _drop_tag(before, is_before=True)
             if narration:
-                pending.append((match.start(), narration, None))
-            pending.append((match.start(), line, speaker))
+                pieces.append((narration, None))
+            pieces.append((line, speaker))
             cursor = match.end()
         tail = _drop_tag(paragraph[cursor:], is_before=False)
         if tail:
-            pending.append((cursor, tail, None))
+            pieces.append((tail, None))
         last_subject = _last_subject(paragraph) or last_subject
-        for _, piece, speaker in pending:
+        for piece, speaker in pieces:
             passages.append(Passage(piece, speaker, number, quoted=speaker is not None))
             if speaker is not None and (not exchange or exchange[-1] != speaker):
                 exchange.append(speaker)
