@@ -111,11 +111,12 @@ def plan_story(text: str, style: PlanStyle | None = None) -> Plan:
         warnings.append(f"{len(names)} characters share {len(casting.VOICES) - 1} voices")
 
     # 3. Scenes cut to the target length, stretched when a film would have too many
-    seconds = style.scene_seconds
-    groups = _scenes(passages, voices, narrator, seconds)
+    said = [sentences(p.text) for p in passages]
+    seconds = max(style.scene_seconds, _spoken_seconds(passages, voices, narrator) / MAX_SCENES)
+    groups = _scenes(passages, said, voices, narrator, seconds)
     while len(groups) > MAX_SCENES and seconds < 60:
-        seconds = min(60.0, seconds * 1.5)
-        groups = _scenes(passages, voices, narrator, seconds)
+        seconds = min(60.0, seconds * 1.25)
+        groups = _scenes(passages, said, voices, narrator, seconds)
     if len(groups) > MAX_SCENES:
         raise StoryInvalid(
             f"the story needs {len(groups)} scenes (speaker turns); a film allows {MAX_SCENES}"
@@ -195,16 +196,29 @@ def _title_case(line: str) -> str:
     return line.title() if line.isupper() else line
 
 
+def _spoken_seconds(passages: list[Passage], voices: dict[str, Voice], narrator: Voice) -> float:
+    """How long the whole story takes to say, at each voice's rate."""
+    return sum(
+        word_count(p.text) / casting.words_per_second(voices[p.speaker] if p.speaker else narrator)
+        for p in passages
+    )
+
+
 def _scenes(
-    passages: list[Passage], voices: dict[str, Voice], narrator: Voice, seconds: float
+    passages: list[Passage],
+    said: list[list[str]],
+    voices: dict[str, Voice],
+    narrator: Voice,
+    seconds: float,
 ) -> list[list[_Unit]]:
-    """Units (sentences, or pieces of a long one) grouped into scenes of one voice each."""
+    """Units (sentences, or pieces of a long one) grouped into scenes of one voice each;
+    `said` holds each passage's sentences."""
     groups: list[list[_Unit]] = []
     words = 0
-    for passage in passages:
+    for passage, passage_sentences in zip(passages, said, strict=True):
         voice = voices[passage.speaker] if passage.speaker else narrator
         limit = max(3, math.floor(seconds * casting.words_per_second(voice)))
-        for piece in _pieces(passage.text, limit):
+        for piece in _pieces(passage_sentences, limit):
             unit = _Unit(piece, passage.speaker, passage.paragraph, passage.setting)
             size = word_count(piece)
             last = groups[-1][-1] if groups else None
@@ -224,10 +238,10 @@ def _scenes(
     return groups
 
 
-def _pieces(text: str, limit: int) -> list[str]:
-    """The text's sentences; one longer than `limit` words is cut at clauses, then at words."""
+def _pieces(text_sentences: list[str], limit: int) -> list[str]:
+    """The sentences; one longer than `limit` words is cut at clauses, then at words."""
     pieces: list[str] = []
-    for sentence in sentences(text):
+    for sentence in text_sentences:
         if word_count(sentence) <= limit:
             pieces.append(sentence)
             continue
@@ -298,13 +312,15 @@ def film_fields(title: str, language: str, style: PlanStyle) -> dict[str, Any]:
 def _mentions(name: str, narration: list[str], names: list[str]) -> list[str]:
     """The words around each time the narration names a character ('a girl in a white gown'),
     other characters' names left out."""
-    pattern = re.compile(
-        rf"(?:\w+\W+){{0,{MENTION_WORDS}}}\b{re.escape(name)}\b(?:\W+\w+){{0,{MENTION_WORDS}}}",
-        re.IGNORECASE,
-    )
+    pattern = re.compile(rf"\b{re.escape(name)}\b", re.IGNORECASE)
     others = [other for other in names if other != name]
     strip = re.compile("|".join(rf"\b{re.escape(o)}\b" for o in others), re.I) if others else None
-    windows = [match.group(0) for text in narration for match in pattern.finditer(text)]
+    windows = []
+    for text in narration:
+        for match in pattern.finditer(text):
+            before = text[: match.start()].split()[-MENTION_WORDS:]
+            after = text[match.end() :].split()[:MENTION_WORDS]
+            windows.append(" ".join([*before, match.group(0), *after]))
     return [strip.sub(" ", window) if strip else window for window in windows]
 
 

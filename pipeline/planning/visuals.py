@@ -196,12 +196,20 @@ _WORD = re.compile(r"[a-z]+")
 PROMPT_WORDS = 40
 
 
+_MOOD_OF_WORD: dict[str, Mood] = {
+    word: mood for mood, lexicon in reversed(MOOD_WORDS.items()) for word in lexicon
+}
+"""Each lexicon word's mood (a word in two lexicons counts for the first)."""
+
+
 def scene_mood(text: str, default: Mood = Mood.calm) -> Mood:
-    """The mood whose words the text uses most; `default` when none."""
-    words = Counter(_WORD.findall(text.lower()))
-    scores = {mood: sum(words[w] for w in lexicon) for mood, lexicon in MOOD_WORDS.items()}
-    best = max(scores, key=lambda mood: scores[mood])
-    return best if scores[best] else default
+    """The mood whose words the text uses most (ties: the lexicon listed first); `default` when
+    none."""
+    scores = Counter(_MOOD_OF_WORD[w] for w in _WORD.findall(text.lower()) if w in _MOOD_OF_WORD)
+    if not scores:
+        return default
+    order = list(MOOD_WORDS)
+    return max(scores, key=lambda mood: (scores[mood], -order.index(mood)))
 
 
 def time_of_day(text: str) -> str | None:
