@@ -3,6 +3,8 @@
 studio db upgrade|downgrade REV|current
 studio serve                      the API and engines on a local Ray, until Ctrl-C
 studio render SPEC -o DIR         render a film spec here, with a progress bar
+studio plan STORY -o FILM.yaml    plan a story, screenplay or idea into a film spec to edit
+studio render STORY.txt -o DIR    plan a story, then render it
 studio submit MANIFEST            batch renders on the cluster (Ray Data)
 studio admin create-admin EMAIL   make a user an admin
 """
@@ -10,19 +12,25 @@ studio admin create-admin EMAIL   make a user an admin
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import time
 from pathlib import Path
 
+import yaml
 from sqlmodel import select
 
+from cluster.errors import StudioError
 from cluster.preflight import check
 from cluster.settings import ConfigError, Settings, get_settings
 from db import migrate
 from db.models import Role, User
 from db.session import session_scope
 from models.registry import Capability
+from pipeline.planning.llm import plan_text
+from pipeline.planning.planner import PlanStyle
+from pipeline.planning.text import decode_story
 from pipeline.render.spec import FilmSpec
 
 # Ray, Ray Serve and the render stack (`cluster.runtime`, `cluster.batch`, `pipeline.render.dag`)
@@ -44,7 +52,12 @@ def main(argv: list[str] | None = None) -> int:
 
     commands.add_parser("serve", help="run the API and engines on a local Ray until Ctrl-C")
 
-    render = commands.add_parser("render", help="render a film spec to a folder")
+    plan = commands.add_parser("plan", help="plan a story into a film spec (YAML or JSON)")
+    plan.add_argument("story", type=Path)
+    plan.add_argument("-o", "--output", type=Path, required=True)
+    plan.add_argument("--seed", type=int, default=0)
+
+    render = commands.add_parser("render", help="render a film spec (or a story: planned first)")
     render.add_argument("spec", type=Path)
     render.add_argument("-o", "--output", type=Path, required=True)
     render.add_argument("--quality", choices=["animatic", "final"], default="animatic")
@@ -118,7 +131,7 @@ def cmd_render(settings: Settings, args: argparse.Namespace) -> int:
     from cluster.runtime import deploy, start_ray
     from pipeline.render.dag import EngineChoice, RenderInputs, render_film
 
-    spec = FilmSpec.from_file(args.spec)
+    spec = _read_or_plan(settings, args.spec, args.output)
     check(settings)
     start_ray(settings, quiet=True)
     engines = EngineChoice() if args.quality == "animatic" else EngineChoice.configured(settings)
@@ -155,6 +168,38 @@ def cmd_render(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+SPEC_SUFFIXES = {".json", ".yaml", ".yml"}
+
+
+def cmd_plan(settings: Settings, args: argparse.Namespace) -> int:
+    """Plans a story file into a spec file, for review and editing before `studio render`."""
+    try:
+        plan = plan_text(settings, decode_story(args.story.read_bytes()), PlanStyle(seed=args.seed))
+    except StudioError as error:
+        print(f"studio: {args.story}: {error.detail}", file=sys.stderr)
+        return 1
+    data = plan.spec.model_dump(mode="json")
+    as_json = args.output.suffix.lower() == ".json"
+    text = json.dumps(data, indent=2) if as_json else yaml.safe_dump(data, sort_keys=False)
+    args.output.write_text(text, encoding="utf-8")
+    for warning in plan.warnings:
+        print(f"warning: {warning}")
+    print(f"studio: {len(plan.spec.scenes)} scene(s) planned ({plan.planner}) in {args.output}")
+    return 0
+
+
+def _read_or_plan(settings: Settings, path: Path, output: Path) -> FilmSpec:
+    """A spec file as it is; any other file is a story, planned (its spec kept in `output`)."""
+    if path.suffix.lower() in SPEC_SUFFIXES:
+        return FilmSpec.from_file(path)
+    output.mkdir(parents=True, exist_ok=True)
+    planned = output / "film.yaml"
+    plan_args = argparse.Namespace(story=path, output=planned, seed=0)
+    if cmd_plan(settings, plan_args) != 0:
+        raise SystemExit(1)
+    return FilmSpec.from_file(planned)
+
+
 def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
     from cluster import batch  # deferred (see the imports)
 
@@ -176,6 +221,7 @@ COMMANDS = {
     "db": cmd_db,
     "serve": cmd_serve,
     "render": cmd_render,
+    "plan": cmd_plan,
     "submit": cmd_submit,
     "admin": cmd_admin,
 }

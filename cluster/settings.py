@@ -93,6 +93,15 @@ class Settings(BaseSettings):
     google_issuer: str = "https://accounts.google.com"
     youtube_api_url: str = "https://youtube.googleapis.com"
 
+    llm_base_url: str | None = Field(
+        default=None,
+        description="OpenAI-compatible chat completions for planning: https://api.openai.com/v1, "
+        "a vLLM or Ollama server's /v1; unset plans on CPU",
+    )
+    llm_model: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_timeout_s: float = 120.0
+
     moderation_policy: Path | None = None
     sentry_dsn: str | None = None
     log_json: bool = True

@@ -11,7 +11,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Column, Index, LargeBinary, String, UniqueConstraint
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 from db.types import JSONType, UTCDateTime, utcnow
@@ -163,6 +171,10 @@ class Project(SQLModel, table=True):
     outputs: dict[str, Any] = _json()
     created_at: datetime = _created()
     updated_at: datetime = _created()
+    story: str | None = Field(default=None, sa_type=Text, description="The text planned from.")
+    plan_style: dict[str, Any] | None = Field(
+        default=None, sa_column=Column(JSONType, nullable=True)
+    )
 
 
 class Asset(SQLModel, table=True):

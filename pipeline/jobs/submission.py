@@ -90,23 +90,28 @@ def check_spec(settings: Settings, session: Session, user: User, spec: FilmSpec)
 
 
 def check_spec_images(session: Session, user: User, spec: FilmSpec) -> list[tuple[str, Asset]]:
-    """The image assets a spec names, each with where (`scenes.0.image`): SpecInvalid naming
-    the place when one is missing, another user's or not an image."""
-    images = []
+    """The image assets a spec names (scene images, talking characters, character sheets'
+    references), each with where (`scenes.0.image`): SpecInvalid naming the place when one is
+    missing, another user's or not an image."""
+    refs = [
+        (f"characters.{n}.reference", sheet.reference) for n, sheet in enumerate(spec.characters)
+    ]
     for number, scene in enumerate(spec.scenes):
-        for name in ("image", "character"):
-            ref = getattr(scene, name)
-            if ref is None or ref.asset_id is None:
-                continue
-            where = f"scenes.{number}.{name}"
-            refused = SpecInvalid(f"{where}: no image asset {ref.asset_id}", field=where)
-            try:
-                asset = owned_asset(session, user, ref.asset_id)
-            except NotFound:
-                raise refused from None
-            if not asset.content_type.startswith("image/"):
-                raise refused
-            images.append((where, asset))
+        refs += [
+            (f"scenes.{number}.{name}", getattr(scene, name)) for name in ("image", "character")
+        ]
+    images = []
+    for where, ref in refs:
+        if ref is None or ref.asset_id is None:
+            continue
+        refused = SpecInvalid(f"{where}: no image asset {ref.asset_id}", field=where)
+        try:
+            asset = owned_asset(session, user, ref.asset_id)
+        except NotFound:
+            raise refused from None
+        if not asset.content_type.startswith("image/"):
+            raise refused
+        images.append((where, asset))
     return images
 
 

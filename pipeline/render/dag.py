@@ -241,7 +241,9 @@ def _clip_key(
     lipsync = inputs.engines.info(Capability.lipsync)
     body = {
         "scene": scene.content_hash(),
-        "images": [_image_digest(inputs, ref) for ref in (scene.image, scene.character)],
+        "images": [
+            _image_digest(inputs, ref) for ref in (spec.scene_reference(index), scene.character)
+        ],
         "size": spec.frame_size,
         "fps": spec.fps,
         "frames": frames,
@@ -252,7 +254,7 @@ def _clip_key(
         "lipsync": [lipsync.name, _version(lipsync)] if scene.character else None,
     }
     version = f"{_version(video)}+composition{COMPOSITION_VERSION}"
-    return stage_key("clip", video.name, version, body, spec.seed + index)
+    return stage_key("clip", video.name, version, body, spec.scene_seed(index))
 
 
 def _image_digest(inputs: RenderInputs, ref: ImageRef | None) -> str | None:
@@ -297,7 +299,7 @@ def _keyframe(inputs: RenderInputs, scene: Scene, index: int) -> bytes | None:
     if scene.character is not None:
         character = array_from_png(_image_bytes(inputs, scene.character) or b"")
         return array_to_png(np.asarray(thumbnails.fill_frame(character, (width, height))))
-    data = _image_bytes(inputs, scene.image)
+    data = _image_bytes(inputs, inputs.spec.scene_reference(index))
     if data is not None or inputs.engines.scene_video(scene).name != "svd":
         return data
     return array_to_png(_draw_keyframe(inputs, index))
@@ -313,7 +315,7 @@ def _draw_keyframe(inputs: RenderInputs, index: int) -> np.ndarray:
         mood=scene.mood,
         width=width,
         height=height,
-        seed=inputs.spec.seed + index,
+        seed=inputs.spec.scene_seed(index),
     )
     pixels: np.ndarray = call_engine(inputs.engines.info(Capability.image), "keyframe", request)
     return pixels
@@ -335,7 +337,7 @@ def video_request(inputs: RenderInputs, plan: ScenePlan) -> VideoRequest:
         fps=spec.fps,
         duration_s=plan.frames / spec.fps,
         keyframe_png=_keyframe(inputs, scene, plan.index),
-        seed=spec.seed + plan.index,
+        seed=spec.scene_seed(plan.index),
     )
 
 
@@ -702,7 +704,7 @@ def _preview(
     tiles = []
     for plan in plans:
         scene = spec.scenes[plan.index]
-        data = _image_bytes(inputs, scene.character or scene.image)
+        data = _image_bytes(inputs, scene.character or spec.scene_reference(plan.index))
         pixels = _draw_keyframe(inputs, plan.index) if data is None else array_from_png(data)
         tiles.append(
             storyboard.StoryboardTile(

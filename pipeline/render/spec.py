@@ -30,6 +30,9 @@ SpecFormat = Literal["json", "yaml"]
 
 _ASPECTS: dict[str, tuple[int, int]] = {"16:9": (16, 9), "9:16": (9, 16), "1:1": (1, 1)}
 
+ADDED_FIELDS = ("characters", "speaker", "cast")
+"""Optional fields added within spec_version 1: a spec without them reads, and hashes, as before."""
+
 
 class Transition(StrEnum):
     """How a scene hands over to the next one."""
@@ -43,10 +46,13 @@ class _SpecModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
     def content_hash(self) -> str:
-        """sha256 of the canonical JSON (sorted keys, no spaces, defaults included)."""
-        canonical = json.dumps(
-            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        )
+        """sha256 of the canonical JSON (sorted keys, no spaces, defaults included).
+
+        Fields added to the spec after its first release (`ADDED_FIELDS`) enter the hash only when
+        set, so a spec that does not use them keeps the hash, and the cached stages, it had.
+        """
+        data = _without_unused(self.model_dump(mode="json"))
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -92,6 +98,21 @@ class ImageRef(_SpecModel):
         return base_dir / self.path
 
 
+class Character(_SpecModel):
+    """A character sheet: who appears across the film, in the same voice and the same look.
+
+    Every scene that names the character (`speaker` or `cast`) speaks with `voice`, and its shot
+    starts from `reference` (when the scene has no image of its own) and uses `seed` in the image
+    and video engines.
+    """
+
+    name: str = Field(min_length=1, max_length=60)
+    description: str | None = Field(default=None, max_length=500, description="Looks and role.")
+    voice: Voice = Field(default_factory=Voice)
+    reference: ImageRef | None = Field(default=None, description="Reference image of the look.")
+    seed: int = Field(default=0, ge=0, lt=2**32, description="Seed of every shot it appears in.")
+
+
 class Scene(_SpecModel):
     narration: str | None = Field(
         default=None, description=f"Spoken text, at most {MAX_SCENE_WORDS} words."
@@ -113,6 +134,12 @@ class Scene(_SpecModel):
     mood: Mood = Mood.calm
     title: str | None = Field(default=None, max_length=120, description="Title card text.")
     caption: str | None = Field(default=None, max_length=240, description="Card caption text.")
+    speaker: str | None = Field(
+        default=None, description="The character sheet whose voice speaks the narration."
+    )
+    cast: list[str] = Field(
+        default_factory=list, max_length=12, description="Character sheets seen in the shot."
+    )
 
     @field_validator("narration")
     @classmethod
@@ -142,6 +169,12 @@ class Scene(_SpecModel):
     def word_count(self) -> int:
         return len(self.narration.split()) if self.narration else 0
 
+    @property
+    def characters(self) -> list[str]:
+        """The character sheets the scene names: its speaker first, then its cast."""
+        names = [self.speaker] if self.speaker else []
+        return names + [name for name in self.cast if name not in names]
+
 
 class Music(_SpecModel):
     mood: Mood = Mood.calm
@@ -160,7 +193,30 @@ class FilmSpec(_SpecModel):
     seed: int = Field(default=0, ge=0, lt=2**32)
     captions: bool = Field(default=True, description="Burn the narration into the picture.")
     music: Music = Field(default_factory=Music)
+    characters: list[Character] = Field(default_factory=list, max_length=24)
     scenes: list[Scene] = Field(min_length=1, max_length=60)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _speaker_voices(cls, data: Any) -> Any:
+        """A scene with a speaker and no voice of its own speaks with the character's voice."""
+        if not isinstance(data, dict) or not isinstance(data.get("characters"), list):
+            return data
+        voices = {
+            sheet.get("name"): sheet.get("voice", {})
+            for sheet in data["characters"]
+            if isinstance(sheet, dict)
+        }
+        scenes = data.get("scenes")
+        if not isinstance(scenes, list):
+            return data
+        filled = [
+            {**scene, "voice": voices[scene["speaker"]]}
+            if isinstance(scene, dict) and "voice" not in scene and scene.get("speaker") in voices
+            else scene
+            for scene in scenes
+        ]
+        return {**data, "scenes": filled}
 
     @field_validator("language")
     @classmethod
@@ -186,6 +242,43 @@ class FilmSpec(_SpecModel):
                 f"the film's narration has {words} words; a film allows at most {MAX_FILM_WORDS}"
             )
         return self
+
+    @model_validator(mode="after")
+    def _known_characters(self) -> Self:
+        sheets = {sheet.name: sheet for sheet in self.characters}
+        if len(sheets) < len(self.characters):
+            raise ValueError("two character sheets have the same name")
+        for number, scene in enumerate(self.scenes):
+            for name in scene.characters:
+                if name not in sheets:
+                    raise ValueError(f"scenes.{number}: no character sheet named {name!r}")
+            if scene.speaker is not None and scene.voice != sheets[scene.speaker].voice:
+                raise ValueError(
+                    f"scenes.{number}: the voice differs from {scene.speaker!r}'s character sheet"
+                )
+        return self
+
+    def character(self, name: str) -> Character:
+        """The character sheet of that name."""
+        return next(sheet for sheet in self.characters if sheet.name == name)
+
+    def scene_character(self, index: int) -> Character | None:
+        """The character whose look a scene's shot follows: its speaker, else its first cast."""
+        names = self.scenes[index].characters
+        return self.character(names[0]) if names else None
+
+    def scene_seed(self, index: int) -> int:
+        """The seed of a scene's image and video: its character's, else the film's plus index."""
+        sheet = self.scene_character(index)
+        return sheet.seed if sheet is not None else self.seed + index
+
+    def scene_reference(self, index: int) -> ImageRef | None:
+        """The image a scene's shot starts from: its own, else its character's reference."""
+        scene = self.scenes[index]
+        if scene.image is not None:
+            return scene.image
+        sheet = self.scene_character(index)
+        return sheet.reference if sheet is not None else None
 
     @property
     def frame_size(self) -> tuple[int, int]:
@@ -233,6 +326,19 @@ def describe_errors(error: ValidationError) -> list[str]:
         message = problem["msg"].removeprefix("Value error, ")
         lines.append(f"{where}: {message}")
     return lines
+
+
+def _without_unused(data: Any) -> Any:
+    """The dumped spec without the added fields that are left empty, at any depth."""
+    if isinstance(data, list):
+        return [_without_unused(item) for item in data]
+    if not isinstance(data, dict):
+        return data
+    return {
+        key: _without_unused(value)
+        for key, value in data.items()
+        if key not in ADDED_FIELDS or value
+    }
 
 
 def _even(value: float) -> int:

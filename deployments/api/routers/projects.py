@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
-from sqlmodel import col, select
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlmodel import Session, col, select
 
 from cluster.settings import Settings
 from db.models import Project, ProjectStatus, User
@@ -21,6 +21,9 @@ from deployments.api.problems import problem_responses
 from deployments.api.routers.jobs import SUBMIT_RESPONSES, submitted
 from pipeline.errors import Conflict
 from pipeline.jobs import submission as jobs
+from pipeline.planning.llm import plan_text
+from pipeline.planning.planner import Plan, PlanStyle
+from pipeline.planning.text import StoryKind
 from pipeline.render.spec import FilmSpec
 
 router = APIRouter(
@@ -30,9 +33,42 @@ router = APIRouter(
 Title = Annotated[str, Field(min_length=1, max_length=200)]
 
 
+Story = Annotated[
+    str,
+    Field(description="Prose, a screenplay or a one-line idea, planned into the project's spec"),
+]
+
+
 class ProjectCreate(BaseModel):
-    title: Title
-    spec: FilmSpec
+    """A project from a film spec, or from a story that is planned into one (`style` says how)."""
+
+    title: Title | None = Field(default=None, description="Required with a spec; else planned.")
+    spec: FilmSpec | None = None
+    story: Story | None = None
+    style: PlanStyle | None = None
+
+    @model_validator(mode="after")
+    def _spec_or_story(self) -> ProjectCreate:
+        if (self.spec is None) == (self.story is None):
+            raise ValueError("give either a spec or a story to plan")
+        if self.spec is not None and self.title is None:
+            raise ValueError("a project made from a spec needs a title")
+        if self.style is not None and self.story is None:
+            raise ValueError("a style is for planning a story")
+        return self
+
+
+class PlanRequest(BaseModel):
+    """Plan again: a new story or style, else the project's own."""
+
+    story: Story | None = None
+    style: PlanStyle | None = None
+
+
+class PlanReport(BaseModel):
+    planner: str = Field(description="'llm' or 'cpu'")
+    kind: StoryKind
+    warnings: list[str]
 
 
 class ProjectUpdate(BaseModel):
@@ -55,15 +91,72 @@ class ProjectSummary(BaseModel):
 class ProjectPublic(ProjectSummary):
     spec: dict[str, Any]
     outputs: dict[str, Any]
+    story: str | None = None
+    plan: PlanReport | None = Field(
+        default=None, description="How the spec was planned, on the answer that planned it."
+    )
 
 
 @router.post("/create", status_code=status.HTTP_201_CREATED)
-def create_project(body: ProjectCreate, user: CurrentUser, session: SessionDep) -> ProjectPublic:
+def create_project(
+    body: ProjectCreate, user: CurrentUser, session: SessionDep, settings: SettingsDep
+) -> ProjectPublic:
+    if body.story is not None:
+        return _planned(session, user, settings, None, body.story, body.style, body.title)
+    assert body.spec is not None and body.title is not None
     jobs.check_spec_images(session, user, body.spec)
     project = Project(owner_id=user.id, title=body.title, spec=body.spec.model_dump(mode="json"))
     session.add(project)
     session.commit()
     return ProjectPublic.model_validate(project)
+
+
+@router.post(
+    "/{project_id}/plan",
+    responses=problem_responses(404, 409),
+    summary="Plan the project's story (again) into its spec, to review and edit before rendering",
+)
+def plan_project(
+    project: OwnedProject,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    body: PlanRequest | None = None,
+) -> ProjectPublic:
+    body = body or PlanRequest()
+    if project.status == ProjectStatus.rendering:
+        raise Conflict("the project is rendering: cancel the render or wait for it to finish")
+    story = body.story if body.story is not None else project.story
+    if story is None:
+        raise Conflict("the project has no story to plan: send one as `story`")
+    style = body.style
+    if style is None and project.plan_style is not None:
+        style = PlanStyle.model_validate(project.plan_style)
+    return _planned(session, user, settings, project, story, style, None)
+
+
+def _planned(
+    session: Session,
+    user: User,
+    settings: Settings,
+    project: Project | None,
+    story: str,
+    style: PlanStyle | None,
+    title: str | None,
+) -> ProjectPublic:
+    """Plans the story (no credits: the CPU planner is free) and stores the plan as the spec."""
+    style = style or PlanStyle()
+    plan: Plan = plan_text(settings, story, style)
+    if project is None:
+        project = Project(owner_id=user.id, title=title or plan.spec.title, spec={})
+    project.spec = plan.spec.model_dump(mode="json")
+    project.story = plan.story or story
+    project.plan_style = style.model_dump(mode="json")
+    project.updated_at = utcnow()
+    session.add(project)
+    session.commit()
+    report = PlanReport(planner=plan.planner, kind=plan.kind, warnings=plan.warnings)
+    return ProjectPublic.model_validate(project).model_copy(update={"plan": report})
 
 
 @router.get("")

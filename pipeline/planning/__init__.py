@@ -1,0 +1,1 @@
+"""Planning: a story, a screenplay or an idea into an editable film spec (plan, review, render)."""
