@@ -11,19 +11,18 @@ import numpy as np
 from diffusers import CogVideoXImageToVideoPipeline, CogVideoXPipeline
 
 from models.base import VideoRequest
-from models.errors import ModelUnavailable, UnsupportedRequest
+from models.errors import ModelUnavailable
 from models.neural.device import RuntimeLike, runtime_options, seeded_generator
 from models.neural.diffusion import (
-    DiffusionVideoEngine,
     Shot,
+    TextOrImageVideoEngine,
     describe,
     load_pipeline,
-    start_image,
 )
 from models.neural.frames import requested_frames, snap_frames
 
 
-class CogVideoXEngine(DiffusionVideoEngine):
+class CogVideoXEngine(TextOrImageVideoEngine):
     """The model's trained size (720x480 for CogVideoX 1.0) and up to its trained length
     (49 frames, 8k+1) at 8 fps; scenes of another shape or length are fitted afterwards. A
     scene with an image is animated by the I2V checkpoint in `image_model_dir`
@@ -77,15 +76,6 @@ class CogVideoXEngine(DiffusionVideoEngine):
         return Shot(
             config.sample_width * scale, config.sample_height * scale, frames, self.native_fps
         )
-
-    def render(self, requests: Sequence[VideoRequest], shot: Shot) -> list[np.ndarray]:
-        """Text-to-video in one call for the batch; image-to-video one request per call."""
-        if requests[0].keyframe_png is None:
-            return self._call(self.pipe, requests, shot)
-        if self.image_pipe is None:
-            raise UnsupportedRequest(f"{self.name} has no image-to-video model for an image")
-        return [self._call(self.image_pipe, [r], shot, image=start_image(r, shot))[0]
-                for r in requests]  # fmt: skip
 
     def _call(
         self, pipe: Any, requests: Sequence[VideoRequest], shot: Shot, **image: Any

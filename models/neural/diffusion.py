@@ -15,10 +15,17 @@ import torch
 from PIL import Image
 
 from models.base import CameraMove, Frames, VideoRequest
-from models.errors import ModelUnavailable
+from models.errors import ModelUnavailable, UnsupportedRequest
 from models.neural.device import Runtime, RuntimeOptions, compile_module, pick_runtime, pin_sdpa
 from models.neural.folders import model_revision, resolve_model_dir
-from models.neural.frames import cover, fit_video, requested_frames, to_uint8
+from models.neural.frames import (
+    cover,
+    fit_video,
+    native_size,
+    requested_frames,
+    snap_frames,
+    to_uint8,
+)
 
 _CAMERA_PHRASES = {
     CameraMove.static: "static camera",
@@ -147,6 +154,46 @@ class DiffusionVideoEngine(ABC):
         """Float frames (T, H, W, 3) in [0, 1] for each request, in one pipeline call where the
         pipeline allows it. The requests all start from an image (`keyframe_png`), which the
         engine's image-to-video pipeline must use, or none do."""
+
+
+class TextOrImageVideoEngine(DiffusionVideoEngine):
+    """An engine with a text-to-video pipeline (`pipe`) and, when it has one, an image-to-video
+    pipeline (`image_pipe`) for the scenes that start from a picture."""
+
+    image_pipe: Any | None
+
+    def render(self, requests: Sequence[VideoRequest], shot: Shot) -> list[np.ndarray]:
+        """Text-to-video in one call for the batch; image-to-video one request per call (the
+        pipelines take a single image)."""
+        if requests[0].keyframe_png is None:
+            return self._call(self.pipe, requests, shot)
+        if self.image_pipe is None:
+            raise UnsupportedRequest(f"{self.name} has no image-to-video model for an image")
+        return [self._call(self.image_pipe, [r], shot, image=start_image(r, shot))[0]
+                for r in requests]  # fmt: skip
+
+    @abstractmethod
+    def _call(
+        self, pipe: Any, requests: Sequence[VideoRequest], shot: Shot, **image: Any
+    ) -> list[np.ndarray]:
+        """One pipeline call for `requests` (with `image=` for image-to-video)."""
+
+
+def free_shot(
+    request: VideoRequest,
+    base_size: tuple[int, int],
+    grid: int,
+    step: int,
+    native_fps: float,
+    max_frames: int,
+) -> Shot:
+    """The native shot of a model that takes any size on a `grid` and frame counts of
+    `step`k+1: the request's aspect with the pixels of `base_size`, as many frames as the scene
+    needs at `native_fps` up to `max_frames`, slowed down when the scene is longer than that."""
+    width, height = native_size(request.width, request.height, base_size, grid)
+    frames = snap_frames(requested_frames(request.duration_s, native_fps), step, max_frames)
+    fps = min(native_fps, (frames - 1) / request.duration_s) if frames > 1 else 1.0
+    return Shot(width, height, frames, max(1.0, fps))
 
 
 def _fit(request: VideoRequest, video: np.ndarray) -> Frames:

@@ -13,18 +13,17 @@ from diffusers import LTX2ImageToVideoPipeline, LTX2Pipeline
 from models.base import VideoRequest
 from models.neural.device import RuntimeLike, runtime_options, seeded_generator
 from models.neural.diffusion import (
-    DiffusionVideoEngine,
     Shot,
+    TextOrImageVideoEngine,
     describe,
+    free_shot,
     load_pipeline,
-    start_image,
 )
-from models.neural.frames import native_size, requested_frames, snap_frames
 
 _NEGATIVE = "worst quality, inconsistent motion, blurry, jittery, distorted"
 
 
-class Ltx2VideoEngine(DiffusionVideoEngine):
+class Ltx2VideoEngine(TextOrImageVideoEngine):
     """Frames of 8k+1 at up to `max_frames`, sides on a 32 px grid, at the model's 24 fps unless
     the scene is longer than `max_frames` allows. LTX-2 also generates a soundtrack with the
     picture; the studio's soundtrack is the narration and music, so this engine keeps the
@@ -63,19 +62,8 @@ class Ltx2VideoEngine(DiffusionVideoEngine):
 
     def plan(self, request: VideoRequest) -> Shot:
         grid = max(32, self.pipe.vae_spatial_compression_ratio)
-        width, height = native_size(request.width, request.height, self.base_size, grid)
         step = self.pipe.vae_temporal_compression_ratio
-        wanted = requested_frames(request.duration_s, self.native_fps)
-        frames = snap_frames(wanted, step, self.max_frames)
-        fps = min(self.native_fps, (frames - 1) / request.duration_s) if frames > 1 else 1.0
-        return Shot(width, height, frames, max(1.0, fps))
-
-    def render(self, requests: Sequence[VideoRequest], shot: Shot) -> list[np.ndarray]:
-        """Text-to-video in one call for the batch; image-to-video one request per call."""
-        if requests[0].keyframe_png is None:
-            return self._call(self.pipe, requests, shot)
-        return [self._call(self.image_pipe, [r], shot, image=start_image(r, shot))[0]
-                for r in requests]  # fmt: skip
+        return free_shot(request, self.base_size, grid, step, self.native_fps, self.max_frames)
 
     def _call(
         self, pipe: Any, requests: Sequence[VideoRequest], shot: Shot, **image: Any

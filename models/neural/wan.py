@@ -14,19 +14,18 @@ from models.base import VideoRequest
 from models.errors import ModelUnavailable
 from models.neural.device import RuntimeLike, runtime_options, seeded_generator
 from models.neural.diffusion import (
-    DiffusionVideoEngine,
     Shot,
+    TextOrImageVideoEngine,
     describe,
+    free_shot,
     load_pipeline,
-    start_image,
 )
-from models.neural.frames import native_size, requested_frames, snap_frames
 
 # The negative prompt of the Wan authors' examples, in short.
 _NEGATIVE = "static, blurred details, worst quality, low quality, jpeg artifacts, deformed, ugly"
 
 
-class WanVideoEngine(DiffusionVideoEngine):
+class WanVideoEngine(TextOrImageVideoEngine):
     """Frames of 4k+1 at up to `max_frames` and `native_fps`, sides on the transformer's patch
     grid. A scene with an image is animated by the image-to-video pipeline: Wan 2.2 TI2V
     checkpoints (`expand_timesteps`) run it on their own weights; Wan 2.1 needs its separate
@@ -71,20 +70,8 @@ class WanVideoEngine(DiffusionVideoEngine):
     def plan(self, request: VideoRequest) -> Shot:
         patch = self.pipe.transformer.config.patch_size
         grid = self.pipe.vae_scale_factor_spatial * max(patch[1], patch[2])
-        width, height = native_size(request.width, request.height, self.base_size, grid)
         step = self.pipe.vae_scale_factor_temporal
-        wanted = requested_frames(request.duration_s, self.native_fps)
-        frames = snap_frames(wanted, step, self.max_frames)
-        fps = min(self.native_fps, (frames - 1) / request.duration_s) if frames > 1 else 1.0
-        return Shot(width, height, frames, max(1.0, fps))
-
-    def render(self, requests: Sequence[VideoRequest], shot: Shot) -> list[np.ndarray]:
-        """Text-to-video in one call for the batch; image-to-video one request per call (the
-        pipeline takes a single image)."""
-        if requests[0].keyframe_png is None:
-            return self._call(self.pipe, requests, shot)
-        return [self._call(self.image_pipe, [r], shot, image=start_image(r, shot))[0]
-                for r in requests]  # fmt: skip
+        return free_shot(request, self.base_size, grid, step, self.native_fps, self.max_frames)
 
     def _call(
         self, pipe: Any, requests: Sequence[VideoRequest], shot: Shot, **image: Any
