@@ -12,7 +12,7 @@ import pytest
 
 from cluster.preflight import check
 from cluster.settings import ConfigError, Settings
-from models.registry import Capability, configured_engines
+from models.registry import Capability, configured_engines, engine_names
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,7 +70,7 @@ def test_an_unknown_engine_names_the_setting_and_the_engines(tmp_path: Path) -> 
         check(settings)
     assert error.value.setting == "STUDIO_VIDEO_ENGINE"
     assert "no video engine named 'sora'" in str(error.value)
-    assert "animatic, ltx" in str(error.value)
+    assert ", ".join(engine_names(Capability.video)) in str(error.value)
     assert not (tmp_path / "var").exists()
 
 
