@@ -59,15 +59,12 @@ def final_candidates(settings: Settings) -> dict[Capability, list[str]]:
     order = configured_order(settings.serve_config or SHIPPED_SERVE_CONFIG)
     candidates = {}
     for capability in Capability:
-        field = f"{capability.value}_engine"
+        pinned: str | None = getattr(settings, f"{capability.value}_engine")
         keyed = [
             name for name in order[capability]
             if name not in _KEYS or getattr(settings, _KEYS[name]) is not None
         ]  # fmt: skip
-        if field in settings.model_fields_set:
-            candidates[capability] = [getattr(settings, field)]
-        else:
-            candidates[capability] = keyed or [CPU_DEFAULTS[capability]]
+        candidates[capability] = [pinned] if pinned else keyed or [CPU_DEFAULTS[capability]]
     return candidates
 
 
