@@ -11,16 +11,20 @@ annotations here: Serve's class-based routes need the body model itself, not its
 the request body.
 """
 
+import hashlib
+import hmac
 import threading
 import time
 import uuid
-from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Header
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from ray import serve
 from ray.serve import Application
+
+from cluster.settings import Settings
 
 api = FastAPI(title="studio planning model")
 
@@ -95,30 +99,70 @@ class ChatGenerator:
         }
 
 
+def authorized(authorization: str | None, key_digest: bytes | None) -> bool:
+    """Whether an Authorization header holds the bearer key of this digest; none without one."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if key_digest is None or scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(hashlib.sha256(token.encode()).digest(), key_digest)
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 0.25})
 @serve.ingress(api)
 class ChatModel:
-    """The generator as a Serve deployment speaking the OpenAI routes."""
+    """The generator as a Serve deployment speaking the OpenAI routes. It answers only callers
+    holding STUDIO_LLM_API_KEY as their bearer token (the planner sends it): the replica keeps
+    the key's SHA-256, never the key, and without one it answers nobody."""
 
-    def __init__(self, model_dir: str, name: str, max_new_tokens: int = 1024) -> None:
+    def __init__(
+        self, model_dir: str, name: str, key_digest: bytes | None, max_new_tokens: int = 1024
+    ) -> None:
         self.generator = ChatGenerator(model_dir, name, max_new_tokens)
+        self.key_digest = key_digest
 
-    @api.get("/v1/models")
-    def models(self) -> dict[str, Any]:
+    def _check(self, authorization: str | None) -> JSONResponse | None:
+        if authorized(authorization, self.key_digest):
+            return None
+        error = {"message": "Incorrect API key provided", "type": "invalid_request_error",
+                 "code": "invalid_api_key"}  # fmt: skip
+        return JSONResponse({"error": error}, status_code=401)
+
+    @api.get("/v1/models", response_model=None)
+    def models(self, authorization: str | None = Header(default=None)) -> Any:
+        if (refused := self._check(authorization)) is not None:
+            return refused
         return {"object": "list", "data": [{"id": self.generator.name, "object": "model"}]}
 
-    @api.post("/v1/chat/completions")
-    def complete(self, request: ChatRequest) -> dict[str, Any]:
+    @api.post("/v1/chat/completions", response_model=None)
+    def complete(
+        self, request: ChatRequest, authorization: str | None = Header(default=None)
+    ) -> Any:
+        if (refused := self._check(authorization)) is not None:
+            return refused
         return self.generator.complete(request)
 
 
 class LlmArgs(BaseModel):
-    """`import_path: deployments.llm:app_builder`; args name the model folder and its name."""
+    """`import_path: deployments.llm:app_builder`. `folder` is the model's folder under
+    STUDIO_MODELS_DIR (a Hugging Face causal LM with a chat template), `name` the model name the
+    planner asks for (STUDIO_LLM_MODEL); `settings` and `deployments` as for the engines."""
 
-    model_dir: Path
+    folder: str = Field(default="planner", pattern=r"^[A-Za-z0-9._-]+$")
     name: str = "studio-planner"
     max_new_tokens: int = Field(default=1024, ge=1, le=8192)
+    settings: dict[str, Any] = Field(default_factory=dict)
+    deployments: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
-def app_builder(args: LlmArgs) -> Application:
-    return ChatModel.bind(str(args.model_dir), args.name, args.max_new_tokens)  # type: ignore[attr-defined,no-any-return]
+def app_builder(raw: dict[str, Any]) -> Application:
+    """The planning model's application (args: `LlmArgs`). Without STUDIO_LLM_API_KEY it
+    deploys but answers nobody, so that a model served beside the API is never open to anyone
+    who reaches the proxy, and a config listing it still deploys where no key is set."""
+    args = LlmArgs.model_validate(raw)
+    settings = Settings(**args.settings)
+    key = settings.llm_api_key
+    digest = hashlib.sha256(key.get_secret_value().encode()).digest() if key else None
+    model_dir = str((settings.resolved_models_dir / args.folder).resolve())
+    options = args.deployments.get("ChatModel", {})
+    deployment = ChatModel.options(**options)  # type: ignore[attr-defined]
+    return deployment.bind(model_dir, args.name, digest, args.max_new_tokens)  # type: ignore[no-any-return]

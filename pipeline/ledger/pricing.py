@@ -42,6 +42,13 @@ VIDEO_RATES: dict[Quality, dict[int, int]] = {
 VOICE_RATES: dict[Quality, int] = {"animatic": 100, "final": 1_000}
 MUSIC_RATES: dict[Quality, int] = {"animatic": 100, "final": 500}
 LIPSYNC_RATES: dict[Quality, int] = {"animatic": 500, "final": 4_000}
+PLANNING_WORDS_PER_CREDIT = 200
+"""Planning with a model: one credit per 200 words of story per answer (about 300 tokens read and
+a spec's worth written); the CPU planner is free."""
+PLANNING_ANSWERS = 2
+"""A model plan is reserved for two answers, the plan and its one repair."""
+IDEA_CREDITS = 2
+"""Writing a story from a one-line idea: one answer of a few hundred words."""
 
 
 class FilmLike(Protocol):
@@ -120,6 +127,22 @@ def estimate(film: FilmLike, quality: Quality | str, stop_at: str | None = None)
         breakdown["music"] = _credits(MUSIC_RATES[rate], total) if film.has_music else 0
         breakdown["lipsync"] = _credits(LIPSYNC_RATES[rate], lipsync)
     return Estimate(credits=sum(breakdown.values()), seconds=float(total), breakdown=breakdown)
+
+
+def planning_estimate(words: int, idea: bool) -> Estimate:
+    """The credits to reserve for planning a story of `words` words with a model: the story
+    written first when the text is an idea, then the plan and its repair."""
+    answer = max(1, math.ceil(words / PLANNING_WORDS_PER_CREDIT))
+    breakdown = {"story": IDEA_CREDITS if idea else 0, "plan": answer * PLANNING_ANSWERS}
+    return Estimate(credits=sum(breakdown.values()), seconds=0.0, breakdown=breakdown)
+
+
+def planning_charge(estimate: Estimate, idea_written: bool, plan_answers: int) -> int:
+    """What model planning pays: the idea's story when one was written and used, and each
+    answer of a plan that was used; a plan that fell back to the CPU pays no plan answers."""
+    per_answer = estimate.breakdown["plan"] // PLANNING_ANSWERS
+    story = estimate.breakdown["story"] if idea_written else 0
+    return story + per_answer * min(plan_answers, PLANNING_ANSWERS)
 
 
 def charge_for(

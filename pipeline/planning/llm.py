@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -20,8 +22,10 @@ import httpx
 from cluster.errors import StudioError
 from cluster.settings import Settings
 from pipeline.errors import SpecInvalid
+from pipeline.ledger import pricing
+from pipeline.ledger.interface import Ledger
 from pipeline.planning.planner import Plan, PlanStyle, film_fields, plan_story
-from pipeline.planning.text import MAX_STORY_WORDS, check_story, story_kind
+from pipeline.planning.text import MAX_STORY_WORDS, check_story, story_kind, word_count
 from pipeline.render.spec import FilmSpec
 
 log = logging.getLogger(__name__)
@@ -99,17 +103,48 @@ def spec_format() -> dict[str, Any]:
     }
 
 
-def plan_text(settings: Settings, text: str, style: PlanStyle | None = None) -> Plan:
-    """A plan from the LLM when one is configured, else (or when it fails) from the CPU."""
+@dataclass(frozen=True)
+class Payer:
+    """Who pays for planning with a model, and the ledger the credits move through."""
+
+    ledger: Ledger
+    user_id: uuid.UUID
+
+
+def plan_text(
+    settings: Settings, text: str, style: PlanStyle | None = None, payer: Payer | None = None
+) -> Plan:
+    """A plan from the LLM when one is configured, else (or when it fails) from the CPU.
+    Model planning is priced like a stage (`pricing.planning_estimate`): reserved from `payer`
+    before the first answer, captured for the answers whose work the plan uses, the rest given
+    back; the CPU planner is free."""
     style = style or PlanStyle()
     text = check_story(text, MAX_STORY_WORDS)
     if not settings.llm_base_url or not settings.llm_model:
         return plan_story(text, style)
+    idea = story_kind(text) == "idea"
+    price = pricing.planning_estimate(idea_words(style) if idea else word_count(text), idea)
+    reservation = None
+    if payer is not None:
+        key = f"plan:{uuid.uuid4().hex}"
+        reservation = payer.ledger.reserve(payer.user_id, price.credits, key)
     client = ChatClient(settings)
     try:
-        return _plan_with(client, text, style)
+        plan = _plan_with(client, text, style)
+    except BaseException:
+        if payer is not None and reservation is not None:
+            payer.ledger.release(reservation.id)
+        raise
     finally:
         client.close()
+    charge = pricing.planning_charge(price, plan.story is not None, plan.model_answers)
+    if payer is not None and reservation is not None:
+        if charge:
+            payer.ledger.capture(reservation.id, charge)
+        else:
+            payer.ledger.release(reservation.id)
+        plan.credits = charge
+    return plan
 
 
 def _plan_with(client: ChatClient, text: str, style: PlanStyle) -> Plan:
@@ -118,7 +153,7 @@ def _plan_with(client: ChatClient, text: str, style: PlanStyle) -> Plan:
         try:
             story = expand_idea(client, text, style)
         except StudioError as error:
-            return _fallback(text, style, f"the idea was not expanded: {error.detail}")
+            return _fallback(text, text, style, f"the idea was not expanded: {error.detail}")
     messages = [
         {"role": "system", "content": SYSTEM_PROMPT.format(seconds=style.scene_seconds)},
         {"role": "user", "content": f"Style: {style.model_dump_json()}\n\nStory:\n{story}"},
@@ -128,7 +163,7 @@ def _plan_with(client: ChatClient, text: str, style: PlanStyle) -> Plan:
         try:
             answer = client.answer(messages, spec_format())
         except LlmUnavailable as error:
-            return _fallback(story, style, error.detail)
+            return _fallback(text, story, style, error.detail)
         try:
             spec = _spec(answer, style)
         except SpecInvalid as error:
@@ -140,14 +175,26 @@ def _plan_with(client: ChatClient, text: str, style: PlanStyle) -> Plan:
             ]
             continue
         warnings = ["the model's first answer was repaired"] if attempt else []
-        return Plan(spec, story_kind(story), planner="llm", warnings=warnings, story=story)
-    return _fallback(story, style, f"the model's plan was invalid twice: {'; '.join(problems)}")
+        return Plan(
+            spec,
+            story_kind(story),
+            planner="llm",
+            warnings=warnings,
+            story=story if story != text else None,
+            model_answers=attempt + 1,
+        )
+    why = f"the model's plan was invalid twice: {'; '.join(problems)}"
+    return _fallback(text, story, style, why)
+
+
+def idea_words(style: PlanStyle) -> int:
+    """How long a story written from an idea is asked to be: as long as the target duration."""
+    return round((style.target_duration_s or 60.0) * IDEA_WORDS_PER_SECOND)
 
 
 def expand_idea(client: ChatClient, idea: str, style: PlanStyle) -> str:
     """A short story from a one-line idea, about as long as the target duration allows."""
-    words = round((style.target_duration_s or 60.0) * IDEA_WORDS_PER_SECOND)
-    prompt = IDEA_PROMPT.format(words=words, idea=idea)
+    prompt = IDEA_PROMPT.format(words=idea_words(style), idea=idea)
     story = client.answer([{"role": "user", "content": prompt}])
     return check_story(story, MAX_STORY_WORDS)
 
@@ -161,8 +208,10 @@ def _spec(answer: str, style: PlanStyle) -> FilmSpec:
     return FilmSpec.model_validate(data)
 
 
-def _fallback(story: str, style: PlanStyle, why: str) -> Plan:
+def _fallback(text: str, story: str, style: PlanStyle, why: str) -> Plan:
+    """The CPU's plan of the story (the idea's story when the model wrote one), saying why."""
     log.warning("planning on CPU: %s", why)
     plan = plan_story(story, style)
     plan.warnings.insert(0, f"planned on CPU: {why}")
+    plan.story = story if story != text else None
     return plan

@@ -74,6 +74,10 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     story: str | None = None
     """The story planned, when it is not the text given (an idea expanded by the model)."""
+    model_answers: int = 0
+    """The model's answers the plan is made of (its plan and a repair); 0 on the CPU."""
+    credits: int = 0
+    """What planning was charged (model planning only)."""
 
 
 @dataclass

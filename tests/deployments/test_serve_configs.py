@@ -16,7 +16,8 @@ from tests.deployments.conftest import CLUSTER_CONFIG, GPU_CONFIG, ROOT
 
 EMBEDDED = ROOT / "deployments" / "serve_config.yaml"
 CONFIGS = [GPU_CONFIG, CLUSTER_CONFIG]
-WITH_WEIGHTS = {info.deployment for info in ENGINES if info.gpu}
+WITH_WEIGHTS = {info.deployment for info in ENGINES if info.gpu} | {"planning-llm"}
+"""The applications with model weights: the neural engines and the planning model."""
 
 
 def applications(path: Path) -> dict[str, dict[str, Any]]:

@@ -11,8 +11,12 @@ import pytest
 from ray import serve
 
 from db.migrate import upgrade
+from pipeline.ledger.pricing import planning_estimate
+from pipeline.planning.text import word_count
 from tests.api.conftest import Account, Api, app_settings, assert_problem, deploy, register
+from tests.fakes.chat_completions import API_KEY, FakeChat
 from tests.planning.conftest import story
+from tests.planning.test_llm import model_spec
 
 pytestmark = pytest.mark.ray
 
@@ -53,7 +57,7 @@ def test_a_project_from_a_story_holds_the_plan_as_its_spec(
     assert response.status_code == 201, response.text
     project = response.json()
     assert project["title"] == "The Story of the Three Bears"
-    assert project["plan"] == {"planner": "cpu", "kind": "prose", "warnings": []}
+    assert project["plan"] == {"planner": "cpu", "kind": "prose", "warnings": [], "credits": 0}
     assert project["story"] == story("three_bears")
     spec = project["spec"]
     assert spec["resolution"] == 144
@@ -116,3 +120,45 @@ def test_a_project_without_a_story_cannot_be_planned(
     project = create(client, account, title="t", spec=spec).json()
     response = client.post(f"/api/projects/{project['id']}/plan", headers=account.auth)
     assert_problem(response, 409, "conflict")
+
+
+@pytest.fixture(scope="module")
+def model_chat() -> Iterator[FakeChat]:
+    fake = FakeChat()
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def model_api(
+    serve_http: str, tmp_path_factory: pytest.TempPathFactory, model_chat: FakeChat
+) -> Iterator[Api]:
+    """The API planning with a model (the chat-completions fake)."""
+    data_dir = tmp_path_factory.mktemp("api-planning-llm")
+    database_url = f"sqlite:///{data_dir / 'studio.db'}"
+    upgrade(database_url)
+    model = {"llm_base_url": model_chat.url, "llm_model": "gpt-4o-mini", "llm_api_key": API_KEY}
+    settings = app_settings(data_dir, database_url, **model)
+    yield deploy("api-planning-llm", settings, serve_http)
+    serve.delete("api-planning-llm")
+
+
+def test_planning_with_a_model_is_charged_and_a_fallback_is_not(
+    model_api: Api, model_chat: FakeChat
+) -> None:
+    with model_api.client() as client:
+        account = register(client)
+        before = balance(client, account)["available"]
+        model_chat.reply(model_spec())
+        planned = create(client, account, story=story("three_bears")).json()
+        assert planned["plan"]["planner"] == "llm", planned["plan"]
+        charged = planned["plan"]["credits"]
+        assert charged == planning_estimate(word_count(story("three_bears")), False).credits // 2
+        assert balance(client, account) == {"available": before - charged, "held": 0}
+
+        model_chat.reply("{not json", "{not json either")
+        replanned = client.post(f"/api/projects/{planned['id']}/plan", headers=account.auth)
+        assert replanned.json()["plan"]["planner"] == "cpu"
+        assert replanned.json()["plan"]["credits"] == 0
+        assert balance(client, account)["available"] == before - charged

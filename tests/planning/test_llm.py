@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from cluster.settings import Settings
-from pipeline.planning.llm import plan_text
+from pipeline.errors import InsufficientCredits
+from pipeline.ledger.pricing import planning_estimate
+from pipeline.ledger.store import DatabaseLedger
+from pipeline.planning.llm import Payer, plan_text
 from pipeline.planning.planner import PlanStyle, plan_story
+from pipeline.planning.text import word_count
 from pipeline.render.spec import FilmSpec
+from tests.billing.conftest import new_user
 from tests.fakes.chat_completions import FakeChat
 from tests.planning.conftest import story
 
@@ -95,3 +102,56 @@ def test_an_idea_is_expanded_into_a_story_then_planned(
     assert "about 150 words" in expand.body["messages"][0]["content"]
     assert "response_format" not in expand.body
     assert "Goldilocks" in spec.body["messages"][-1]["content"]
+
+
+@pytest.fixture
+def payer(database_url: str) -> Payer:
+    """A user with 100 credits, paying through the ledger on the database (SQLite, PostgreSQL)."""
+    ledger = DatabaseLedger(database_url)
+    user = new_user(database_url)
+    ledger.credit(user.id, 100, "grant", f"grant:{user.id}", "test")
+    return Payer(ledger, user.id)
+
+
+def test_model_planning_is_charged_per_answer_used(
+    llm_settings: Settings, chat: FakeChat, payer: Payer
+) -> None:
+    text = story("three_bears")
+    price = planning_estimate(word_count(text), idea=False)
+    per_answer = price.breakdown["plan"] // 2
+    chat.reply(model_spec())
+    assert plan_text(llm_settings, text, payer=payer).credits == per_answer
+    chat.reply(BAD_SPEC, model_spec())
+    assert plan_text(llm_settings, text, payer=payer).credits == 2 * per_answer
+    balance = payer.ledger.balance(payer.user_id)
+    assert (balance.available, balance.held) == (100 - 3 * per_answer, 0)
+
+
+def test_a_plan_that_falls_back_to_the_cpu_costs_nothing(
+    llm_settings: Settings, chat: FakeChat, payer: Payer
+) -> None:
+    chat.reply(BAD_JSON, BAD_SPEC)
+    plan = plan_text(llm_settings, story("three_bears"), payer=payer)
+    assert (plan.planner, plan.credits) == ("cpu", 0)
+    balance = payer.ledger.balance(payer.user_id)
+    assert (balance.available, balance.held) == (100, 0)
+
+
+def test_an_idea_pays_for_its_story_and_its_plan(
+    llm_settings: Settings, chat: FakeChat, payer: Payer
+) -> None:
+    chat.reply(story("three_bears"), model_spec())
+    style = PlanStyle(target_duration_s=60)
+    plan = plan_text(llm_settings, IDEA, style, payer)
+    price = planning_estimate(150, idea=True)
+    assert plan.credits == price.breakdown["story"] + price.breakdown["plan"] // 2
+    assert payer.ledger.balance(payer.user_id).available == 100 - plan.credits
+
+
+def test_without_the_credits_to_reserve_the_model_is_not_asked(
+    llm_settings: Settings, chat: FakeChat, database_url: str
+) -> None:
+    poor = Payer(DatabaseLedger(database_url), new_user(database_url).id)
+    with pytest.raises(InsufficientCredits):
+        plan_text(llm_settings, story("three_bears"), payer=poor)
+    assert chat.requests == []

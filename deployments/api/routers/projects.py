@@ -21,7 +21,8 @@ from deployments.api.problems import problem_responses
 from deployments.api.routers.jobs import SUBMIT_RESPONSES, submitted
 from pipeline.errors import Conflict
 from pipeline.jobs import submission as jobs
-from pipeline.planning.llm import plan_text
+from pipeline.ledger.actor import ledger_client
+from pipeline.planning.llm import Payer, plan_text
 from pipeline.planning.planner import Plan, PlanStyle
 from pipeline.planning.text import StoryKind
 from pipeline.render.spec import FilmSpec
@@ -69,6 +70,7 @@ class PlanReport(BaseModel):
     planner: str = Field(description="'llm' or 'cpu'")
     kind: StoryKind
     warnings: list[str]
+    credits: int = Field(description="What planning cost: the CPU planner is free")
 
 
 class ProjectUpdate(BaseModel):
@@ -144,9 +146,11 @@ def _planned(
     style: PlanStyle | None,
     title: str | None,
 ) -> ProjectPublic:
-    """Plans the story (no credits: the CPU planner is free) and stores the plan as the spec."""
+    """Plans the story and stores the plan as the spec. Planning with a model is charged to the
+    user (`plan_text`); a story that cannot be planned costs nothing and stores nothing."""
     style = style or PlanStyle()
-    plan: Plan = plan_text(settings, story, style)
+    payer = Payer(ledger_client(settings.resolved_database_url), user.id)
+    plan: Plan = plan_text(settings, story, style, payer)
     if project is None:
         project = Project(owner_id=user.id, title=title or plan.spec.title, spec={})
     project.spec = plan.spec.model_dump(mode="json")
@@ -155,7 +159,9 @@ def _planned(
     project.updated_at = utcnow()
     session.add(project)
     session.commit()
-    report = PlanReport(planner=plan.planner, kind=plan.kind, warnings=plan.warnings)
+    report = PlanReport(
+        planner=plan.planner, kind=plan.kind, warnings=plan.warnings, credits=plan.credits
+    )
     return ProjectPublic.model_validate(project).model_copy(update={"plan": report})
 
 
