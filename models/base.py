@@ -139,6 +139,14 @@ class Frames:
 
 
 @dataclass
+class SoundFrames(Frames):
+    """Frames with the sound the video model made with them (LTX-2 generates both), as long as
+    the frames; the render keeps it as an ambience bed or drops it (STUDIO_VIDEO_SOUND)."""
+
+    sound: Audio = field(kw_only=True)
+
+
+@dataclass
 class LipSyncResult:
     frames: Frames
     warnings: list[str] = field(default_factory=list)

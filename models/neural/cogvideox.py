@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 from diffusers import CogVideoXImageToVideoPipeline, CogVideoXPipeline
 
 from models.base import VideoRequest
@@ -15,6 +14,7 @@ from models.errors import ModelUnavailable
 from models.neural.device import RuntimeLike, runtime_options, seeded_generator
 from models.neural.diffusion import (
     Shot,
+    Take,
     TextOrImageVideoEngine,
     describe,
     load_pipeline,
@@ -79,7 +79,7 @@ class CogVideoXEngine(TextOrImageVideoEngine):
 
     def _call(
         self, pipe: Any, requests: Sequence[VideoRequest], shot: Shot, **image: Any
-    ) -> list[np.ndarray]:
+    ) -> list[Take]:
         config = pipe.transformer.config
         out = pipe(
             prompt=[describe(request) for request in requests],
@@ -94,7 +94,7 @@ class CogVideoXEngine(TextOrImageVideoEngine):
             output_type="np",
             **image,
         )
-        return [video[: shot.frames] for video in out.frames]
+        return [Take(video[: shot.frames]) for video in out.frames]
 
 
 class CogVideoX2bEngine(CogVideoXEngine):

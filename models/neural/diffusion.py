@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from models.base import CameraMove, Frames, VideoRequest
+from models.base import Audio, CameraMove, Frames, SoundFrames, VideoRequest
 from models.errors import ModelUnavailable, UnsupportedRequest
 from models.neural.device import Runtime, RuntimeOptions, compile_module, pick_runtime, pin_sdpa
 from models.neural.folders import model_revision, resolve_model_dir
@@ -103,6 +103,15 @@ def describe(request: VideoRequest) -> str:
 
 
 @dataclass(frozen=True)
+class Take:
+    """One request's render at the native shot: float frames (T, H, W, 3) in [0, 1], and the
+    sound the model made with them where it makes any."""
+
+    video: np.ndarray
+    sound: Audio | None = None
+
+
+@dataclass(frozen=True)
 class Shot:
     """What the model renders natively before fitting to the request."""
 
@@ -140,9 +149,9 @@ class DiffusionVideoEngine(ABC):
         made: dict[int, Frames] = {}
         for (shot, _), indices in groups.items():
             with torch.inference_mode():
-                videos = self.render([requests[i] for i in indices], shot)
-            for index, video in zip(indices, videos, strict=True):
-                made[index] = _fit(requests[index], video)
+                takes = self.render([requests[i] for i in indices], shot)
+            for index, take in zip(indices, takes, strict=True):
+                made[index] = _fit(requests[index], take)
         return [made[i] for i in range(len(requests))]
 
     @abstractmethod
@@ -150,10 +159,10 @@ class DiffusionVideoEngine(ABC):
         """The native size, frame count and rate for this request."""
 
     @abstractmethod
-    def render(self, requests: Sequence[VideoRequest], shot: Shot) -> list[np.ndarray]:
-        """Float frames (T, H, W, 3) in [0, 1] for each request, in one pipeline call where the
-        pipeline allows it. The requests all start from an image (`keyframe_png`), which the
-        engine's image-to-video pipeline must use, or none do."""
+    def render(self, requests: Sequence[VideoRequest], shot: Shot) -> list[Take]:
+        """A take for each request, in one pipeline call where the pipeline allows it. The
+        requests all start from an image (`keyframe_png`), which the engine's image-to-video
+        pipeline must use, or none do."""
 
 
 class TextOrImageVideoEngine(DiffusionVideoEngine):
@@ -162,7 +171,7 @@ class TextOrImageVideoEngine(DiffusionVideoEngine):
 
     image_pipe: Any | None
 
-    def render(self, requests: Sequence[VideoRequest], shot: Shot) -> list[np.ndarray]:
+    def render(self, requests: Sequence[VideoRequest], shot: Shot) -> list[Take]:
         """Text-to-video in one call for the batch; image-to-video one request per call (the
         pipelines take a single image)."""
         if requests[0].keyframe_png is None:
@@ -175,7 +184,7 @@ class TextOrImageVideoEngine(DiffusionVideoEngine):
     @abstractmethod
     def _call(
         self, pipe: Any, requests: Sequence[VideoRequest], shot: Shot, **image: Any
-    ) -> list[np.ndarray]:
+    ) -> list[Take]:
         """One pipeline call for `requests` (with `image=` for image-to-video)."""
 
 
@@ -196,7 +205,15 @@ def free_shot(
     return Shot(width, height, frames, max(1.0, fps))
 
 
-def _fit(request: VideoRequest, video: np.ndarray) -> Frames:
+def _fit(request: VideoRequest, take: Take) -> Frames:
+    """The take at the request's size, frame count and rate; its sound fitted to the same
+    length."""
     count = requested_frames(request.duration_s, request.fps)
-    pixels = fit_video(to_uint8(video), request.width, request.height, count)
-    return Frames(pixels=pixels, fps=request.fps)
+    pixels = fit_video(to_uint8(take.video), request.width, request.height, count)
+    if take.sound is None:
+        return Frames(pixels=pixels, fps=request.fps)
+    rate = take.sound.sample_rate
+    samples = np.zeros(round(count / request.fps * rate), np.float32)
+    kept = take.sound.samples[: len(samples)]
+    samples[: len(kept)] = kept
+    return SoundFrames(pixels=pixels, fps=request.fps, sound=Audio(samples, rate))

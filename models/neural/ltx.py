@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 from diffusers import LTXImageToVideoPipeline, LTXPipeline
 
 from models.base import VideoRequest
 from models.neural.device import RuntimeLike, runtime_options, seeded_generator
 from models.neural.diffusion import (
     Shot,
+    Take,
     TextOrImageVideoEngine,
     describe,
     free_shot,
@@ -64,7 +64,7 @@ class LtxVideoEngine(TextOrImageVideoEngine):
 
     def _call(
         self, pipe: Any, requests: Sequence[VideoRequest], shot: Shot, **image: Any
-    ) -> list[np.ndarray]:
+    ) -> list[Take]:
         decode = {}
         if self.pipe.vae.config.timestep_conditioning:
             decode = {"decode_timestep": 0.05, "decode_noise_scale": 0.025}
@@ -82,4 +82,4 @@ class LtxVideoEngine(TextOrImageVideoEngine):
             **decode,
             **image,
         )
-        return list(out.frames)
+        return [Take(video) for video in out.frames]

@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 from diffusers import LTX2ImageToVideoPipeline, LTX2Pipeline
 
-from models.base import VideoRequest
+from models.base import Audio, VideoRequest
 from models.neural.device import RuntimeLike, runtime_options, seeded_generator
 from models.neural.diffusion import (
     Shot,
+    Take,
     TextOrImageVideoEngine,
     describe,
     free_shot,
@@ -25,10 +27,11 @@ _NEGATIVE = "worst quality, inconsistent motion, blurry, jittery, distorted"
 
 class Ltx2VideoEngine(TextOrImageVideoEngine):
     """Frames of 8k+1 at up to `max_frames`, sides on a 32 px grid, at the model's 24 fps unless
-    the scene is longer than `max_frames` allows. LTX-2 also generates a soundtrack with the
-    picture; the studio's soundtrack is the narration and music, so this engine keeps the
-    picture only. Spatio-temporal guidance (`stg_scale`, `stg_blocks`) is the model card's
-    default; a model with fewer blocks sets `stg_blocks` to ones it has, or none."""
+    the scene is longer than `max_frames` allows. LTX-2 generates a sound with the picture: it
+    comes back with the frames (`SoundFrames`, mono), and the render lays it under the narration
+    as an ambience bed or drops it (STUDIO_VIDEO_SOUND). Spatio-temporal guidance (`stg_scale`,
+    `stg_blocks`) is the model card's default; a model with fewer blocks sets `stg_blocks` to
+    ones it has, or none."""
 
     name: ClassVar[str] = "ltx-2"
     version: ClassVar[str] = "1"
@@ -67,7 +70,7 @@ class Ltx2VideoEngine(TextOrImageVideoEngine):
 
     def _call(
         self, pipe: Any, requests: Sequence[VideoRequest], shot: Shot, **image: Any
-    ) -> list[np.ndarray]:
+    ) -> list[Take]:
         guidance = self.stg_scale if self.stg_blocks else 0.0
         out = pipe(
             prompt=[describe(request) for request in requests],
@@ -85,4 +88,12 @@ class Ltx2VideoEngine(TextOrImageVideoEngine):
             output_type="np",
             **image,
         )
-        return list(out.frames)
+        rate = int(self.pipe.vocoder.config.output_sampling_rate)
+        sounds = [_mono(sound, rate) for sound in out.audio]
+        return [Take(video, sound) for video, sound in zip(out.frames, sounds, strict=True)]
+
+
+def _mono(sound: torch.Tensor, rate: int) -> Audio:
+    """The vocoder's (channels, samples) waveform as mono samples in [-1, 1]."""
+    samples = sound.float().cpu().numpy().reshape(-1, sound.shape[-1]).mean(axis=0)
+    return Audio(np.clip(samples, -1.0, 1.0).astype(np.float32), rate)

@@ -14,7 +14,7 @@ from PIL import Image
 from models.base import CameraMove, ImageEngine, VideoRequest
 from models.errors import UnsupportedRequest
 from models.neural.device import RuntimeLike, runtime_options, seeded_generator
-from models.neural.diffusion import DiffusionVideoEngine, Shot, load_pipeline
+from models.neural.diffusion import DiffusionVideoEngine, Shot, Take, load_pipeline
 from models.neural.frames import cover, native_size
 
 
@@ -62,10 +62,10 @@ class StableVideoDiffusionEngine(DiffusionVideoEngine):
         fps = min(30.0, max(5.0, round(frames / request.duration_s)))
         return Shot(width, height, frames, fps)
 
-    def render(self, requests: Sequence[VideoRequest], shot: Shot) -> list[np.ndarray]:
+    def render(self, requests: Sequence[VideoRequest], shot: Shot) -> list[Take]:
         """One pipeline call per request: the temporal decoder decodes `decode_chunk_size` frames
         at a time across the whole batch, so batch-mates would change each other's frames."""
-        return [self._render_one(request, shot) for request in requests]
+        return [Take(self._render_one(request, shot)) for request in requests]
 
     def _render_one(self, request: VideoRequest, shot: Shot) -> np.ndarray:
         out = self.pipe(

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 from diffusers import WanImageToVideoPipeline, WanPipeline
 
 from models.base import VideoRequest
@@ -15,6 +14,7 @@ from models.errors import ModelUnavailable
 from models.neural.device import RuntimeLike, runtime_options, seeded_generator
 from models.neural.diffusion import (
     Shot,
+    Take,
     TextOrImageVideoEngine,
     describe,
     free_shot,
@@ -75,7 +75,7 @@ class WanVideoEngine(TextOrImageVideoEngine):
 
     def _call(
         self, pipe: Any, requests: Sequence[VideoRequest], shot: Shot, **image: Any
-    ) -> list[np.ndarray]:
+    ) -> list[Take]:
         prompts = [describe(request) for request in requests]
         out = pipe(
             prompt=prompts if len(prompts) > 1 else prompts[0],
@@ -89,4 +89,4 @@ class WanVideoEngine(TextOrImageVideoEngine):
             output_type="np",
             **image,
         )
-        return list(out.frames)
+        return [Take(video) for video in out.frames]

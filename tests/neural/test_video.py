@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from models.base import VideoRequest
+from models.base import SoundFrames, VideoRequest
 from models.errors import ModelUnavailable, UnsupportedRequest
 from models.neural.cogvideox import CogVideoX2bEngine, CogVideoXEngine
 from models.neural.device import non_sdpa_attention
@@ -185,3 +185,21 @@ def test_an_engine_without_its_image_to_video_model_does_not_start(
 ) -> None:
     with pytest.raises(ModelUnavailable, match="image-to-video"):
         build(tiny(folder))
+
+
+def test_ltx2_brings_its_sound_as_long_as_its_frames(tiny: Callable[[str], Path]) -> None:
+    """LTX-2 generates sound with the picture; it comes back fitted to the frames' duration,
+    mono, finite and not silent (a random vocoder still makes noise)."""
+    _, _, build = ENGINES["ltx-2"]
+    frames = build(tiny("ltx-2"), None).generate(shot(keyframe_png=None))
+    assert isinstance(frames, SoundFrames)
+    sound = frames.sound
+    assert sound.samples.ndim == 1 and sound.samples.dtype == np.float32
+    assert abs(sound.duration_s - frames.duration_s) < 1 / sound.sample_rate
+    assert np.isfinite(sound.samples).all() and np.abs(sound.samples).max() > 0
+
+
+def test_engines_without_sound_bring_plain_frames(tiny: Callable[[str], Path]) -> None:
+    _, _, build = ENGINES["wan"]
+    frames = build(tiny("wan"), tiny("wan-i2v")).generate(shot(keyframe_png=None))
+    assert not isinstance(frames, SoundFrames)
