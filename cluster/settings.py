@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, computed_field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     voice_engine: str | None = None
     lipsync_engine: str | None = None
     music_engine: str | None = None
+    video_sound: Literal["ambience", "drop"] = Field(
+        default="ambience",
+        description="The sound a video engine makes with its clips (LTX-2): laid under the "
+        "narration and music as an ambience bed, or dropped",
+    )
+    ambience_volume: float = Field(default=0.3, ge=0.0, le=1.0)
     render_workers: int = 2
 
     openai_api_key: SecretStr | None = None

@@ -87,7 +87,8 @@ LICENCES: dict[str, LicenceTerms] = {
 class EngineInfo:
     """`takes_image`: the engine starts a shot from a scene's image (a video engine that does
     not is never chosen for a scene with one). `image_folder`: a second model folder holding the
-    engine's image-to-video pipeline, when its weights are separate."""
+    engine's image-to-video pipeline, when its weights are separate. `makes_sound`: a video
+    engine whose clips come with a sound of their own (`SoundFrames`)."""
 
     capability: Capability
     name: str
@@ -97,6 +98,7 @@ class EngineInfo:
     model_folder: str | None = None
     takes_image: bool = False
     image_folder: str | None = None
+    makes_sound: bool = False
 
     @property
     def terms(self) -> LicenceTerms:
@@ -123,7 +125,7 @@ ENGINES: tuple[EngineInfo, ...] = (
     ),
     EngineInfo(
         Capability.video, "ltx-2", "models.neural.ltx2:Ltx2VideoEngine", "ltx-2-community",
-        True, "ltx-2", takes_image=True,
+        True, "ltx-2", takes_image=True, makes_sound=True,
     ),
     EngineInfo(
         Capability.video, "ltx", "models.neural.ltx:LtxVideoEngine", "ltxv-open-weights", True,

@@ -122,15 +122,25 @@ def limit(audio: Audio, *, ceiling_db: float = -1.0, release_s: float = 0.1) -> 
     return Audio(limited.astype(np.float32), audio.sample_rate)
 
 
-def mix_film(narration: Audio, music: Audio | None, *, music_volume: float) -> Audio:
-    """The film's soundtrack: the narration normalised, the music bed at `music_volume` ducked
-    under it, then limited. The result is as long as the narration track."""
+def mix_film(
+    narration: Audio,
+    music: Audio | None,
+    *,
+    music_volume: float,
+    ambience: Audio | None = None,
+    ambience_volume: float = 0.0,
+) -> Audio:
+    """The film's soundtrack: the narration normalised; the music bed at `music_volume` and the
+    ambience bed (the video model's own sound, normalised first: its level is the model's
+    whim) at `ambience_volume`, each ducked under the narration; then limited. The result is as
+    long as the narration track."""
     voice = normalize(resample(narration))
     mixed = voice.samples.copy()
-    if music is not None and music_volume > 0:
-        bed = resample(music)
-        bed = Audio(fit(bed.samples, len(mixed)) * np.float32(music_volume), SAMPLE_RATE)
-        mixed += duck(bed, voice).samples
+    for bed, volume in ((music, music_volume), (ambience and normalize(ambience), ambience_volume)):
+        if bed is not None and volume > 0:
+            level = resample(bed)
+            level = Audio(fit(level.samples, len(mixed)) * np.float32(volume), SAMPLE_RATE)
+            mixed += duck(level, voice).samples
     return limit(Audio(mixed, SAMPLE_RATE))
 
 

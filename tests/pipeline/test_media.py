@@ -271,6 +271,30 @@ def test_ducking_lowers_the_music_by_the_depth_while_the_voice_speaks() -> None:
     assert ducked[SAMPLE_RATE] < 0.5 * 10 ** (-6 / 20)
 
 
+def test_an_ambience_bed_is_levelled_then_ducked_under_the_narration() -> None:
+    """A model's sound comes at any level: a faint one and a loud one end up at the same bed
+    level (normalised, then `ambience_volume`), lowered where the narration speaks."""
+    voice = np.zeros(3 * SAMPLE_RATE, np.float32)
+    voice[SAMPLE_RATE : 2 * SAMPLE_RATE] = 0.3 * np.sin(np.arange(SAMPLE_RATE) / 3)
+    hum = np.sin(2 * np.pi * 60 * np.arange(3 * SAMPLE_RATE) / SAMPLE_RATE).astype(np.float32)
+    beds = []
+    for level in (0.01, 0.9):
+        ambience = Audio(level * hum, SAMPLE_RATE)
+        mixed = mix_film(Audio(voice, SAMPLE_RATE), None, music_volume=0.0,
+                         ambience=ambience, ambience_volume=0.5).samples  # fmt: skip
+        beds.append(np.sqrt(np.mean(mixed[: SAMPLE_RATE // 2] ** 2)))
+        under = mixed[SAMPLE_RATE + SAMPLE_RATE // 4 : 2 * SAMPLE_RATE - SAMPLE_RATE // 4]
+        speech = voice[SAMPLE_RATE + SAMPLE_RATE // 4 : 2 * SAMPLE_RATE - SAMPLE_RATE // 4]
+        assert np.sqrt(np.mean((under - speech * (under @ speech) / (speech @ speech)) ** 2)) < (
+            beds[-1] / 2
+        ), "ducked under the voice"
+    assert beds[0] == pytest.approx(beds[1], rel=0.05)
+    assert beds[0] == pytest.approx(0.5 * 10 ** (-18 / 20), rel=0.1)
+    silent = mix_film(Audio(voice, SAMPLE_RATE), None, music_volume=0.0,
+                      ambience=Audio(hum, SAMPLE_RATE), ambience_volume=0.0).samples  # fmt: skip
+    assert np.sqrt(np.mean(silent[: SAMPLE_RATE // 2] ** 2)) < 1e-6, "dropped at volume 0"
+
+
 def test_the_limiter_keeps_peaks_under_the_ceiling_and_quiet_parts_untouched() -> None:
     samples = np.full(SAMPLE_RATE, 0.2, np.float32)
     samples[SAMPLE_RATE // 2 : SAMPLE_RATE // 2 + 50] = 3.0
