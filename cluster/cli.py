@@ -28,6 +28,7 @@ from db import migrate
 from db.models import Role, User
 from db.session import session_scope
 from models.registry import Capability
+from pipeline.accounts import addresses
 from pipeline.planning.llm import plan_text
 from pipeline.planning.planner import PlanStyle
 from pipeline.planning.text import decode_story
@@ -208,7 +209,8 @@ def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_admin(settings: Settings, args: argparse.Namespace) -> int:
     with session_scope(settings.resolved_database_url) as session:
-        user = session.exec(select(User).where(User.email == args.email)).first()
+        email = addresses.normalise(args.email)
+        user = session.exec(select(User).where(User.email == email)).first()
         if user is None:
             print(f"studio: no user {args.email}", file=sys.stderr)
             return 1

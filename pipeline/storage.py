@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import mimetypes
 import os
 import shutil
@@ -172,17 +173,18 @@ class LocalStorage(Storage):
 
     def url(self, key: str, expires_s: int, filename: str | None = None) -> str:
         expires = int(time.time()) + expires_s
-        query = {"expires": str(expires), "sig": self.signature(key, expires)}
+        query = {"expires": str(expires), "sig": self.signature(key, expires, filename)}
         if filename:
             query["filename"] = filename
         return f"{self._public_url}/api/files/{quote(key)}?{urlencode(query)}"
 
-    def signature(self, key: str, expires: int) -> str:
-        message = f"{key}\n{expires}".encode()
+    def signature(self, key: str, expires: int, filename: str | None = None) -> str:
+        """Covers everything the URL says: the file, the expiry and the name it downloads as."""
+        message = json.dumps([key, expires, filename or None]).encode()
         return hmac.new(self._signing_key(), message, hashlib.sha256).hexdigest()
 
-    def verify(self, key: str, expires: int, sig: str) -> bool:
-        expected = self.signature(key, expires).encode()
+    def verify(self, key: str, expires: int, sig: str, filename: str | None = None) -> bool:
+        expected = self.signature(key, expires, filename).encode()
         return expires >= time.time() and hmac.compare_digest(expected, sig.encode())
 
     def check(self) -> None:

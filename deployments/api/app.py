@@ -10,7 +10,9 @@ from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
 from cluster.settings import Settings, get_settings
+from deployments.api import docs
 from deployments.api.bodylimit import BodyLimitMiddleware
+from deployments.api.headers import SecurityHeadersMiddleware
 from deployments.api.inputs import storable_json
 from deployments.api.metrics_middleware import MetricsMiddleware
 from deployments.api.multipart import MiB
@@ -68,7 +70,7 @@ def create_app(settings: Settings, limiter: Limiter | None = None) -> FastAPI:
         title="AI Film Studio",
         version="0.1.0",
         description=DESCRIPTION,
-        docs_url="/docs",
+        docs_url=None,  # deployments.api.docs
         redoc_url=None,
         responses=problem_responses(400, 413, 429, 500),
         dependencies=[Depends(storable_json)],
@@ -87,8 +89,10 @@ def create_app(settings: Settings, limiter: Limiter | None = None) -> FastAPI:
         trusted_proxies=settings.trusted_proxies,
     )
     app.add_middleware(MetricsMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware, public_url=settings.public_url)
     for module in ROUTERS:
         app.include_router(module.router)
+    app.include_router(docs.router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

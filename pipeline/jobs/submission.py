@@ -120,13 +120,20 @@ def _plan(session: Session, user: User) -> Plan:
     return plan
 
 
-def _active_renders(session: Session, user: User) -> int:
-    """The user's renders waiting or running: what the plan's renders at a time counts."""
-    return session.exec(
+def _claim_render_slot(session: Session, user: User, plan: Plan) -> None:
+    """Refuses (PlanLimit) a rendering job, a film or a single-engine job, past the plan's
+    renders at a time. Locks the user's row first, with an UPDATE (a row lock on PostgreSQL,
+    the write lock on SQLite) held until the caller commits the job, so that concurrent
+    submissions of one user each count the jobs of those that went before."""
+    session.exec(
+        update(User).where(col(User.id) == user.id).values(updated_at=col(User.updated_at))
+    )
+    active = session.exec(
         select(func.count())
         .select_from(Job)
-        .where(Job.user_id == user.id, col(Job.status).in_(ACTIVE), Job.type == "render")
+        .where(Job.user_id == user.id, col(Job.status).in_(ACTIVE), col(Job.type).in_(RENDERING))
     ).one()
+    pricing.check_concurrency(plan, active)
 
 
 def owned_project(session: Session, user: User, project_id: UUID) -> Project:
@@ -184,8 +191,7 @@ def submit_render(
         spec = FilmSpec.model_validate(project.spec)
         plan = _plan(session, user)
         shape = pricing.RenderShape.from_spec(spec)
-        running = None if request.dry_run else _active_renders(session, user)
-        pricing.check_plan(plan, shape, running)
+        pricing.check_plan(plan, shape)
         check_spec(settings, session, user, spec)
         engines = choose_engines(settings, request.quality, plan, spec)
         cost = pricing.estimate(shape, request.quality, request.stop_at)
@@ -208,6 +214,7 @@ ENGINE_JOBS: dict[str, Capability] = {
     "lipsync": Capability.lipsync,
     "music": Capability.music,
 }
+RENDERING = ("render", *ENGINE_JOBS)  # the job types the plan's renders at a time counts
 
 
 def submit_engine_job(
@@ -283,9 +290,10 @@ def _enqueue(
     idempotency_key: str | None,
 ) -> Job:
     """Reserve first, then write the job: a refused reservation leaves nothing behind, and a
-    failed write releases the reservation. A retried submission (same idempotency key) finds
-    its reservation already made, and gets the job that reservation belongs to. A submission
-    that moderation flags is held and reserves nothing until a reviewer approves it."""
+    failed write (or one past the plan's renders at a time) releases the reservation. A
+    retried submission (same idempotency key) finds its reservation already made, and gets the
+    job that reservation belongs to. A submission that moderation flags is held and reserves
+    nothing until a reviewer approves it."""
     job_id = uuid.uuid4()
     findings = check_spec_texts(spec_texts(FilmSpec.model_validate(job_input["spec"])), settings)
     reservation = None
@@ -295,6 +303,7 @@ def _enqueue(
         if reservation.job_id != job_id and (existing := session.get(Job, reservation.job_id)):
             return existing
     try:
+        _claim_render_slot(session, user, plan)
         job = Job(
             id=job_id,
             user_id=user.id,

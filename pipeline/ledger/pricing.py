@@ -164,17 +164,20 @@ def topup_price_cents(credits: int) -> int:
     return credits * TOPUP_CENTS_PER_CREDIT
 
 
-def check_plan(plan: Plan, film: FilmLike, running_renders: int | None = None) -> None:
-    """Raises PlanLimit if the plan does not allow this render now: a resolution above the
-    plan's, or (when `running_renders` is given: a render to queue, not a dry run or a
-    single-engine job) as many renders waiting or running as the plan runs at a time."""
+def check_plan(plan: Plan, film: FilmLike) -> None:
+    """Raises PlanLimit if the plan does not allow a film of this resolution."""
     if film.resolution > plan.max_resolution:
         raise PlanLimit(
             f"resolution {film.resolution}p is above the {plan.code} plan's {plan.max_resolution}p",
             field="resolution",
         )
-    if running_renders is not None and running_renders >= plan.max_concurrent_renders:
+
+
+def check_concurrency(plan: Plan, active_jobs: int) -> None:
+    """Raises PlanLimit if the user already has as many rendering jobs waiting or running as
+    the plan runs at a time."""
+    if active_jobs >= plan.max_concurrent_renders:
         raise PlanLimit(
             f"the {plan.code} plan runs {plan.max_concurrent_renders} render(s) at a time; "
-            f"{running_renders} are waiting or running"
+            f"{active_jobs} are waiting or running"
         )

@@ -67,3 +67,16 @@ def test_naive_timestamps_are_refused(database_url: str) -> None:
     with pytest.raises(Exception, match="naive datetime"), session_scope(database_url) as session:
         session.add(User(email="naive@example.com", created_at=datetime(2026, 1, 1)))
         session.flush()
+
+
+def test_stored_addresses_move_to_their_normal_form(empty_database: str) -> None:
+    """0009: an address that is not in normal form moves to it, unless another account has it
+    (merging look-alike accounts is an operator's decision)."""
+    upgrade(empty_database, "0008")
+    stored = ["ada@example.com", "\uff41da@example.com", "bob\u200b@b\u00dcCHER.example."]
+    with session_scope(empty_database) as session:
+        session.add_all(User(email=email) for email in stored)
+    upgrade(empty_database, "0009")
+    with session_scope(empty_database) as session:
+        emails = set(session.exec(select(User.email)).all())
+    assert emails == {"ada@example.com", "\uff41da@example.com", "bob@xn--bcher-kva.example"}

@@ -106,11 +106,12 @@ def test_a_plan_limits_resolution_and_concurrency() -> None:
         upload_limit_mb=25,
         priority=0,
     )
-    pricing.check_plan(free, MINUTE, running_renders=0)
+    pricing.check_plan(free, MINUTE)
+    pricing.check_concurrency(free, 0)
     with pytest.raises(PlanLimit):
-        pricing.check_plan(free, RenderShape(scene_seconds=[5], resolution=1080), 0)
+        pricing.check_plan(free, RenderShape(scene_seconds=[5], resolution=1080))
     with pytest.raises(PlanLimit):
-        pricing.check_plan(free, MINUTE, running_renders=1)
+        pricing.check_concurrency(free, 1)
 
 
 @pytest.fixture(scope="module")

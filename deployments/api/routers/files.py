@@ -1,5 +1,6 @@
 """Files of the local storage, by the HMAC-signed URLs that `LocalStorage.url` makes. The
-signature is the authorisation: these URLs work without a token, until they expire."""
+signature is the authorisation: these URLs work without a token, until they expire. It covers
+the download's `filename` too, so a link cannot be renamed (to `evil.html`, say)."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def read_file(
 ) -> FileResponse:
     if not isinstance(storage, LocalStorage):
         raise NotFound("files are served by the object store")
-    if not storage.verify(key, expires, sig):
+    if not storage.verify(key, expires, sig, filename):
         raise SignatureInvalid("the link is invalid or has expired")
     path = (storage.root / key).resolve()
     if not path.is_relative_to(storage.root) or not path.is_file():

@@ -18,6 +18,8 @@ from deployments.api.accounts import TokenPair
 from deployments.api.deps import CurrentUser, SessionDep, SettingsDep, StorageDep, bearer
 from deployments.api.problems import Unauthorized, problem_responses
 from deployments.api.security import decode_token
+from pipeline.accounts import addresses
+from pipeline.errors import AddressInvalid
 from pipeline.jobs import submission as jobs
 
 router = APIRouter(prefix="/api/users", tags=["users"], responses=problem_responses(422, 429))
@@ -25,14 +27,23 @@ router = APIRouter(prefix="/api/users", tags=["users"], responses=problem_respon
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 
-def _lower(email: str) -> str:
-    return email.lower()
+def _normal(email: str) -> str:
+    try:
+        return addresses.normalise(email)
+    except AddressInvalid as error:
+        raise ValueError(error.detail) from None
 
 
 Email = Annotated[
     str,
-    Field(max_length=320, pattern=EMAIL_PATTERN, examples=["ada@example.com"]),
-    AfterValidator(_lower),
+    Field(
+        max_length=320,
+        pattern=EMAIL_PATTERN,
+        examples=["ada@example.com"],
+        description="Compared in its normal form (`pipeline.accounts.addresses`): look-alike "
+        "addresses are one account, and a part before @ that mixes scripts is refused.",
+    ),
+    AfterValidator(_normal),
 ]
 NewPassword = Annotated[
     str, Field(min_length=8, max_length=128, description="8 to 128 characters.")
