@@ -24,11 +24,10 @@ from sqlmodel import select
 from cluster.errors import StudioError
 from cluster.preflight import check
 from cluster.settings import ConfigError, Settings, get_settings
-from db import migrate
+from db import addresses, migrate
 from db.models import Role, User
 from db.session import session_scope
 from models.registry import Capability
-from pipeline.accounts import addresses
 from pipeline.planning.llm import plan_text
 from pipeline.planning.planner import PlanStyle
 from pipeline.planning.text import decode_story

@@ -40,7 +40,3 @@ class EngineUnavailable(StudioError):
 
 class RelinkRequired(StudioError):
     slug, status, title = "relink-required", 409, "Relink your channel"
-
-
-class AddressInvalid(StudioError):
-    slug, status, title = "address-invalid", 422, "Invalid email address"

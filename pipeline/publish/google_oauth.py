@@ -46,11 +46,12 @@ from google.auth.transport import Request as AuthRequest
 from google.oauth2.credentials import Credentials
 from google_auth_oauthlib.flow import Flow
 from oauthlib.oauth2 import OAuth2Error
-from sqlalchemy import delete, func
+from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
 from cluster.errors import StudioError
 from cluster.settings import Settings
+from db import addresses
 from db.models import AuditLog, OAuthAccount, OAuthState, User
 from db.session import session_scope
 from db.types import utcnow
@@ -243,7 +244,11 @@ def sign_in(session: Session, grant: GoogleGrant) -> tuple[User, bool]:
         return user, False
     if not email or grant.claims.get("email_verified") is not True:
         raise OAuthRejected("Google has not verified the email of this account")
-    user = session.exec(select(User).where(func.lower(User.email) == email.lower())).first()
+    try:
+        email = addresses.normalise(email)
+    except addresses.AddressInvalid as error:
+        raise OAuthRejected(f"the email of this Google account: {error.detail}") from error
+    user = session.exec(select(User).where(User.email == email)).first()
     created = user is None
     if user is None:
         user = User(email=email, email_verified=True, full_name=grant.claims.get("name"))

@@ -4,11 +4,14 @@ sign-up receives its plan's credits."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from cluster.settings import Settings
+from db.addresses import normalise
 from db.models import OAuthAccount, Plan
 from db.session import session_scope
 from deployments.api.security import decode_token
@@ -101,6 +104,19 @@ def test_sign_in_joins_an_account_whose_email_was_verified(
     assert subject_of(studio, signed_in.json()) == user_id
     [identity] = identities(studio.resolved_database_url, google.account.sub)
     assert str(identity.user_id) == user_id
+
+
+def test_a_google_address_in_another_form_is_the_same_account(
+    api: TestClient, google: FakeGoogle, studio: Settings
+) -> None:
+    """Someone registered the address in its normal form (the domain as IDNA A-labels); Google
+    gives it in Unicode and capitals. It is the same address: the sign-in is refused as for any
+    unverified account with that address, and no second account is made with it."""
+    google.account.email = f"ada.{uuid.uuid4().hex[:8]}@BÜCHER.example"
+    register(studio, normalise(google.account.email))
+
+    assert_problem(google_flow(api, google), 409, "sign-in-with-password")
+    assert identities(studio.resolved_database_url, google.account.sub) == []
 
 
 @pytest.mark.ray

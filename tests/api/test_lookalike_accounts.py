@@ -1,5 +1,5 @@
 """Look-alike addresses are one account: registration and login compare addresses in their
-normal form (`pipeline.accounts.addresses`), and a local part that mixes scripts is refused."""
+normal form (`db.addresses`), and a local part that mixes scripts is refused."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""users.email in its normal form (pipeline.accounts.addresses), which registration and login
+"""users.email in its normal form (db.addresses), which registration and login
 now compare: a stored address that is not (full-width letters, a zero-width space, a Unicode
 or dotted domain) would otherwise no longer log in. An address whose normal form another
 account already has, or that has none, is left as it is and logged: merging accounts is for
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from cluster.errors import StudioError
-from pipeline.accounts.addresses import normalise
+from db.addresses import normalise
 
 revision: str = "0009"
 down_revision: str | None = "0008"

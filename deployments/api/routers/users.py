@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, status
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from db import addresses
 from db.models import Role
 from db.types import utcnow
 from deployments.api import accounts
@@ -18,8 +19,6 @@ from deployments.api.accounts import TokenPair
 from deployments.api.deps import CurrentUser, SessionDep, SettingsDep, StorageDep, bearer
 from deployments.api.problems import Unauthorized, problem_responses
 from deployments.api.security import decode_token
-from pipeline.accounts import addresses
-from pipeline.errors import AddressInvalid
 from pipeline.jobs import submission as jobs
 
 router = APIRouter(prefix="/api/users", tags=["users"], responses=problem_responses(422, 429))
@@ -30,7 +29,7 @@ EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 def _normal(email: str) -> str:
     try:
         return addresses.normalise(email)
-    except AddressInvalid as error:
+    except addresses.AddressInvalid as error:
         raise ValueError(error.detail) from None
 
 
@@ -40,7 +39,7 @@ Email = Annotated[
         max_length=320,
         pattern=EMAIL_PATTERN,
         examples=["ada@example.com"],
-        description="Compared in its normal form (`pipeline.accounts.addresses`): look-alike "
+        description="Compared in its normal form (`db.addresses`): look-alike "
         "addresses are one account, and a part before @ that mixes scripts is refused.",
     ),
     AfterValidator(_normal),

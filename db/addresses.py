@@ -8,6 +8,8 @@ the domain as IDNA A-labels (UTS 46: `BÜCHER.example` and `xn--bcher-kva.exampl
 domain). It refuses a local part that mixes scripts (a Cyrillic `U+0501` among Latin
 letters): UTS 39's resolved script set of its characters must not be empty (Han, Hiragana and
 Katakana count as Japanese, Han and Hangul as Korean, Han and Bopomofo as Chinese).
+It lives beside the tables because it is what `users.email` holds (migration 0009 wrote the
+stored addresses in this form): registration, sign-in, Google sign-in and the CLI all use it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,12 @@ import idna
 import regex
 from fontTools import unicodedata as scripts
 
-from pipeline.errors import AddressInvalid
+from cluster.errors import StudioError
+
+
+class AddressInvalid(StudioError):
+    slug, status, title = "address-invalid", 422, "Invalid email address"
+
 
 DEFAULT_IGNORABLE = regex.compile(r"\p{Default_Ignorable_Code_Point}")
 ANY_SCRIPT = {"Zyyy", "Zinh"}  # Common and Inherited: digits, `.`, `_`, combining marks
