@@ -2,7 +2,7 @@
 character or an unpaired surrogate and no number may be infinite or NaN, because PostgreSQL
 (text and JSONB) cannot store them. Refused as a validation problem (422), before any route,
 on every body that FastAPI reads as JSON (whatever the case or suffix of its content type); the
-text types of `pipeline.fields` refuse NULs too, so a body read otherwise cannot store one."""
+request bodies (`pipeline.fields.StrictInput`) refuse NULs too, so no body stores one."""
 
 from __future__ import annotations
 

@@ -241,7 +241,9 @@ def test_a_long_narration_is_refused_in_characters_within_the_memory_budget(
     assert refused_naming(story, "story"), story.text
     spoken = client.post("/api/ai/audio-generate", headers=account.auth, json={"text": word})
     assert refused_naming(spoken, "text"), spoken.text
-    assert replica_rss(api) - idle < 100 * MB
+    grown = replica_rss(api) - idle
+    print(f"API replica RSS: idle {idle / MB:.0f} MB, grown by {grown / MB:.1f} MB")
+    assert grown < 100 * MB
 
 
 @pytest.mark.parametrize("content_type", ["Application/JSON", "application/merge-patch+json"])
