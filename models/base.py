@@ -53,7 +53,7 @@ class MusicStyle(StrEnum):
 class Voice(BaseModel):
     gender: Gender = Gender.female
     age: AgeBand = AgeBand.adult
-    language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
+    language: str = Field(default="en", max_length=35, pattern=r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
 
 
 class VoiceRequest(BaseModel):

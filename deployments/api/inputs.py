@@ -1,9 +1,12 @@
 """A check on JSON bodies that the request models cannot express: no string may hold a NUL
 character or an unpaired surrogate and no number may be infinite or NaN, because PostgreSQL
-(text and JSONB) cannot store them. Refused as a validation problem (422), before any route."""
+(text and JSONB) cannot store them. Refused as a validation problem (422), before any route,
+on every body that FastAPI reads as JSON (whatever the case or suffix of its content type); the
+request bodies (`pipeline.fields.StrictInput`) refuse NULs too, so no body stores one."""
 
 from __future__ import annotations
 
+import email.message
 import json
 import math
 from typing import Any
@@ -15,7 +18,7 @@ MESSAGE = "NUL characters, unpaired surrogates and non-finite numbers are not ac
 
 
 async def storable_json(request: Request) -> None:
-    if not request.headers.get("content-type", "").startswith("application/json"):
+    if not is_json(request.headers.get("content-type")):
         return
     body = await request.body()
     if not body:
@@ -27,6 +30,19 @@ async def storable_json(request: Request) -> None:
     where = _unstorable(data, ("body",))
     if where is not None:
         raise RequestValidationError([{"type": "unstorable", "loc": where, "msg": MESSAGE}])
+
+
+def is_json(content_type: str | None) -> bool:
+    """Whether FastAPI reads a body of this type as JSON: none given, `application/json` or
+    any `application/*+json`, in any case and with any parameters (parsed as a MIME header)."""
+    if not content_type:
+        return True
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    )
 
 
 def _unstorable(value: Any, loc: tuple[str | int, ...]) -> tuple[str | int, ...] | None:

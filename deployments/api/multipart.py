@@ -18,6 +18,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from deployments.api.bodylimit import raise_limit
 from deployments.api.problems import BadRequest, ContentTooLarge, UnsupportedMediaType
+from pipeline.render.images import ImageInvalid, image_header
 
 MiB = 1024 * 1024
 SNIFF_BYTES = 262
@@ -151,6 +152,14 @@ def sniff(head: bytes) -> tuple[str, str]:
             f"{found} is not accepted: upload PNG, JPEG or WebP images, WAV or MP3 audio, MP4 video"
         )
     return ACCEPTED[kind.mime]
+
+
+def verify_image(path: Path, content_type: str) -> None:
+    """ImageInvalid (422) unless the file parses as the image its first bytes say, within the
+    pixel cap: image magic followed by anything else (HTML) is refused."""
+    header = image_header(path, "the upload")
+    if header.content_type != content_type:
+        raise ImageInvalid(f"the upload starts as {content_type} but is {header.content_type}")
 
 
 def _clean_name(name: str) -> str:

@@ -7,6 +7,7 @@ held. The scheduler starts it; nothing here knows the scheduler.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from uuid import UUID
 
@@ -35,6 +36,8 @@ OUTPUT_KINDS = {
     ".json": "plan",
 }
 
+log = logging.getLogger(__name__)
+
 
 @ray.remote(num_cpus=0.1, max_retries=0)
 def run_job(settings: Settings, job_id: UUID) -> None:
@@ -60,6 +63,7 @@ def run_job(settings: Settings, job_id: UUID) -> None:
         report, files = render_film(inputs, _reporter(url, job_id))
         stored = store_outputs(settings, files)
     except Exception as error:  # a malformed job or a failed render: it fails with the reason
+        log.warning("job %s failed", job_id, exc_info=error)
         fail_job(settings, job_id, _reason(error))
         return
     used = pricing.charge_for(
@@ -137,12 +141,15 @@ def release_credits(session: Session, job: Job) -> None:
 
 
 def _reason(error: BaseException) -> str:
-    """The user-facing reason: a domain error's detail, else the innermost cause's message."""
+    """The user-facing reason: a domain error's detail, else the innermost cause's message;
+    never an OS error's (the operators' log has it)."""
     cause: BaseException = error
     while isinstance(cause, ray.exceptions.RayTaskError) and cause.cause is not None:
         cause = cause.cause
     if isinstance(cause, StudioError) and not cause.internal:
         return cause.detail
+    if isinstance(cause, OSError):  # it names server paths and tells which files exist
+        return "the render could not read a file it needs"
     return f"{type(cause).__name__}: {cause}".splitlines()[0][:500]
 
 

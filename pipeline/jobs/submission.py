@@ -9,15 +9,12 @@ the job.
 
 from __future__ import annotations
 
-import io
 import logging
 import uuid
 from typing import Any, Literal
 from uuid import UUID
 
 import ray
-from PIL import Image, UnidentifiedImageError
-from pydantic import BaseModel
 from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
@@ -34,6 +31,7 @@ from pipeline.errors import (
     NotFound,
     SpecInvalid,
 )
+from pipeline.fields import StrictInput
 from pipeline.jobs.moderation import check_spec_texts, flag_findings, spec_texts
 from pipeline.jobs.running import release_credits, set_project_status
 from pipeline.jobs.scheduler import scheduler
@@ -44,6 +42,7 @@ from pipeline.lifecycle import transition
 from pipeline.publish.publishing import PublishRequest, create_publish_job
 from pipeline.render import engine_choice
 from pipeline.render.dag import EngineChoice, StopAt
+from pipeline.render.images import ImageInvalid, image_header
 from pipeline.render.spec import FilmSpec
 from pipeline.storage import open_storage
 
@@ -51,7 +50,7 @@ log = logging.getLogger(__name__)
 ACTIVE = (JobStatus.queued, JobStatus.running, JobStatus.paused, JobStatus.held)
 
 
-class RenderRequest(BaseModel):
+class RenderRequest(StrictInput):
     quality: Literal["animatic", "final"] = "animatic"
     stop_at: StopAt | None = None
     dry_run: bool = False
@@ -70,7 +69,8 @@ def choose_engines(settings: Settings, quality: str, plan: Plan, spec: FilmSpec)
 
 def check_spec(settings: Settings, session: Session, user: User, spec: FilmSpec) -> None:
     """Everything about a spec that would otherwise fail later, refused now with a 4xx: a
-    voice espeak-ng lacks, an image asset that is not the user's or cannot be read."""
+    voice espeak-ng lacks, an image asset that is not the user's, not an image, or larger than
+    the pixel cap (read from its header, never decoded here)."""
     for number, scene in enumerate(spec.scenes):
         if scene.narration and not supports(scene.voice):
             raise SpecInvalid(
@@ -79,20 +79,22 @@ def check_spec(settings: Settings, session: Session, user: User, spec: FilmSpec)
                 field=f"scenes.{number}.voice",
             )
     for where, asset in check_spec_images(session, user, spec):
+        # The header only: the image is decoded in the render, under the same pixel cap.
         try:
             data = open_storage(settings).get_bytes(asset.storage_key)
-            with Image.open(io.BytesIO(data)) as image:
-                image.load()
-        except (UnidentifiedImageError, OSError, KeyError):
-            raise SpecInvalid(
-                f"{where}: asset {asset.id} is not a readable image", field=where
-            ) from None
+        except (OSError, KeyError):
+            raise SpecInvalid(f"{where}: asset {asset.id} is not readable", field=where) from None
+        try:
+            image_header(data, f"{where}: asset {asset.id}")
+        except ImageInvalid as error:
+            raise SpecInvalid(error.detail, field=where) from None
 
 
 def check_spec_images(session: Session, user: User, spec: FilmSpec) -> list[tuple[str, Asset]]:
     """The image assets a spec names (scene images, talking characters, character sheets'
     references), each with where (`scenes.0.image`): SpecInvalid naming the place when one is
-    missing, another user's or not an image."""
+    missing, another user's or not an image. A spec that comes through the API names images by
+    asset only: a file path (for specs read by the CLI) is refused here."""
     refs = [
         (f"characters.{n}.reference", sheet.reference) for n, sheet in enumerate(spec.characters)
     ]
@@ -102,8 +104,13 @@ def check_spec_images(session: Session, user: User, spec: FilmSpec) -> list[tupl
         ]
     images = []
     for where, ref in refs:
-        if ref is None or ref.asset_id is None:
+        if ref is None:
             continue
+        if ref.asset_id is None:
+            raise SpecInvalid(
+                f"{where}: name an uploaded image by its asset id; file paths are not accepted",
+                field=where,
+            )
         refused = SpecInvalid(f"{where}: no image asset {ref.asset_id}", field=where)
         try:
             asset = owned_asset(session, user, ref.asset_id)

@@ -17,10 +17,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from models.base import Mood, MusicStyle, Voice
 from models.espeak import espeak_language
+from pipeline.fields import StrictInput
 from pipeline.planning import casting, visuals
 from pipeline.planning.dialogue import Passage, prose_passages, screenplay_passages
 from pipeline.planning.language import detect_language
@@ -43,7 +44,7 @@ MENTION_WORDS = 5
 IDEA_BEATS = ("the world before", "the call", "the struggle", "the turn", "the ending")
 
 
-class PlanStyle(BaseModel):
+class PlanStyle(StrictInput):
     """What the user asks of the plan, beside the text."""
 
     model_config = ConfigDict(extra="forbid")
@@ -58,7 +59,7 @@ class PlanStyle(BaseModel):
     target_duration_s: float | None = Field(
         default=None, ge=5, le=600, description="Length of a film planned from a one-line idea."
     )
-    language: str | None = Field(default=None, pattern=LANGUAGE_PATTERN)
+    language: str | None = Field(default=None, max_length=35, pattern=LANGUAGE_PATTERN)
     narrator: Voice | None = None
     visual_style: str | None = Field(default=None, max_length=200)
     captions: bool = True

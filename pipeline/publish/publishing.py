@@ -24,10 +24,10 @@ from collections.abc import Callable
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import ray
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 from sqlmodel import Session, col, select
 
 from cluster.errors import StudioError
@@ -36,6 +36,7 @@ from db.models import Job, JobStatus, Project, User, YoutubePlaylist, YoutubeVid
 from db.session import session_scope
 from db.types import utcnow
 from pipeline.errors import Conflict, IllegalTransition, NotFound, RelinkRequired
+from pipeline.fields import StrictInput
 from pipeline.lifecycle import StageStatus, set_stage, transition
 from pipeline.publish.google_oauth import linked_channel, youtube_credentials
 from pipeline.publish.youtube import (
@@ -58,17 +59,17 @@ DONE = frozenset({StageStatus.succeeded, StageStatus.skipped, StageStatus.failed
 Privacy = Literal["private", "unlisted", "public"]
 
 
-class PublishRequest(BaseModel):
+class PublishRequest(StrictInput):
     """What to publish: YouTube's metadata and the optional extras. `thumbnail` names one of
     the project's outputs."""
 
     title: str = Field(min_length=1, max_length=100)
     description: str = Field(default="", max_length=5000)
-    tags: list[str] = Field(default_factory=list, max_length=50)
-    category_id: str = Field(default="22", pattern=r"^\d{1,3}$")
+    tags: list[Annotated[str, Field(max_length=100)]] = Field(default_factory=list, max_length=50)
+    category_id: str = Field(default="22", max_length=3, pattern=r"^\d{1,3}$")
     privacy_status: Privacy = "private"
     made_for_kids: bool = False
-    thumbnail: str | None = "thumbnail.png"
+    thumbnail: str | None = Field(default="thumbnail.png", max_length=255)
     captions: bool = True
     playlist_id: str | None = Field(default=None, max_length=64)
 

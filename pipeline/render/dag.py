@@ -52,11 +52,12 @@ from models.registry import (
     configured_engines,
     engine_info,
 )
-from pipeline.errors import EngineUnavailable
+from pipeline.errors import EngineUnavailable, NotFound
 from pipeline.render import assemble as film_assembly
 from pipeline.render import audio, storyboard, subtitles, thumbnails
 from pipeline.render.compose import SceneEdges, compose_clip, encode_segment, scene_edges
 from pipeline.render.engine_calls import call_engine
+from pipeline.render.images import checked_image
 from pipeline.render.narration import Narration, Segment, narrate
 from pipeline.render.spec import FilmSpec, ImageRef, Scene
 from pipeline.render.stage_cache import (
@@ -263,18 +264,23 @@ def _image_digest(inputs: RenderInputs, ref: ImageRef | None) -> str | None:
 
 
 def _image_bytes(inputs: RenderInputs, ref: ImageRef | None) -> bytes | None:
-    """The bytes of an uploaded asset or of a file next to the spec."""
+    """The bytes of an uploaded asset or of a file in the spec's folder (a spec read from a
+    file), once their header shows an image within the pixel cap (`pipeline.render.images`)."""
     if ref is None:
         return None
     if ref.path is not None:
-        base = Path(inputs.spec_dir or ".")
-        return ref.resolve(base).read_bytes()
+        base = Path(inputs.spec_dir) if inputs.spec_dir else None
+        return checked_image(ref.resolve(base).read_bytes(), f"image {ref.path!r}")
     with session_scope(inputs.settings.resolved_database_url) as session:
         asset = session.get(Asset, ref.asset_id)
         if asset is None:
-            raise FileNotFoundError(f"asset {ref.asset_id} not found")
+            raise NotFound(f"asset {ref.asset_id} not found")
         key = asset.storage_key
-    return open_storage(inputs.settings).get_bytes(key)
+    try:
+        data = open_storage(inputs.settings).get_bytes(key)
+    except KeyError:
+        raise NotFound(f"asset {ref.asset_id} has no stored file") from None
+    return checked_image(data, f"asset {ref.asset_id}")
 
 
 # -- video and clip --------------------------------------------------------------------------

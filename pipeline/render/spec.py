@@ -15,12 +15,14 @@ from typing import Any, Literal, Self
 from uuid import UUID
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from models.base import CameraMove, Mood, MusicStyle, Voice
 from pipeline.errors import SpecInvalid
+from pipeline.fields import Line, Name, Paragraph, Passage, StrictInput
 
 MAX_SCENE_WORDS = 400
+MAX_SCENE_CHARS = 4000
 MAX_FILM_WORDS = 3000
 MAX_RESOLUTION = 1080
 LANGUAGE_PATTERN = r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$"
@@ -42,7 +44,7 @@ class Transition(StrEnum):
     fade = "fade"
 
 
-class _SpecModel(BaseModel):
+class _SpecModel(StrictInput):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
     def content_hash(self) -> str:
@@ -63,7 +65,7 @@ class ImageRef(_SpecModel):
     """
 
     asset_id: UUID | None = None
-    path: str | None = None
+    path: Line | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -91,11 +93,23 @@ class ImageRef(_SpecModel):
             raise ValueError("an image needs exactly one of asset_id or path")
         return self
 
-    def resolve(self, base_dir: Path) -> Path:
-        """The local file of a path reference (relative to `base_dir`, the spec's folder)."""
+    def resolve(self, base_dir: Path | None) -> Path:
+        """The local file of a path reference, under `base_dir` (the spec's folder). Paths are
+        for specs read from files (the CLI): without a folder, or through a symbolic link, or
+        leading out of the folder, the reference is refused, naming only the spec's own text."""
         if self.path is None:
             raise ValueError(f"asset {self.asset_id} is stored, not a local file")
-        return base_dir / self.path
+        if base_dir is None:
+            raise SpecInvalid(f"image {self.path!r}: only uploaded assets can be used here")
+        base = base_dir.resolve()
+        path = base
+        for part in PurePosixPath(self.path).parts:
+            path = path / part
+            if path.is_symlink():
+                raise SpecInvalid(f"image {self.path!r}: symbolic links are not followed")
+        if not path.resolve().is_relative_to(base):
+            raise SpecInvalid(f"image {self.path!r} is outside the spec's folder")
+        return path
 
 
 class Character(_SpecModel):
@@ -106,19 +120,23 @@ class Character(_SpecModel):
     and video engines.
     """
 
-    name: str = Field(min_length=1, max_length=60)
-    description: str | None = Field(default=None, max_length=500, description="Looks and role.")
+    name: Name = Field(max_length=60)
+    description: Paragraph | None = Field(
+        default=None, max_length=500, description="Looks and role."
+    )
     voice: Voice = Field(default_factory=Voice)
     reference: ImageRef | None = Field(default=None, description="Reference image of the look.")
     seed: int = Field(default=0, ge=0, lt=2**32, description="Seed of every shot it appears in.")
 
 
 class Scene(_SpecModel):
-    narration: str | None = Field(
-        default=None, description=f"Spoken text, at most {MAX_SCENE_WORDS} words."
+    narration: Passage | None = Field(
+        default=None,
+        max_length=MAX_SCENE_CHARS,
+        description=f"Spoken text, at most {MAX_SCENE_WORDS} words.",
     )
     voice: Voice = Field(default_factory=Voice)
-    prompt: str | None = Field(default=None, max_length=2000, description="What the shot shows.")
+    prompt: Paragraph | None = Field(default=None, description="What the shot shows.")
     image: ImageRef | None = Field(default=None, description="Keyframe the shot starts from.")
     character: ImageRef | None = Field(
         default=None, description="On-screen speaking character; lip-synced to the narration."
@@ -132,12 +150,12 @@ class Scene(_SpecModel):
         default=None, ge=0.5, le=60, description="Seconds; null fits the scene to its narration."
     )
     mood: Mood = Mood.calm
-    title: str | None = Field(default=None, max_length=120, description="Title card text.")
-    caption: str | None = Field(default=None, max_length=240, description="Card caption text.")
-    speaker: str | None = Field(
+    title: Line | None = Field(default=None, max_length=120, description="Title card text.")
+    caption: Line | None = Field(default=None, max_length=240, description="Card caption text.")
+    speaker: Name | None = Field(
         default=None, description="The character sheet whose voice speaks the narration."
     )
-    cast: list[str] = Field(
+    cast: list[Name] = Field(
         default_factory=list, max_length=12, description="Character sheets seen in the shot."
     )
 
@@ -185,8 +203,8 @@ class Music(_SpecModel):
 
 class FilmSpec(_SpecModel):
     spec_version: Literal[1] = 1
-    title: str = Field(min_length=1, max_length=200)
-    language: str = Field(default="en", description="BCP-47 style: en, hi, sa, en-gb.")
+    title: Line = Field(min_length=1, max_length=200)
+    language: Name = Field(default="en", description="BCP-47 style: en, hi, sa, en-gb.")
     aspect_ratio: AspectRatio = "16:9"
     resolution: int = Field(default=720, description="The short side in pixels (1080 at most).")
     fps: int = Field(default=24, ge=12, le=60)

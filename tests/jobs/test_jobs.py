@@ -3,15 +3,19 @@ reserves at submit, captures on success and releases on failure or cancel."""
 
 from __future__ import annotations
 
+import struct
 import threading
 import time
+import uuid
+import zlib
+from typing import Any
 
 import pytest
 import ray
 from sqlmodel import select
 
 from cluster.settings import Settings
-from db.models import Asset, Job, JobStatus, Plan, Project, ProjectStatus
+from db.models import Asset, Job, JobStatus, Plan, Project, ProjectStatus, User
 from db.session import session_scope
 from pipeline.errors import InsufficientCredits, LicenceRefused, PlanLimit, SpecInvalid
 from pipeline.jobs import submission as jobs
@@ -20,6 +24,7 @@ from pipeline.jobs.submission import RenderRequest
 from pipeline.ledger.actor import ledger_handle
 from pipeline.ledger.pricing import Estimate
 from pipeline.render.spec import FilmSpec
+from pipeline.storage import LocalStorage, open_storage
 from tests.jobs.conftest import (
     balance,
     finished,
@@ -129,21 +134,78 @@ def test_cancel_mid_render_releases_the_credits_and_links_nothing(studio: Settin
 
 def test_a_failed_render_charges_nothing(studio: Settings) -> None:
     user = make_user(studio)
-    spec = tiny_spec()
-    project = make_project(studio, user, spec)
+    asset = stored_asset(studio, user, png_header_only())  # passes submit, fails to decode
+    spec = tiny_spec().model_dump(mode="json")
+    spec["scenes"][0]["image"] = str(asset.id)
+    project = make_project(studio, user, FilmSpec.model_validate(spec))
     available, _ = balance(studio, user)
-    broken = spec.model_dump(mode="json")
-    broken["scenes"][0]["image"] = {"path": "missing.png"}
-    with session_scope(studio.resolved_database_url) as session:
-        stored = session.get(Project, project.id)
-        assert stored is not None
-        stored.spec = broken
     job = jobs.submit_render(studio, user, project.id, RenderRequest())
     failed = wait_for(studio, job.id, finished)
     assert failed.status == JobStatus.failed
-    assert "missing.png" in (failed.error or "")
     assert settled_balance(studio, user) == (available, 0)
     assert outputs_of(studio, project.id) == []
+
+
+def test_a_spec_naming_a_server_file_is_refused_at_submit(studio: Settings) -> None:
+    user = make_user(studio)
+    spec = tiny_spec().model_dump(mode="json")
+    spec["scenes"][0]["image"] = {"path": "examples/assets/astronaut.png"}
+    project = make_project(studio, user, FilmSpec.model_validate(spec))
+    with pytest.raises(SpecInvalid, match="file paths are not accepted"):
+        jobs.submit_render(studio, user, project.id, RenderRequest())
+    assert balance(studio, user)[1] == 0
+
+
+def test_a_job_naming_a_server_file_fails_without_reading_it(studio: Settings) -> None:
+    """A spec that reached a job without the API's check (an old row): the render refuses it."""
+    spec = tiny_spec().model_dump(mode="json")
+    spec["scenes"][0]["image"] = {"path": "examples/assets/astronaut.png"}
+    failed = run_job_row(studio, make_user(studio), {"spec": spec, "engines": {}})
+    assert failed.status == JobStatus.failed
+    assert "only uploaded assets" in (failed.error or "")
+
+
+def test_a_job_error_names_no_server_path(studio: Settings) -> None:
+    user = make_user(studio)
+    storage = open_storage(studio)
+    assert isinstance(storage, LocalStorage)
+    (storage.root / "uploads" / "folder.png").mkdir(parents=True)  # reading it is an OSError
+    with session_scope(studio.resolved_database_url) as session:
+        asset = Asset(owner_id=user.id, kind="upload", filename="folder.png",
+                      content_type="image/png", size=1, sha256="0" * 64,
+                      storage_key="uploads/folder.png")  # fmt: skip
+        session.add(asset)
+    spec = tiny_spec().model_dump(mode="json")
+    spec["scenes"][0]["image"] = str(asset.id)
+    failed = run_job_row(studio, user, {"spec": spec, "engines": {}})
+    assert failed.status == JobStatus.failed
+    error = failed.error or ""
+    assert error == "the render could not read a file it needs"
+
+
+def run_job_row(studio: Settings, user: User, job_input: dict[str, Any]) -> Job:
+    with session_scope(studio.resolved_database_url) as session:
+        job = Job(user_id=user.id, type="render", input=job_input)
+        session.add(job)
+    scheduler(studio).wake.remote()
+    return wait_for(studio, job.id, finished)
+
+
+def stored_asset(studio: Settings, user: User, data: bytes) -> Asset:
+    stored = open_storage(studio).put_bytes(f"uploads/{uuid.uuid4().hex}.png", data)
+    with session_scope(studio.resolved_database_url) as session:
+        asset = Asset(owner_id=user.id, kind="image", filename="a.png", content_type="image/png",
+                      size=stored.size, sha256=stored.sha256, storage_key=stored.key)  # fmt: skip
+        session.add(asset)
+    return asset
+
+
+def png_header_only(width: int = 64, height: int = 64) -> bytes:
+    """A PNG whose header is sound and whose pixel data is not."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    body = b"IHDR" + header
+    ihdr = struct.pack(">I", len(header)) + body + struct.pack(">I", zlib.crc32(body))
+    return b"\x89PNG\r\n\x1a\n" + ihdr + b"\x00\x00\x00\x04IDATjunk\x00\x00\x00\x00"
 
 
 def test_a_job_row_that_cannot_be_read_fails_at_once(studio: Settings) -> None:
@@ -244,14 +306,8 @@ def test_a_free_plan_cannot_render_above_its_resolution(studio: Settings) -> Non
 
 
 def test_a_corrupt_uploaded_image_is_refused_at_submit(studio: Settings) -> None:
-    from pipeline.storage import open_storage
-
     user = make_user(studio)
-    stored = open_storage(studio).put_bytes("uploads/bad.png", b"\x89PNG\r\n\x1a\nnot really")
-    with session_scope(studio.resolved_database_url) as session:
-        asset = Asset(owner_id=user.id, kind="image", filename="bad.png", content_type="image/png",
-                      size=stored.size, sha256=stored.sha256, storage_key=stored.key)  # fmt: skip
-        session.add(asset)
+    asset = stored_asset(studio, user, b"\x89PNG\r\n\x1a\nnot really")
     spec = tiny_spec().model_dump(mode="json")
     spec["scenes"][0]["image"] = str(asset.id)
     project = make_project(studio, user, FilmSpec.model_validate(spec))

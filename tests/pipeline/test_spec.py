@@ -132,10 +132,18 @@ def many_words(count: int) -> str:
         (minimal(scenes=[]), "scenes", "at least 1"),
         (minimal(resolution=2160), "resolution", "above the 1080p maximum"),
         (
-            minimal(scenes=[{"narration": many_words(10_000), "prompt": "a hill"}]),
+            minimal(scenes=[{"narration": many_words(401), "prompt": "a hill"}]),
             "scenes.0.narration",
-            "10000 words",
+            "401 words",
         ),
+        (
+            minimal(scenes=[{"narration": "a" * 4001, "prompt": "a hill"}]),
+            "scenes.0.narration",
+            "at most 4000 characters",
+        ),
+        (minimal(fps="24"), "fps", "a number is expected, not a string"),
+        (minimal(captions=1), "captions", "a boolean is expected"),
+        (minimal(title="t\x00x"), "title", "NUL characters"),
         (
             minimal(scenes=[{"narration": many_words(390), "prompt": "p"}] * 8),
             "spec",

@@ -40,6 +40,7 @@ from deployments.api.pagination import Page, PageDep, fetch_page
 from deployments.api.problems import problem_responses
 from deployments.api.routers.jobs import JobPublic
 from pipeline.errors import Conflict, NotFound
+from pipeline.fields import StrictInput
 from pipeline.jobs import moderation
 from pipeline.jobs import submission as jobs
 from pipeline.jobs.sampling import job_engine
@@ -89,11 +90,11 @@ class AdminUserView(BaseModel):
     created_at: datetime
 
 
-class PlanChange(BaseModel):
+class PlanChange(StrictInput):
     plan_code: str = Field(min_length=1, max_length=32)
 
 
-class CreditGrant(BaseModel):
+class CreditGrant(StrictInput):
     amount: int = Field(
         ge=-1_000_000,
         le=1_000_000,
@@ -154,7 +155,7 @@ class FlagView(BaseModel):
     created_at: datetime
 
 
-class Rejection(BaseModel):
+class Rejection(StrictInput):
     reason: str = Field(min_length=1, max_length=500)
 
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from cluster.settings import Settings
 from db.models import User
@@ -20,16 +20,20 @@ from deployments.api.idempotency import Idempotency, IdempotencyDep
 from deployments.api.problems import problem_responses
 from deployments.api.routers.jobs import SUBMIT_RESPONSES, submitted
 from models.base import CameraMove, Mood, MusicStyle, Voice
+from pipeline.fields import Passage, StrictInput, words_at_most
 from pipeline.jobs import submission as jobs
+from pipeline.render.spec import MAX_SCENE_WORDS
 
 router = APIRouter(prefix="/api/ai", tags=["ai"], responses=problem_responses(401, 422, 429))
 
 Text = Annotated[
-    str, Field(min_length=1, max_length=4000, description="What is said (400 words at most).")
+    Passage,
+    Field(min_length=1, description=f"What is said ({MAX_SCENE_WORDS} words at most)."),
+    words_at_most(MAX_SCENE_WORDS),
 ]
 
 
-class EngineRequest(BaseModel, ABC):
+class EngineRequest(StrictInput, ABC):
     model_config = ConfigDict(extra="forbid")
 
     quality: Literal["animatic", "final"] = "animatic"

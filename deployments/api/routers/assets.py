@@ -22,7 +22,7 @@ from deployments.api.deps import (
     SettingsDep,
     StorageDep,
 )
-from deployments.api.multipart import MiB, ReceivedFile, receive_file, sniff
+from deployments.api.multipart import MiB, ReceivedFile, receive_file, sniff, verify_image
 from deployments.api.pagination import Page, PageDep, fetch_page
 from deployments.api.problems import problem_responses
 from pipeline.storage import StoredObject
@@ -77,9 +77,13 @@ async def upload_asset(
     session: SessionDep,
     storage: StorageDep,
 ) -> AssetPublic:
-    """The type is read from the content; the size limit is the plan's `upload_limit_mb`."""
+    """The type is read from the content; the size limit is the plan's `upload_limit_mb`. An
+    image's header is parsed by the image library: its format must be the one its first bytes
+    say, and its pixels within the cap (`pipeline.render.images`); nothing is decoded here."""
     async with receive_file(request, "file", plan.upload_limit_mb * MiB) as received:
         content_type, suffix = sniff(received.head)
+        if content_type.startswith("image/"):
+            await run_in_threadpool(verify_image, received.path, content_type)
         stored = await run_in_threadpool(storage.put_content, received.path, suffix, content_type)
         asset = await run_in_threadpool(_record, session, project, received, stored)
     return AssetPublic.model_validate(asset)

@@ -19,6 +19,7 @@ from deployments.api.deps import CurrentUser, SessionDep, SettingsDep
 from deployments.api.problems import problem_responses
 from deployments.api.routers.users import Email, NewPassword
 from pipeline.accounts.mail import MailUnavailable, send
+from pipeline.fields import StrictInput
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +33,15 @@ class Accepted(BaseModel):
     detail: str
 
 
-class TokenConfirmation(BaseModel):
+class TokenConfirmation(StrictInput):
     token: str = Field(min_length=1, max_length=200, description="The token from the mail.")
 
 
-class ResetRequest(BaseModel):
+class ResetRequest(StrictInput):
     email: Email
 
 
-class ResetConfirmation(BaseModel):
+class ResetConfirmation(StrictInput):
     token: str = Field(min_length=1, max_length=200, description="The token from the mail.")
     new_password: NewPassword
 

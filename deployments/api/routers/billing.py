@@ -15,12 +15,13 @@ from db.models import PaymentKind, PaymentStatus
 from deployments.api.deps import AdminUser, CurrentUser, SessionDep, SettingsDep
 from deployments.api.pagination import Page, PageDep, fetch_page
 from deployments.api.problems import problem_responses
+from pipeline.fields import StrictInput
 from pipeline.ledger import billing
 
 router = APIRouter(tags=["billing"], responses=problem_responses(422, 429))
 
 
-class Subscribe(BaseModel):
+class Subscribe(StrictInput):
     plan: str = Field(min_length=1, max_length=32, description="The code of a paid plan.")
 
 

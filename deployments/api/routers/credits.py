@@ -17,6 +17,7 @@ from deployments.api.idempotency import RequiredIdempotencyDep
 from deployments.api.pagination import Page, PageDep, fetch_page
 from deployments.api.problems import problem_responses
 from deployments.api.routers.billing import CheckoutPublic
+from pipeline.fields import StrictInput
 from pipeline.jobs import submission as jobs
 from pipeline.ledger import billing
 
@@ -28,7 +29,7 @@ class Balance(BaseModel):
     held: int = Field(description="Credits reserved by jobs that have not finished.")
 
 
-class TopUp(BaseModel):
+class TopUp(StrictInput):
     credits: int = Field(gt=0, le=1_000_000, description="The size of a credit pack.")
 
 

@@ -20,6 +20,7 @@ from deployments.api.pagination import Page, PageDep, fetch_page
 from deployments.api.problems import problem_responses
 from deployments.api.routers.jobs import SUBMIT_RESPONSES, submitted
 from pipeline.errors import Conflict
+from pipeline.fields import Document, StrictInput
 from pipeline.jobs import submission as jobs
 from pipeline.ledger.actor import ledger_client
 from pipeline.planning.llm import Payer, plan_text
@@ -35,12 +36,12 @@ Title = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 Story = Annotated[
-    str,
+    Document,
     Field(description="Prose, a screenplay or a one-line idea, planned into the project's spec"),
 ]
 
 
-class ProjectCreate(BaseModel):
+class ProjectCreate(StrictInput):
     """A project from a film spec, or from a story that is planned into one (`style` says how)."""
 
     title: Title | None = Field(default=None, description="Required with a spec; else planned.")
@@ -59,7 +60,7 @@ class ProjectCreate(BaseModel):
         return self
 
 
-class PlanRequest(BaseModel):
+class PlanRequest(StrictInput):
     """Plan again: a new story or style, else the project's own."""
 
     story: Story | None = None
@@ -73,7 +74,7 @@ class PlanReport(BaseModel):
     credits: int = Field(description="What planning cost: the CPU planner is free")
 
 
-class ProjectUpdate(BaseModel):
+class ProjectUpdate(StrictInput):
     """Fields to change; a changed spec is rendered again with `regenerate`."""
 
     title: Title | None = None

@@ -19,6 +19,7 @@ from deployments.api.accounts import TokenPair
 from deployments.api.deps import CurrentUser, SessionDep, SettingsDep, StorageDep, bearer
 from deployments.api.problems import Unauthorized, problem_responses
 from deployments.api.security import decode_token
+from pipeline.fields import StrictInput
 from pipeline.jobs import submission as jobs
 
 router = APIRouter(prefix="/api/users", tags=["users"], responses=problem_responses(422, 429))
@@ -50,18 +51,18 @@ NewPassword = Annotated[
 Password = Annotated[str, Field(min_length=1, max_length=128)]
 
 
-class UserRegister(BaseModel):
+class UserRegister(StrictInput):
     email: Email
     password: NewPassword
     full_name: str | None = Field(default=None, max_length=200)
 
 
-class UserLogin(BaseModel):
+class UserLogin(StrictInput):
     email: Email
     password: Password
 
 
-class RefreshRequest(BaseModel):
+class RefreshRequest(StrictInput):
     refresh_token: str = Field(max_length=4096)
 
 
@@ -77,14 +78,14 @@ class UserPublic(BaseModel):
     created_at: datetime
 
 
-class AccountDeletion(BaseModel):
+class AccountDeletion(StrictInput):
     """The current password; an account without one (Google sign-in only) needs a login of
     the last few minutes instead."""
 
     password: Password | None = None
 
 
-class UserUpdate(BaseModel):
+class UserUpdate(StrictInput):
     """The new profile. Changing the password needs the current one and ends every login."""
 
     full_name: str | None = Field(default=None, max_length=200)

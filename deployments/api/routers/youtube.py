@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from db.models import JobStatus
 from deployments.api.deps import CurrentUser, SessionDep, SettingsDep
 from deployments.api.problems import problem_responses
+from pipeline.fields import StrictInput
 from pipeline.jobs import submission as jobs
 from pipeline.publish.publishing import Privacy, PublishRequest, create_playlist, sync_videos
 
@@ -31,7 +32,7 @@ class PublishJob(BaseModel):
     status: JobStatus
 
 
-class PlaylistCreate(BaseModel):
+class PlaylistCreate(StrictInput):
     title: str = Field(min_length=1, max_length=150)
     description: str = Field(default="", max_length=5000)
     privacy_status: Privacy = "private"
