@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Annotated, TypeVar
 
+import anyio.from_thread
 import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -71,12 +72,15 @@ def authenticate(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> tuple[User, Plan]:
-    """The user the access token names, with their plan; 401 for any defect in the token and
-    for a user who no longer exists or is suspended."""
+    """The user the access token names, with their plan; 401 for any defect in the token, for a
+    user who no longer exists or is suspended, and for a token issued before a login of the
+    user ended (its `ver` is not the user's `token_version`). The user row is read on every
+    request, one primary-key look-up: it is what makes those refusals immediate."""
     if credentials is None:
         raise Unauthorized("a bearer access token is required")
     try:
-        user_id = uuid.UUID(decode_token(settings, credentials.credentials, "access")["sub"])
+        claims = decode_token(settings, credentials.credentials, "access")
+        user_id = uuid.UUID(claims["sub"])
     except (jwt.InvalidTokenError, ValueError):
         raise Unauthorized("invalid or expired access token") from None
     found = session.exec(
@@ -86,7 +90,17 @@ def authenticate(
     ).first()
     if found is None or not found[0].is_active:
         raise Unauthorized("the account of this token is deleted or suspended")
+    if claims.get("ver", 0) != found[0].token_version:
+        raise Unauthorized("this access token's login has ended: refresh or log in again")
     return released(session, found)
+
+
+def limit_login(request: Request, email: str) -> None:
+    """Counts a login attempt against the account's own limits (`ratelimit.LOGIN_LIMITS`);
+    called from a sync route's worker thread, before the password is checked."""
+    anyio.from_thread.run(
+        ratelimit.check_login, request.app.state.limiter, request.app.state.limit_prefix, email
+    )
 
 
 async def current_user(

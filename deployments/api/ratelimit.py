@@ -53,6 +53,9 @@ ACTOR_NAME = "rate_limiter"
 CALL_TIMEOUT_S = 2.0
 SHARE_DIVISOR = 30
 STORE_RETRY_S = 5.0
+# Logins per account, whatever the address: a burst of 5, then one every 12 s; past 20 in an
+# hour one every 3 min; past 100 in a day one every 14 min (a stepped back-off).
+LOGIN_LIMITS = ((5, 60.0), (20, 3600.0), (100, 86400.0))
 
 
 class Gcra:
@@ -254,6 +257,20 @@ async def check(limiter: Limiter, key: str, limit: int, what: str) -> None:
             f"more than {limit} requests a minute {what}; retry in {math.ceil(wait)} s",
             retry_after_s=math.ceil(wait),
         )
+
+
+async def check_login(limiter: Limiter, prefix: str, email: str) -> None:
+    """Raises `RateLimited` when the account of `email` had too many login attempts (right or
+    wrong: the password is not checked before), on any of the `LOGIN_LIMITS`. The key is a hash
+    of the address, so the shared store holds no email addresses."""
+    account = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:24]
+    for limit, period_s in LOGIN_LIMITS:
+        wait = await limiter.hit(f"{prefix}:login:{period_s:.0f}:{account}", limit, period_s)
+        if wait > 0:
+            raise RateLimited(
+                f"too many login attempts for this account; retry in {math.ceil(wait)} s",
+                retry_after_s=math.ceil(wait),
+            )
 
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
