@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,8 +155,6 @@ def run_uvicorn(data_dir: str, port: int, ray_address: str) -> None:
 def run_bare(data_dir: str, port: int) -> None:
     """The baseline child: one route doing the studio route's SQL read, nothing else. The user
     comes from a query parameter, as the studio's comes from the token."""
-    import uuid
-
     import uvicorn
     from fastapi import FastAPI
 

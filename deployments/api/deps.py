@@ -7,7 +7,7 @@ is sent, so a long response (an event stream, a download) never holds a database
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated, TypeVar
 
 import anyio.from_thread
@@ -28,7 +28,7 @@ from pipeline.storage import Storage
 Loaded = TypeVar("Loaded")
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -36,7 +36,10 @@ def get_settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def get_session(settings: SettingsDep) -> Iterator[Session]:
+async def get_session(settings: SettingsDep) -> AsyncIterator[Session]:
+    """Async, so that opening and closing it costs no worker-thread hop (the session connects
+    when first used, in the sync dependency or route that uses it, and the routes end their
+    transactions there too: closing it only hands the connection back)."""
     with Session(get_engine(settings.resolved_database_url), expire_on_commit=False) as session:
         yield session
 
@@ -52,7 +55,7 @@ def released(session: Session, loaded: Loaded) -> Loaded:
     return loaded
 
 
-def get_storage(request: Request) -> Storage:
+async def get_storage(request: Request) -> Storage:
     storage: Storage = request.app.state.storage
     return storage
 
@@ -120,7 +123,7 @@ async def current_user(
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
-def current_plan(
+async def current_plan(
     user: CurrentUser, auth: Annotated[tuple[User, Plan], Depends(authenticate)]
 ) -> Plan:
     return auth[1]
@@ -129,7 +132,7 @@ def current_plan(
 CurrentPlan = Annotated[Plan, Depends(current_plan)]
 
 
-def admin_user(user: CurrentUser) -> User:
+async def admin_user(user: CurrentUser) -> User:
     if user.role != Role.admin:
         raise Forbidden("this needs the admin role")
     return user
