@@ -1,13 +1,18 @@
-"""The API under plain uvicorn and under Ray Serve, side by side, on the same database, Ray
-cluster and rate-limit actor: req/s and p50/p99 of an authenticated `GET /api/credits/balance`
-at concurrency 1, 16 and 64, from a separate load process (raw HTTP/1.1 keep-alive over asyncio,
-so the client costs as little CPU as possible on a small machine). Run by hand:
+"""The API under plain uvicorn and under Ray Serve, side by side with a bare FastAPI route, on
+the same database, Ray cluster and rate-limit actor: req/s and p50/p99 of an authenticated
+`GET /api/credits/balance` at concurrency 1, 16 and 64, from a separate load process (raw
+HTTP/1.1 keep-alive over asyncio, so the client costs as little CPU as possible on a small
+machine). Run by hand:
 
     python bench/api.py [--seconds 8] [--replicas 1] [--max-ongoing 200]
     RAY_SERVE_THROUGHPUT_OPTIMIZED=1 python bench/api.py     # Serve's throughput mode
+    RAY_SERVE_ENABLE_HA_PROXY=1 python bench/api.py          # Serve's HAProxy ingress
 
-uvicorn runs one process (as one Serve replica is one process); both apps are built by
-`create_app` with the same settings. Prints a table and the Serve/uvicorn ratios.
+`bare` is the baseline: a FastAPI app with only the same SQL read of the same user's balance
+(no authentication, no rate limits, no middleware) under uvicorn. `uvicorn` is the studio's
+app, built by `create_app` with the same settings as the Serve deployment, in one process (as
+one Serve replica is one process). Prints a table, Serve against uvicorn (the cost of Serve)
+and Serve against bare (the cost of the studio's app and Serve together).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,9 +93,11 @@ async def _worker(
     return errors
 
 
-async def _load(port: int, token: str, concurrency: int, warmup: float, seconds: float) -> tuple:
+async def _load(
+    port: int, path: str, token: str, concurrency: int, warmup: float, seconds: float
+) -> tuple:
     request = (
-        f"GET {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
         f"Authorization: Bearer {token}\r\nConnection: keep-alive\r\n\r\n"
     ).encode()
     now = time.perf_counter()
@@ -101,13 +109,17 @@ async def _load(port: int, token: str, concurrency: int, warmup: float, seconds:
     return latencies, sum(errors)
 
 
-def load(port: int, token: str, concurrency: int, warmup: float, seconds: float) -> tuple:
-    return asyncio.run(_load(port, token, concurrency, warmup, seconds))
+def load(
+    port: int, path: str, token: str, concurrency: int, warmup: float, seconds: float
+) -> tuple:
+    return asyncio.run(_load(port, path, token, concurrency, warmup, seconds))
 
 
-def measure(name: str, port: int, token: str, concurrency: int, seconds: float) -> Result:
+def measure(
+    name: str, port: int, path: str, token: str, concurrency: int, seconds: float
+) -> Result:
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        latencies, errors = pool.apply(load, (port, token, concurrency, 2.0, seconds))
+        latencies, errors = pool.apply(load, (port, path, token, concurrency, 2.0, seconds))
     latencies.sort()
     quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
     return Result(
@@ -140,6 +152,29 @@ def run_uvicorn(data_dir: str, port: int, ray_address: str) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
+def run_bare(data_dir: str, port: int) -> None:
+    """The baseline child: one route doing the studio route's SQL read, nothing else. The user
+    comes from a query parameter, as the studio's comes from the token."""
+    import uvicorn
+    from fastapi import FastAPI
+
+    from pipeline.ledger import store
+
+    url = studio_settings(Path(data_dir)).resolved_database_url
+    app = FastAPI()
+
+    @app.get(PATH)
+    def balance(user: uuid.UUID) -> dict[str, int]:
+        found = store.balance(url, user)
+        return {"available": found.available, "held": found.held}
+
+    @app.get("/api/plans")
+    def ready() -> list[str]:
+        return []
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
 def wait_for(url: str, process: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -154,8 +189,9 @@ def wait_for(url: str, process: subprocess.Popen[bytes] | None = None) -> None:
     raise TimeoutError(url)
 
 
-def bench_user(url: str, settings: Settings) -> str:
-    """A registered user on a plan whose rate limit the benchmark cannot reach."""
+def bench_user(url: str, settings: Settings) -> tuple[str, str]:
+    """A registered user on a plan whose rate limit the benchmark cannot reach: their access
+    token and id."""
     from sqlmodel import select
 
     from db.models import Plan, User
@@ -170,8 +206,9 @@ def bench_user(url: str, settings: Settings) -> str:
         session.flush()
         user = session.exec(select(User).where(User.email == email)).one()
         user.plan_code = "bench"
+        user_id = str(user.id)
     login = httpx.post(f"{url}/api/users/login", json={"email": email, "password": password})
-    return str(login.json()["access_token"])
+    return str(login.json()["access_token"]), user_id
 
 
 def main() -> None:
@@ -197,49 +234,61 @@ def main() -> None:
         log_to_driver=False,
         runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}},
     )
-    serve_port, uvicorn_port = free_port(), free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": serve_port})
+    ports = {name: free_port() for name in ("bare", "uvicorn", "serve")}
+    serve.start(http_options={"host": "127.0.0.1", "port": ports["serve"]})
     serve.run(
         build_api(settings, num_replicas=args.replicas, max_ongoing_requests=args.max_ongoing),
         name="bench",
         route_prefix="/",
     )
-    child = subprocess.Popen(
-        [sys.executable, __file__, "--uvicorn-child", str(data_dir), str(uvicorn_port),
-         ray.get_runtime_context().gcs_address],
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
-    servers = {"uvicorn": uvicorn_port, "serve": serve_port}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    children = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--uvicorn-child", str(data_dir), str(ports["uvicorn"]),
+             ray.get_runtime_context().gcs_address],
+            env=env,
+        ),
+        subprocess.Popen(
+            [sys.executable, __file__, "--bare-child", str(data_dir), str(ports["bare"])], env=env
+        ),
+    ]  # fmt: skip
     try:
-        for port in servers.values():
+        for port, child in zip(ports.values(), [children[1], children[0], None], strict=True):
             wait_for(f"http://127.0.0.1:{port}", child)
-        token = bench_user(f"http://127.0.0.1:{uvicorn_port}", settings)
-        mode = os.environ.get("RAY_SERVE_THROUGHPUT_OPTIMIZED", "0")
+        token, user_id = bench_user(f"http://127.0.0.1:{ports['uvicorn']}", settings)
+        paths = {"bare": f"{PATH}?user={user_id}", "uvicorn": PATH, "serve": PATH}
+        modes = " ".join(
+            f"{var}={os.environ.get(var, '0')}"
+            for var in ("RAY_SERVE_THROUGHPUT_OPTIMIZED", "RAY_SERVE_ENABLE_HA_PROXY")
+        )
         print(
             f"GET {PATH}, {args.seconds:.0f} s per run; Serve: {args.replicas} replica(s), "
-            f"max_ongoing_requests={args.max_ongoing}, RAY_SERVE_THROUGHPUT_OPTIMIZED={mode}"
+            f"max_ongoing_requests={args.max_ongoing}, {modes}; "
+            f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
         )
         print(f"{'conc':>5} {'server':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
         results: dict[tuple[str, int], Result] = {}
         for concurrency in CONCURRENCY:
-            for name, port in servers.items():
-                result = measure(name, port, token, concurrency, args.seconds)
+            for name, port in ports.items():
+                result = measure(name, port, paths[name], token, concurrency, args.seconds)
                 results[name, concurrency] = result
                 print(
                     f"{concurrency:>5} {name:>8} {result.rps:>8.0f} {result.p50_ms:>8.1f} "
                     f"{result.p99_ms:>8.1f} {result.errors:>7}",
                     flush=True,
                 )
-        print("Serve / uvicorn:")
+        print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        print("serve vs uvicorn (Serve's cost) and serve vs bare (the studio's app and Serve):")
         for concurrency in CONCURRENCY:
-            s, u = results["serve", concurrency], results["uvicorn", concurrency]
+            s, u, b = (results[name, concurrency] for name in ("serve", "uvicorn", "bare"))
             print(
-                f"  c={concurrency:<3} throughput x{s.rps / u.rps:.2f}  "
-                f"p50 x{s.p50_ms / u.p50_ms:.2f}  p99 x{s.p99_ms / u.p99_ms:.2f}"
+                f"  c={concurrency:<3} p50 +{s.p50_ms - u.p50_ms:.1f} ms over uvicorn, "
+                f"throughput x{s.rps / u.rps:.2f} of uvicorn, x{s.rps / b.rps:.2f} of bare"
             )
     finally:
-        child.terminate()
-        child.wait(timeout=30)
+        for child in children:
+            child.terminate()
+            child.wait(timeout=30)
         serve.shutdown()
         ray.shutdown()
 
@@ -247,5 +296,7 @@ def main() -> None:
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "--uvicorn-child":
         run_uvicorn(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    elif len(sys.argv) == 4 and sys.argv[1] == "--bare-child":
+        run_bare(sys.argv[2], int(sys.argv[3]))
     else:
         main()

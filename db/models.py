@@ -81,6 +81,8 @@ class User(SQLModel, table=True):
     role: Role = _state(Role.user)
     is_active: bool = True
     plan_code: str = Field(default="free", foreign_key="plans.code", max_length=32)
+    # Access tokens carry the version they were issued at; ending a login bumps it.
+    token_version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     created_at: datetime = _created()
     updated_at: datetime = _created()
 

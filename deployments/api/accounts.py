@@ -103,7 +103,9 @@ def issue_tokens(
         auth_time=int(auth_time.timestamp()),
     )
     return TokenPair(
-        access_token=create_access_token(settings, user.id, user.role, auth_time),
+        access_token=create_access_token(
+            settings, user.id, user.role, auth_time, user.token_version
+        ),
         refresh_token=refresh,
         expires_in=settings.access_token_ttl_s,
     )
@@ -123,7 +125,7 @@ def refresh(session: Session, settings: Settings, token: str) -> TokenPair:
         .values(used_at=utcnow())
     )
     if claimed.rowcount != 1:
-        _revoke_family(session, row.family_id)
+        _revoke_family(session, row.family_id, row.user_id)
         session.commit()
         raise Unauthorized("refresh token reused: every session of this login is revoked")
     user = session.get(User, row.user_id)
@@ -137,16 +139,18 @@ def refresh(session: Session, settings: Settings, token: str) -> TokenPair:
 def logout(session: Session, settings: Settings, token: str) -> None:
     """Revokes the login the refresh token belongs to; logging out twice is not an error."""
     row, _ = _refresh_row(session, settings, token)
-    _revoke_family(session, row.family_id)
+    _revoke_family(session, row.family_id, row.user_id)
     session.commit()
 
 
 def revoke_all(session: Session, user: User) -> None:
+    """Ends every login of the user: refresh tokens revoked, access tokens refused."""
     session.exec(
         update(RefreshToken)
         .where(col(RefreshToken.user_id) == user.id, col(RefreshToken.revoked_at).is_(None))
         .values(revoked_at=utcnow())
     )
+    _bump_token_version(session, user.id)
 
 
 def change_password(session: Session, user: User, current: str, new: str) -> None:
@@ -255,9 +259,21 @@ def _refresh_row(
     return row, auth_time_of(claims)
 
 
-def _revoke_family(session: Session, family_id: uuid.UUID) -> None:
+def _revoke_family(session: Session, family_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    """Ends one login: its refresh tokens are revoked, and the user's access tokens are refused
+    (they do not name their login, so all of them: other logins refresh once and go on)."""
     session.exec(
         update(RefreshToken)
         .where(col(RefreshToken.family_id) == family_id, col(RefreshToken.revoked_at).is_(None))
         .values(revoked_at=utcnow())
+    )
+    _bump_token_version(session, user_id)
+
+
+def _bump_token_version(session: Session, user_id: uuid.UUID) -> None:
+    session.exec(
+        update(User)
+        .where(col(User.id) == user_id)
+        .values(token_version=col(User.token_version) + 1)
+        .execution_options(synchronize_session="fetch")
     )

@@ -7,9 +7,10 @@ is sent, so a long response (an event stream, a download) never holds a database
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated, TypeVar
 
+import anyio.from_thread
 import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -27,7 +28,7 @@ from pipeline.storage import Storage
 Loaded = TypeVar("Loaded")
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -35,7 +36,10 @@ def get_settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def get_session(settings: SettingsDep) -> Iterator[Session]:
+async def get_session(settings: SettingsDep) -> AsyncIterator[Session]:
+    """Async, so that opening and closing it costs no worker-thread hop (the session connects
+    when first used, in the sync dependency or route that uses it, and the routes end their
+    transactions there too: closing it only hands the connection back)."""
     with Session(get_engine(settings.resolved_database_url), expire_on_commit=False) as session:
         yield session
 
@@ -51,7 +55,7 @@ def released(session: Session, loaded: Loaded) -> Loaded:
     return loaded
 
 
-def get_storage(request: Request) -> Storage:
+async def get_storage(request: Request) -> Storage:
     storage: Storage = request.app.state.storage
     return storage
 
@@ -71,12 +75,15 @@ def authenticate(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> tuple[User, Plan]:
-    """The user the access token names, with their plan; 401 for any defect in the token and
-    for a user who no longer exists or is suspended."""
+    """The user the access token names, with their plan; 401 for any defect in the token, for a
+    user who no longer exists or is suspended, and for a token issued before a login of the
+    user ended (its `ver` is not the user's `token_version`). The user row is read on every
+    request, one primary-key look-up: it is what makes those refusals immediate."""
     if credentials is None:
         raise Unauthorized("a bearer access token is required")
     try:
-        user_id = uuid.UUID(decode_token(settings, credentials.credentials, "access")["sub"])
+        claims = decode_token(settings, credentials.credentials, "access")
+        user_id = uuid.UUID(claims["sub"])
     except (jwt.InvalidTokenError, ValueError):
         raise Unauthorized("invalid or expired access token") from None
     found = session.exec(
@@ -86,7 +93,17 @@ def authenticate(
     ).first()
     if found is None or not found[0].is_active:
         raise Unauthorized("the account of this token is deleted or suspended")
+    if claims.get("ver", 0) != found[0].token_version:
+        raise Unauthorized("this access token's login has ended: refresh or log in again")
     return released(session, found)
+
+
+def limit_login(request: Request, email: str) -> None:
+    """Counts a login attempt against the account's own limits (`ratelimit.LOGIN_LIMITS`);
+    called from a sync route's worker thread, before the password is checked."""
+    anyio.from_thread.run(
+        ratelimit.check_login, request.app.state.limiter, request.app.state.limit_prefix, email
+    )
 
 
 async def current_user(
@@ -106,7 +123,7 @@ async def current_user(
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
-def current_plan(
+async def current_plan(
     user: CurrentUser, auth: Annotated[tuple[User, Plan], Depends(authenticate)]
 ) -> Plan:
     return auth[1]
@@ -115,7 +132,7 @@ def current_plan(
 CurrentPlan = Annotated[Plan, Depends(current_plan)]
 
 
-def admin_user(user: CurrentUser) -> User:
+async def admin_user(user: CurrentUser) -> User:
     if user.role != Role.admin:
         raise Forbidden("this needs the admin role")
     return user

@@ -25,6 +25,10 @@ from pipeline.jobs.sampling import sample_forever
 
 # An ingress replica mostly waits on the database, the ledger actor and clients (event streams
 # hold a slot for their whole life), so it takes little CPU and many requests at once.
+# Serve's HAProxy ingress (RAY_SERVE_ENABLE_HA_PROXY=1 with RAY_SERVE_THROUGHPUT_OPTIMIZED=1)
+# takes a quarter of the Python proxy's latency (bench/api.py), but it stays off: Ray 2.60's
+# HAProxy config neither appends X-Forwarded-For nor speaks the PROXY protocol, so the replica
+# would see every client as HAProxy's address and the per-IP limit would be one shared budget.
 DEFAULTS: dict[str, Any] = {
     "ray_actor_options": {"num_cpus": 0.25},
     "max_ongoing_requests": 200,

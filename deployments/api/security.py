@@ -6,8 +6,10 @@ the event loop, and at most `HASH_SLOTS` run at once so a burst of logins cannot
 core and 19 MiB each.
 
 Tokens: HS256 JWTs with the algorithm pinned and `exp iat iss aud sub jti typ` required. Access
-tokens live `access_token_ttl_s`; refresh tokens name their `RefreshToken` row in `jti`, which is
-what makes them revocable and single-use. Both carry `auth_time`, when the login they descend
+tokens live `access_token_ttl_s` and carry the user's `token_version` in `ver` (a logout, a
+reused refresh token or a new password bumps it, and the request's user row, loaded anyway,
+refuses the older tokens at once); refresh tokens name their `RefreshToken` row in `jti`, which
+is what makes them revocable and single-use. Both carry `auth_time`, when the login they descend
 from proved who the user is (a refresh keeps it), for actions that need a recent login.
 
 Keys rotate: the header's `kid` names the key that signed (a hash of it, not the key). The
@@ -87,14 +89,25 @@ def create_token(
 
 
 def create_access_token(
-    settings: Settings, user_id: uuid.UUID, role: str, auth_time: datetime | None = None
+    settings: Settings,
+    user_id: uuid.UUID,
+    role: str,
+    auth_time: datetime | None = None,
+    version: int = 0,
 ) -> str:
-    """`auth_time` defaults to now: the token is minted by a login."""
+    """`auth_time` defaults to now: the token is minted by a login. `version` is the user's
+    `token_version`: the token is refused once a login of the user ends and bumps it."""
     now = utcnow()
     expires_at = now + timedelta(seconds=settings.access_token_ttl_s)
     auth_time = auth_time or now
     return create_token(
-        settings, "access", user_id, expires_at, role=role, auth_time=int(auth_time.timestamp())
+        settings,
+        "access",
+        user_id,
+        expires_at,
+        role=role,
+        auth_time=int(auth_time.timestamp()),
+        ver=version,
     )
 
 

@@ -35,7 +35,7 @@ from pipeline.fields import StrictInput
 from pipeline.jobs.moderation import check_spec_texts, flag_findings, spec_texts
 from pipeline.jobs.running import release_credits, set_project_status
 from pipeline.jobs.scheduler import scheduler
-from pipeline.ledger import pricing
+from pipeline.ledger import pricing, store
 from pipeline.ledger.actor import ledger_client
 from pipeline.ledger.rules import ReservationInfo
 from pipeline.lifecycle import transition
@@ -427,7 +427,9 @@ def reject_held(settings: Settings, job_id: UUID, reason: str) -> Job:
 
 
 def balance(settings: Settings, user: User) -> tuple[int, int]:
-    result = ledger_client(settings.resolved_database_url).balance(user.id)
+    """Read from the database, not through the ledger actor: its writes commit before they
+    answer, so a read sees every movement a caller was told about."""
+    result = store.balance(settings.resolved_database_url, user.id)
     return result.available, result.held
 
 
@@ -447,5 +449,5 @@ def grant_credits(
     ledger = ledger_client(settings.resolved_database_url)
     key = f"admin-grant:{uuid.uuid4()}"
     ledger.credit(user_id, amount, "adjustment", key, f"admin:{admin.id}", memo)
-    result = ledger.balance(user_id)
+    result = store.balance(settings.resolved_database_url, user_id)
     return result.available, result.held

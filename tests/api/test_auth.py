@@ -87,6 +87,23 @@ def test_login_with_a_wrong_password_is_refused(client: httpx.Client, account: A
     assert_problem(response, 401, "unauthorized")
 
 
+def test_an_account_has_its_own_login_limit_whatever_the_password(
+    client: httpx.Client, account: Account, other: Account
+) -> None:
+    """The fixture logged in once; four wrong passwords use the burst of five, and then even
+    the right password waits, while another account logs in as usual."""
+    for _ in range(4):
+        wrong = client.post("/api/users/login", json={"email": account.email, "password": "x"})
+        assert_problem(wrong, 401, "unauthorized")
+
+    right = client.post("/api/users/login", json={"email": account.email, "password": PASSWORD})
+    assert_problem(right, 429, "rate-limited")
+    assert int(right.headers["retry-after"]) >= 1
+    assert "this account" in right.json()["detail"]
+    elsewhere = client.post("/api/users/login", json={"email": other.email, "password": PASSWORD})
+    assert elsewhere.status_code == 200
+
+
 def test_updating_the_profile(client: httpx.Client, account: Account) -> None:
     response = client.put("/api/users/profile", headers=account.auth, json={"full_name": "Ada L"})
 
@@ -108,6 +125,28 @@ def test_changing_the_password_ends_every_login(client: httpx.Client, account: A
         "/api/users/login", json={"email": account.email, "password": "a brand new secret"}
     )
     assert relogin.status_code == 200
+
+
+def test_a_password_change_refuses_earlier_access_tokens_at_once(
+    client: httpx.Client, account: Account
+) -> None:
+    new = {"current_password": PASSWORD, "new_password": "a brand new secret"}
+    assert client.put("/api/users/profile", headers=account.auth, json=new).status_code == 200
+
+    assert_problem(profile(client, account.access_token), 401, "unauthorized")
+    relogin = client.post(
+        "/api/users/login", json={"email": account.email, "password": "a brand new secret"}
+    )
+    assert profile(client, relogin.json()["access_token"]).status_code == 200
+
+
+def test_logout_refuses_the_access_token_at_once(client: httpx.Client, account: Account) -> None:
+    assert profile(client, account.access_token).status_code == 200
+    client.post("/api/users/logout", json={"refresh_token": account.refresh_token})
+
+    refused = profile(client, account.access_token)
+    assert_problem(refused, 401, "unauthorized")
+    assert "login has ended" in refused.json()["detail"]
 
 
 def test_refresh_rotates_the_pair(client: httpx.Client, account: Account) -> None:
@@ -141,6 +180,7 @@ def test_a_reused_refresh_token_revokes_its_whole_family(
 
     successor = client.post("/api/users/refresh", json={"refresh_token": next_token})
     assert_problem(successor, 401, "unauthorized")
+    assert_problem(profile(client, first.json()["access_token"]), 401, "unauthorized")
 
 
 def test_other_logins_survive_a_revoked_family(client: httpx.Client, account: Account) -> None:
@@ -151,6 +191,7 @@ def test_other_logins_survive_a_revoked_family(client: httpx.Client, account: Ac
         "/api/users/refresh", json={"refresh_token": second.json()["refresh_token"]}
     )
     assert refreshed.status_code == 200
+    assert profile(client, refreshed.json()["access_token"]).status_code == 200
 
 
 # -- tokens that must be refused -------------------------------------------------------------

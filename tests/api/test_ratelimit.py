@@ -17,6 +17,7 @@ import redis
 from ray import serve
 
 from db.migrate import upgrade
+from deployments.api.ratelimit import SHARE_DIVISOR
 from tests.api.conftest import Api, app_settings, assert_problem, deploy
 from tests.services import free_port, unavailable
 
@@ -70,8 +71,9 @@ def replicated(
 
 
 def test_the_limit_holds_across_two_replicas(replicated: Api) -> None:
-    """With per-replica counters twice the limit would pass; the shared budget lets exactly
-    LIMIT through (one more may refill while the burst runs: one every 60/LIMIT s)."""
+    """With per-replica counters twice the limit would pass; the shared budget lets LIMIT
+    through, less at most one unspent share per replica (ratelimit's stated tolerance), and
+    one more may refill while the burst runs (one every 60/LIMIT s)."""
     with httpx.Client(base_url=replicated.url, timeout=30) as client, ThreadPoolExecutor(8) as pool:
         responses = list(pool.map(lambda _: client.get("/api/plans"), range(2 * LIMIT)))
 
@@ -80,7 +82,8 @@ def test_the_limit_holds_across_two_replicas(replicated: Api) -> None:
     refused = [r for r in responses if r.status_code == 429]
     assert len(served_by) == 2
     assert len(allowed) + len(refused) == 2 * LIMIT
-    assert LIMIT - 1 <= len(allowed) <= LIMIT + 1
+    tolerance = 2 * max(1, LIMIT // SHARE_DIVISOR)
+    assert LIMIT - tolerance <= len(allowed) <= LIMIT + 1
     assert_problem(refused[0], 429, "rate-limited")
     assert int(refused[0].headers["retry-after"]) >= 1
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Self
 
 import jwt
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Request, status
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -16,7 +16,14 @@ from db.models import Role
 from db.types import utcnow
 from deployments.api import accounts
 from deployments.api.accounts import TokenPair
-from deployments.api.deps import CurrentUser, SessionDep, SettingsDep, StorageDep, bearer
+from deployments.api.deps import (
+    CurrentUser,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+    bearer,
+    limit_login,
+)
 from deployments.api.problems import Unauthorized, problem_responses
 from deployments.api.security import decode_token
 from pipeline.fields import StrictInput
@@ -111,8 +118,13 @@ def register(body: UserRegister, session: SessionDep, settings: SettingsDep) -> 
     return UserPublic.model_validate(user)
 
 
-@router.post("/login", responses=problem_responses(401), summary="Log in: access + refresh token")
-def login(body: UserLogin, session: SessionDep, settings: SettingsDep) -> TokenPair:
+@router.post(
+    "/login", responses=problem_responses(401, 429), summary="Log in: access + refresh token"
+)
+def login(
+    body: UserLogin, request: Request, session: SessionDep, settings: SettingsDep
+) -> TokenPair:
+    limit_login(request, body.email)
     return accounts.login(session, settings, body.email, body.password)
 
 
