@@ -66,12 +66,14 @@ from pipeline.render.stage_cache import (
     audio_from_bytes,
     audio_to_bytes,
     audio_to_wav,
+    cache_scope,
     stage_key,
 )
 from pipeline.render.upload_manager import upload_manager
 from pipeline.storage import StoredObject, open_storage
 
 COMPOSITION_VERSION = "5"  # bump when clip composition changes what a cached clip holds
+ASSEMBLY_VERSION = "1"  # bump when the soundtrack, assembly or stills change what they hold
 LEAD_S = 0.3
 TAIL_S = 0.5
 StopAt = Literal["plan", "voice", "animatic"]
@@ -117,6 +119,9 @@ class RenderInputs(BaseModel):
     stop_at: StopAt | None = None
     spec_dir: str | None = None
     job_id: UUID | None = None
+    owner: UUID | None = None
+    """The user the render is for: stage cache hits come from their renders
+    (`stage_cache.cache_scope`)."""
 
 
 class ScenePlan(BaseModel):
@@ -139,10 +144,12 @@ class RenderReport(BaseModel):
     cache_misses: list[str]
     rendered_seconds: float
     warnings: list[str]
+    stage_seconds: dict[str, float] = Field(default_factory=dict)
+    """Wall seconds the driver spent on each step, in order (`_StageClock`)."""
 
 
-def _cache(settings: Settings) -> StageCache:
-    return StageCache(open_storage(settings))
+def _cache(inputs: RenderInputs) -> StageCache:
+    return StageCache(open_storage(inputs.settings), cache_scope(inputs.settings, inputs.owner))
 
 
 # -- voice -----------------------------------------------------------------------------------
@@ -157,16 +164,16 @@ def voice_key(inputs: RenderInputs, index: int) -> str | None:
     return stage_key("voice", info.name, _version(info), body, inputs.spec.seed + index)
 
 
+def cached_voice(cache: StageCache, key: str) -> Narration | None:
+    if (hit := cache.get("voice", key)) is None:
+        return None
+    segments = [Segment(**s) for s in json.loads(hit["segments.json"])]
+    return Narration(audio_from_bytes(hit["audio.npz"]), segments)
+
+
 @ray.remote(num_cpus=0.25, max_retries=3)
-def voice_stage(inputs: RenderInputs, index: int) -> tuple[Narration | None, bool]:
-    """The scene's narration and whether it came from the cache."""
-    key = voice_key(inputs, index)
-    if key is None:
-        return None, True
-    cache = _cache(inputs.settings)
-    if (hit := cache.get("voice", key)) is not None:
-        segments = [Segment(**s) for s in json.loads(hit["segments.json"])]
-        return Narration(audio_from_bytes(hit["audio.npz"]), segments), True
+def voice_stage(inputs: RenderInputs, index: int, key: str) -> Narration:
+    """The scene's narration, synthesized and stored in the cache under `key`."""
     scene = inputs.spec.scenes[index]
     info = inputs.engines.info(Capability.voice)
     voice = scene.voice.model_copy(update={"language": scene.voice.language})
@@ -178,7 +185,7 @@ def voice_stage(inputs: RenderInputs, index: int) -> tuple[Narration | None, boo
     assert scene.narration is not None
     narration = narrate(synthesize, scene.narration)
     rows = [s.__dict__ for s in narration.segments]
-    cache.put(
+    _cache(inputs).put(
         "voice",
         key,
         {
@@ -186,7 +193,7 @@ def voice_stage(inputs: RenderInputs, index: int) -> tuple[Narration | None, boo
             "segments.json": json.dumps(rows).encode(),
         },
     )
-    return narration, False
+    return narration
 
 
 # -- plan ------------------------------------------------------------------------------------
@@ -409,7 +416,7 @@ def clip_stage(
     files = {"segment.mp4": result.segment, "last.png": result.last_frame}
     files |= {f"sample{i}.png": s for i, s in enumerate(result.samples)}
     files["warnings.json"] = json.dumps(warnings).encode()
-    _cache(inputs.settings).put("clip", plan.clip_key, files)
+    _cache(inputs).put("clip", plan.clip_key, files)
     return result
 
 
@@ -440,8 +447,8 @@ def _sample_indices(count: int) -> list[int]:
     return sorted({min(count - 1, round(count * f)) for f in (1 / 3, 1 / 2, 2 / 3)})
 
 
-def cached_clip(inputs: RenderInputs, plan: ScenePlan) -> ClipResult | None:
-    hit = _cache(inputs.settings).get("clip", plan.clip_key)
+def cached_clip(cache: StageCache, plan: ScenePlan) -> ClipResult | None:
+    hit = cache.get("clip", plan.clip_key)
     if hit is None:
         return None
     samples = [hit[name] for name in sorted(hit) if name.startswith("sample")]
@@ -458,15 +465,25 @@ def cached_clip(inputs: RenderInputs, plan: ScenePlan) -> ClipResult | None:
 # -- music -----------------------------------------------------------------------------------
 
 
-@ray.remote(num_cpus=0.25, max_retries=3)
-def music_stage(inputs: RenderInputs, duration_s: float) -> tuple[Audio | None, bytes | None, bool]:
+def music_key(inputs: RenderInputs, duration_s: float) -> str | None:
+    """The score's cache key; None for a film without music."""
     music = inputs.spec.music
     if music.style is MusicStyle.none or music.volume == 0:
-        return None, None, True
+        return None
     info = inputs.engines.info(Capability.music)
     body = {"music": music, "duration": round(duration_s, 3)}
-    key = stage_key("music", info.name, _version(info), body, inputs.spec.seed)
-    cache = _cache(inputs.settings)
+    return stage_key("music", info.name, _version(info), body, inputs.spec.seed)
+
+
+@ray.remote(num_cpus=0.25, max_retries=3)
+def music_stage(
+    inputs: RenderInputs, duration_s: float, key: str | None
+) -> tuple[Audio | None, bytes | None, bool]:
+    """The score, its MIDI and whether it came from the cache."""
+    if key is None:
+        return None, None, True
+    music = inputs.spec.music
+    cache = _cache(inputs)
     if (hit := cache.get("music", key)) is not None:
         return audio_from_bytes(hit["audio.npz"]), hit.get("music.mid"), True
     request = MusicRequest(
@@ -476,7 +493,7 @@ def music_stage(inputs: RenderInputs, duration_s: float) -> tuple[Audio | None, 
         duration_s=duration_s,
         seed=inputs.spec.seed,
     )
-    result = call_engine(info, "compose", request)
+    result = call_engine(inputs.engines.info(Capability.music), "compose", request)
     files = {"audio.npz": audio_to_bytes(result.audio)}
     if result.midi:
         files["music.mid"] = result.midi
@@ -484,16 +501,46 @@ def music_stage(inputs: RenderInputs, duration_s: float) -> tuple[Audio | None, 
     return result.audio, result.midi, False
 
 
-# -- assemble --------------------------------------------------------------------------------
+# -- soundtrack, assembly, stills ------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Soundtrack:
+    """The film's sound and what is made with it: the mix encoded (`encode_soundtrack`), the
+    subtitles of the narration on the film's timeline and the score's MIDI."""
+
     aac: bytes
-    """The mix, encoded (`film_assembly.encode_soundtrack`)."""
-    segments: list[Segment]
-    """The narration's sentences on the film's timeline."""
+    srt: bytes
+    vtt: bytes
     midi: bytes | None
+
+    def files(self) -> dict[str, bytes]:
+        """Its files by output name (the AAC under a name of its own: it is not an output)."""
+        files = {"soundtrack.m4a": self.aac, "subtitles.srt": self.srt, "subtitles.vtt": self.vtt}
+        return files | ({"music.mid": self.midi} if self.midi else {})
+
+    @classmethod
+    def from_files(cls, files: dict[str, bytes]) -> Soundtrack:
+        return cls(
+            files["soundtrack.m4a"], files["subtitles.srt"], files["subtitles.vtt"],
+            files.get("music.mid"),
+        )  # fmt: skip
+
+
+def soundtrack_key(inputs: RenderInputs, plans: list[ScenePlan], music: str | None) -> str:
+    """What the soundtrack depends on: each scene's narration (by its voice key) and where it
+    starts, the film's length, and the score."""
+    spec = inputs.spec
+    body = {
+        "voices": [p.voice_key for p in plans],
+        "offsets": [p.offset_frames for p in plans],
+        "frames": sum(p.frames for p in plans),
+        "fps": spec.fps,
+        "lead": LEAD_S,
+        "music": music,
+        "volume": spec.music.volume,
+    }
+    return stage_key("soundtrack", "", ASSEMBLY_VERSION, body, 0)
 
 
 @ray.remote(num_cpus=1, max_retries=3)
@@ -502,38 +549,55 @@ def soundtrack_stage(
     plans: list[ScenePlan],
     narrations: list[Narration | None],
     music: tuple[Audio | None, bytes | None, bool],
+    key: str,
 ) -> Soundtrack:
     """The narration placed on the film's timeline and mixed over the music, encoded while the
-    scenes render."""
+    scenes render, with its subtitles."""
     duration = sum(p.frames for p in plans) / inputs.spec.fps
     track, segments = _narration_track(inputs, plans, narrations, duration)
     music_audio, midi, _ = music
     mix = audio.mix_film(track, music_audio, music_volume=inputs.spec.music.volume)
-    return Soundtrack(film_assembly.encode_soundtrack(mix, duration), segments, midi)
+    soundtrack = Soundtrack(
+        aac=film_assembly.encode_soundtrack(mix, duration),
+        srt=subtitles.to_srt(segments).encode(),
+        vtt=subtitles.to_vtt(segments).encode(),
+        midi=midi,
+    )
+    _cache(inputs).put("soundtrack", key, soundtrack.files())
+    return soundtrack
 
 
 @ray.remote(num_cpus=1, resources={"render_slot": 1}, max_retries=3)
 def assemble_stage(
-    inputs: RenderInputs, plans: list[ScenePlan], clips: list[ClipResult], soundtrack: Soundtrack
-) -> dict[str, bytes]:
-    """The film's files, by output name."""
-    spec = inputs.spec
-    files: dict[str, bytes] = {}
+    inputs: RenderInputs, key: str, segments: list[bytes], soundtrack: Soundtrack
+) -> bytes:
+    """The film: the clips' segments and the soundtrack remuxed into one MP4."""
     with tempfile.TemporaryDirectory() as tmp:
-        segments = [c.segment for c in clips]
-        film = film_assembly.assemble(segments, soundtrack.aac, Path(tmp) / "f.mp4")
-        files["film.mp4"] = film.read_bytes()
-    files["subtitles.srt"] = subtitles.to_srt(soundtrack.segments).encode()
-    files["subtitles.vtt"] = subtitles.to_vtt(soundtrack.segments).encode()
+        film = film_assembly.assemble(segments, soundtrack.aac, Path(tmp) / "f.mp4").read_bytes()
+    _cache(inputs).put("assembly", key, {"film.mp4": film})
+    return film
+
+
+def _stills(
+    inputs: RenderInputs, cache: StageCache, plans: list[ScenePlan], clips: list[ClipResult]
+) -> tuple[dict[str, bytes], bool]:
+    """The thumbnails and the storyboard, and whether they came from the cache. Both are made
+    from the clips' sample frames and the scenes (which the clip keys cover) and the title; they
+    take a tenth of a second, here, where the clips already are."""
+    spec = inputs.spec
+    body = {"clips": [p.clip_key for p in plans], "title": spec.title}
+    key = stage_key("stills", "", ASSEMBLY_VERSION, body, 0)
+    if (hit := cache.get("stills", key)) is not None:
+        return hit, True
+    files: dict[str, bytes] = {}
     samples = [array_from_png(s) for clip in clips for s in clip.samples]
     made = thumbnails.make_thumbnails(samples, spec.title)
     for i, candidate in enumerate(made.candidates):
         files[f"thumbnail{i + 1}.jpg"] = candidate.image
     files["thumbnail.jpg"] = made.chosen.image
     files["storyboard.png"] = _storyboard(inputs, plans, clips)
-    if soundtrack.midi:
-        files["music.mid"] = soundtrack.midi
-    return files
+    cache.put("stills", key, files)
+    return files, False
 
 
 def _narration_track(
@@ -570,9 +634,40 @@ def _storyboard(inputs: RenderInputs, plans: list[ScenePlan], clips: list[ClipRe
 # -- the whole DAG ---------------------------------------------------------------------------
 
 
+def film_key(inputs: RenderInputs) -> str:
+    """Everything a render's outputs depend on: the spec, the bytes of every image it names, the
+    engines with their versions, how far it goes and the versions of this code's steps."""
+    spec = inputs.spec
+    images = [
+        _image_digest(inputs, ref)
+        for index, scene in enumerate(spec.scenes)
+        for ref in (spec.scene_reference(index), scene.character)
+    ]
+    used = [inputs.engines.info(c) for c in Capability]
+    used += [inputs.engines.scene_video(scene) for scene in spec.scenes]
+    body = {
+        "spec": spec,
+        "images": images,
+        "engines": [[info.capability, info.name, _version(info)] for info in used],
+        "stop_at": inputs.stop_at,
+    }
+    version = f"composition{COMPOSITION_VERSION}+assembly{ASSEMBLY_VERSION}"
+    return stage_key("film", "", version, body, spec.seed)
+
+
 def render_film(inputs: RenderInputs, report: Reporter) -> tuple[RenderReport, dict[str, bytes]]:
     """Runs the DAG and returns its report and the output files. `report(stage, status,
-    progress)` is called as stages advance (the job runner writes it to the job row)."""
+    progress)` is called as stages advance (the job runner writes it to the job row).
+
+    A render whose every input is unchanged (`film_key`) returns the earlier outputs from the
+    cache and starts no task. Otherwise each step looks in the cache first, in this process, and
+    only what missed becomes a task."""
+    clock = _StageClock(inputs)
+    cache = _cache(inputs)
+    key = film_key(inputs)
+    if (hit := cache.get("film", key)) is not None:
+        return _reused(inputs, hit, report, clock)
+    clock.lap("film lookup")
     if ray.cluster_resources().get("render_slot", 0) < 1:
         raise EngineUnavailable(
             "no Ray node offers a `render_slot` resource: clip encoding and assembly would "
@@ -581,17 +676,8 @@ def render_film(inputs: RenderInputs, report: Reporter) -> tuple[RenderReport, d
     spec = inputs.spec
     hits: list[str] = []
     misses: list[str] = []
-    count = len(spec.scenes)
-
-    clock = _StageClock(inputs)
     report("voice", "running", 0)
-    voice_refs = [voice_stage.remote(inputs, i) for i in range(count)]
-    voiced = _gather(voice_refs, lambda done: report("voice", "running", 100 * done / count))
-    narrations = [narration for narration, _ in voiced]
-    for i, (narration, cached) in enumerate(voiced):
-        if narration is not None:
-            (hits if cached else misses).append(f"voice:{i}")
-    report("voice", "succeeded", 100)
+    narrations = _voices(inputs, cache, hits, misses, report)
     clock.done("voice", Capability.voice)
     plans = plan_scenes(inputs, narrations)
     duration = sum(p.frames for p in plans) / spec.fps
@@ -599,7 +685,9 @@ def render_film(inputs: RenderInputs, report: Reporter) -> tuple[RenderReport, d
         files = _preview(inputs, plans, narrations, duration, report)
         warnings, rendered = [w for p in plans for w in p.warnings], 0.0
     else:
-        files, clips = _film(inputs, plans, narrations, duration, hits, misses, report, clock)
+        files, clips = _film(
+            inputs, cache, plans, narrations, duration, hits, misses, report, clock
+        )
         warnings = [w for clip in clips for w in clip.warnings]
         ran = sum(p.frames for p, c in zip(plans, clips, strict=True) if not c.cached)
         rendered = ran / spec.fps
@@ -611,11 +699,70 @@ def render_film(inputs: RenderInputs, report: Reporter) -> tuple[RenderReport, d
         rendered_seconds=rendered,
         warnings=warnings,
     )
-    return summary, files
+    cache.put("film", key, {**files, REPORT_FILE: summary.model_dump_json().encode()})
+    clock.lap("film store")
+    return summary.model_copy(update={"stage_seconds": clock.seconds}), files
+
+
+REPORT_FILE = "render-report.json"
+"""The report of the render that made a film entry, kept with its outputs."""
+
+
+def _reused(
+    inputs: RenderInputs, hit: dict[str, bytes], report: Reporter, clock: _StageClock
+) -> tuple[RenderReport, dict[str, bytes]]:
+    """A film entry's outputs, every stage reported as cached."""
+    made = RenderReport.model_validate_json(hit.pop(REPORT_FILE))
+    stages = ("voice", "plan") if inputs.stop_at in ("plan", "voice") else STAGES
+    for stage in stages:
+        report(stage, "cached", 100)
+    clock.lap("film lookup")
+    summary = made.model_copy(
+        update={
+            "cache_hits": ["film"],
+            "cache_misses": [],
+            "rendered_seconds": 0.0,
+            "stage_seconds": clock.seconds,
+        }
+    )
+    return summary, hit
+
+
+STAGES = ("voice", "video", "assemble")
+"""The stages a film render reports, in order."""
+
+
+def _voices(
+    inputs: RenderInputs,
+    cache: StageCache,
+    hits: list[str],
+    misses: list[str],
+    report: Reporter,
+) -> list[Narration | None]:
+    """Each scene's narration: from the cache, or synthesized by a task for the scenes that
+    missed."""
+    narrations: list[Narration | None] = []
+    refs: dict[int, ray.ObjectRef] = {}
+    for index in range(len(inputs.spec.scenes)):
+        key = voice_key(inputs, index)
+        narration = None if key is None else cached_voice(cache, key)
+        narrations.append(narration)
+        if key is not None and narration is None:
+            refs[index] = voice_stage.remote(inputs, index, key)
+            misses.append(f"voice:{index}")
+        elif key is not None:
+            hits.append(f"voice:{index}")
+    count = len(refs)
+    made = _gather(list(refs.values()), lambda done: report("voice", "running", 100 * done / count))
+    for index, narration in zip(refs, made, strict=True):
+        narrations[index] = narration
+    report("voice", "succeeded" if refs else "cached", 100)
+    return narrations
 
 
 def _film(
     inputs: RenderInputs,
+    cache: StageCache,
     plans: list[ScenePlan],
     narrations: list[Narration | None],
     duration: float,
@@ -624,20 +771,70 @@ def _film(
     report: Reporter,
     clock: _StageClock,
 ) -> tuple[dict[str, bytes], list[ClipResult]]:
-    """The film after the voices: music, soundtrack, a clip per scene (from the cache or
-    through video, lip-sync and composition) and the assembly; the files and the clips.
-    Each stage is recorded in `hits` or `misses`."""
+    """The film after the voices: the soundtrack (music, mix, AAC, subtitles), a clip per scene
+    (from the cache or through video, lip-sync and composition), the assembly and the stills;
+    the files and the clips. Each step is recorded in `hits` or `misses`."""
+    missed = len(misses)
+    music = music_key(inputs, duration)
+    sound_key = soundtrack_key(inputs, plans, music)
+    music_ref: ray.ObjectRef | None = None
+    soundtrack: Soundtrack | ray.ObjectRef
+    if (sound_hit := cache.get("soundtrack", sound_key)) is not None:
+        hits.append("soundtrack")
+        soundtrack = Soundtrack.from_files(sound_hit)
+    else:
+        misses.append("soundtrack")
+        music_ref = music_stage.remote(inputs, duration, music)
+        soundtrack = soundtrack_stage.remote(inputs, plans, narrations, music_ref, sound_key)
+    clip_refs = _clips(inputs, cache, plans, narrations, hits, misses)
+    count = len(plans)
+    report("video", "running", 0)
+    clips = _gather(clip_refs, lambda done: report("video", "running", 100 * done / count))
+    report("video", "cached" if all(c.cached for c in clips) else "succeeded", 100)
+    clock.done("video", Capability.video)
+    report("assemble", "running", 0)
+    if music_ref is not None:
+        music_audio, _, music_cached = ray.get(music_ref)
+        if music_audio is not None:
+            (hits if music_cached else misses).append("music")
+    body = {"clips": [p.clip_key for p in plans], "soundtrack": sound_key}
+    assembly = stage_key("assembly", "", ASSEMBLY_VERSION, body, 0)
+    film: bytes | ray.ObjectRef
+    if (film_hit := cache.get("assembly", assembly)) is not None:
+        hits.append("assembly")
+        film = film_hit["film.mp4"]
+    else:
+        misses.append("assembly")
+        film = assemble_stage.remote(inputs, assembly, [c.segment for c in clips], soundtrack)
+    files, stills_cached = _stills(inputs, cache, plans, clips)
+    (hits if stills_cached else misses).append("stills")
+    sound: Soundtrack = _value(soundtrack)
+    files |= {"film.mp4": _value(film)}
+    files |= {name: data for name, data in sound.files().items() if name != "soundtrack.m4a"}
+    report("assemble", "succeeded" if len(misses) > missed else "cached", 100)
+    clock.done("assemble", Capability.video)
+    return files, clips
+
+
+def _clips(
+    inputs: RenderInputs,
+    cache: StageCache,
+    plans: list[ScenePlan],
+    narrations: list[Narration | None],
+    hits: list[str],
+    misses: list[str],
+) -> list[ray.ObjectRef]:
+    """A ref per scene to its clip: put from the cache, or made by video, lip-sync and clip
+    tasks; a scene that crossfades from one made here takes its last frame from a small task."""
     spec = inputs.spec
-    count = len(spec.scenes)
-    music_ref = music_stage.remote(inputs, duration)
-    soundtrack_ref = soundtrack_stage.remote(inputs, plans, narrations, music_ref)
+    count = len(plans)
     clip_refs: list[ray.ObjectRef] = []
     previous_last: ray.ObjectRef | bytes | None = None  # the scene before's last frame (PNG)
     for plan in plans:
         scene, narration = spec.scenes[plan.index], narrations[plan.index]
         previous = previous_last if plan.edges["crossfade_in"] else None
         next_crossfades = plan.index + 1 < count and plans[plan.index + 1].edges["crossfade_in"]
-        cached = cached_clip(inputs, plan)
+        cached = cached_clip(cache, plan)
         if cached is not None:
             hits.append(f"clip:{plan.index}")
             ref = ray.put(cached)
@@ -654,32 +851,33 @@ def _film(
             if next_crossfades:
                 previous_last = last_frame_stage.remote(inputs, plan, frames, narration, previous)
         clip_refs.append(ref)
-    report("video", "running", 0)
-    clips = _gather(clip_refs, lambda done: report("video", "running", 100 * done / count))
-    report("video", "succeeded", 100)
-    clock.done("video", Capability.video)
-    music = ray.get(music_ref)
-    if music[0] is not None:
-        (hits if music[2] else misses).append("music")
-    report("assemble", "running", 0)
-    files = ray.get(assemble_stage.remote(inputs, plans, clips, soundtrack_ref))
-    report("assemble", "succeeded", 100)
-    clock.done("assemble", Capability.video)
-    return files, clips
+    return clip_refs
+
+
+def _value(value: Any) -> Any:
+    """A step's result, made here (a value) or by a task (a ref)."""
+    return ray.get(value) if isinstance(value, ray.ObjectRef) else value
 
 
 class _StageClock:
-    """Times consecutive stages into the `studio_stage_duration_seconds` histogram."""
+    """Times consecutive steps of a render: `seconds` for its report, and the stages into the
+    `studio_stage_duration_seconds` histogram."""
 
     def __init__(self, inputs: RenderInputs) -> None:
         self.inputs = inputs
         self.started = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def lap(self, step: str) -> float:
+        now = time.perf_counter()
+        elapsed = now - self.started
+        self.seconds[step] = round(self.seconds.get(step, 0.0) + elapsed, 4)
+        self.started = now
+        return elapsed
 
     def done(self, stage: str, capability: Capability) -> None:
-        now = time.perf_counter()
         engine = self.inputs.engines.info(capability).deployment
-        metrics.stage_done(stage, engine, now - self.started)
-        self.started = now
+        metrics.stage_done(stage, engine, self.lap(stage))
 
 
 def _gather(refs: list[ray.ObjectRef], progress: Callable[[int], None]) -> list[Any]:
