@@ -11,7 +11,10 @@ whose replicas cannot start (a missing or corrupt model folder) fails the render
 EngineUnavailable.
 Every stage looks in the stage cache first; a scene whose clip is cached costs neither video nor
 lip-sync again. A scene that crossfades from the one before takes that scene's last frame from
-a small task that composes only that frame, so that the two clips encode side by side. Tasks
+a small task that composes only that frame, so that the two clips encode side by side, and is
+cached under that frame too: an edit of the scene before redoes it only if that frame changed.
+Downstream of the clips, the soundtrack, the assembly and the stills are cached by what they
+depend on, and a film whose inputs all match an earlier render's is that render's outputs. Tasks
 retry on worker loss; ObjectRefs carry frames and audio between stages through the object store.
 """
 
@@ -217,8 +220,7 @@ def plan_scenes(inputs: RenderInputs, narrations: list[Narration | None]) -> lis
             )
             seconds = spoken
         frames = max(1, round(seconds * spec.fps))
-        previous = plans[-1].clip_key if index and edges[index].crossfade_in else None
-        key = _clip_key(inputs, index, frames, edges[index], voice_key(inputs, index), previous)
+        key = _clip_key(inputs, index, frames, edges[index], voice_key(inputs, index))
         plans.append(
             ScenePlan(
                 index=index,
@@ -240,8 +242,9 @@ def _clip_key(
     frames: int,
     edges: SceneEdges,
     voice: str | None,
-    previous_clip: str | None,
 ) -> str:
+    """The key of a scene's clip from everything but the frame a crossfade starts from, which
+    `crossfade_key` adds."""
     spec = inputs.spec
     scene = spec.scenes[index]
     video = inputs.engines.scene_video(scene)
@@ -257,7 +260,6 @@ def _clip_key(
         "captions": spec.captions,
         "edges": edges.__dict__,
         "voice": voice,
-        "previous": previous_clip,
         "lipsync": [lipsync.name, _version(lipsync)] if scene.character else None,
     }
     version = f"{_version(video)}+composition{COMPOSITION_VERSION}"
@@ -291,6 +293,8 @@ class ClipResult(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     index: int
+    key: str
+    """The clip's cache key: the plan's, or for a crossfade its `crossfade_key`."""
     segment: bytes
     last_frame: bytes
     samples: list[bytes]
@@ -395,6 +399,7 @@ def _finished(
 def clip_stage(
     inputs: RenderInputs,
     plan: ScenePlan,
+    key: str,
     frames: Frames,
     sync_warnings: list[str],
     narration: Narration | None,
@@ -407,6 +412,7 @@ def clip_stage(
     clip = _finished(inputs, plan, frames, narration, previous_last_frame)
     result = ClipResult(
         index=plan.index,
+        key=key,
         segment=encode_segment(clip),
         last_frame=array_to_png(clip.frame(len(clip) - 1)),
         samples=[array_to_png(frames.frame(i)) for i in _sample_indices(len(frames))],
@@ -416,7 +422,7 @@ def clip_stage(
     files = {"segment.mp4": result.segment, "last.png": result.last_frame}
     files |= {f"sample{i}.png": s for i, s in enumerate(result.samples)}
     files["warnings.json"] = json.dumps(warnings).encode()
-    _cache(inputs).put("clip", plan.clip_key, files)
+    _cache(inputs).put("clip", key, files)
     return result
 
 
@@ -447,13 +453,21 @@ def _sample_indices(count: int) -> list[int]:
     return sorted({min(count - 1, round(count * f)) for f in (1 / 3, 1 / 2, 2 / 3)})
 
 
-def cached_clip(cache: StageCache, plan: ScenePlan) -> ClipResult | None:
-    hit = cache.get("clip", plan.clip_key)
+def crossfade_key(plan: ScenePlan, previous_last_frame: bytes) -> str:
+    """The key of a clip that crossfades from `previous_last_frame` (PNG): an edit of the scene
+    before makes this clip again only when it changes the frame this one fades from."""
+    body = {"clip": plan.clip_key, "from": previous_last_frame}
+    return stage_key("crossfade", "", COMPOSITION_VERSION, body, 0)
+
+
+def cached_clip(cache: StageCache, plan: ScenePlan, key: str) -> ClipResult | None:
+    hit = cache.get("clip", key)
     if hit is None:
         return None
     samples = [hit[name] for name in sorted(hit) if name.startswith("sample")]
     return ClipResult(
         index=plan.index,
+        key=key,
         segment=hit["segment.mp4"],
         last_frame=hit["last.png"],
         samples=samples,
@@ -797,7 +811,7 @@ def _film(
         music_audio, _, music_cached = ray.get(music_ref)
         if music_audio is not None:
             (hits if music_cached else misses).append("music")
-    body = {"clips": [p.clip_key for p in plans], "soundtrack": sound_key}
+    body = {"clips": [c.key for c in clips], "soundtrack": sound_key}
     assembly = stage_key("assembly", "", ASSEMBLY_VERSION, body, 0)
     film: bytes | ray.ObjectRef
     if (film_hit := cache.get("assembly", assembly)) is not None:
@@ -825,33 +839,51 @@ def _clips(
     misses: list[str],
 ) -> list[ray.ObjectRef]:
     """A ref per scene to its clip: put from the cache, or made by video, lip-sync and clip
-    tasks; a scene that crossfades from one made here takes its last frame from a small task."""
-    spec = inputs.spec
-    count = len(plans)
-    clip_refs: list[ray.ObjectRef] = []
-    previous_last: ray.ObjectRef | bytes | None = None  # the scene before's last frame (PNG)
+    tasks. A scene that crossfades is looked up once the frame it fades from is known (from the
+    cache, or from a small task that composes only that frame of the scene before), after every
+    other scene has started."""
+    made: dict[int, tuple[ray.ObjectRef, bool]] = {}
+    last_frames: dict[int, ray.ObjectRef | bytes] = {}  # PNG, for the next scene's crossfade
     for plan in plans:
-        scene, narration = spec.scenes[plan.index], narrations[plan.index]
-        previous = previous_last if plan.edges["crossfade_in"] else None
-        next_crossfades = plan.index + 1 < count and plans[plan.index + 1].edges["crossfade_in"]
-        cached = cached_clip(cache, plan)
-        if cached is not None:
-            hits.append(f"clip:{plan.index}")
-            ref = ray.put(cached)
-            previous_last = cached.last_frame if next_crossfades else None
-        else:
-            misses.append(f"clip:{plan.index}")
-            frames = video_stage.remote(inputs, plan)
-            sync_warnings: Any = []
-            if scene.character is not None and narration is not None:
-                lipsynced: Any = lipsync_stage.remote(inputs, plan, frames, narration)
-                frames, sync_warnings = lipsynced  # num_returns=2: two refs
-            ref = clip_stage.remote(inputs, plan, frames, sync_warnings, narration, previous)
-            previous_last = None
-            if next_crossfades:
-                previous_last = last_frame_stage.remote(inputs, plan, frames, narration, previous)
-        clip_refs.append(ref)
-    return clip_refs
+        if not plan.edges["crossfade_in"]:
+            made[plan.index] = _clip(inputs, cache, plans, plan, None, narrations, last_frames)
+    for plan in plans:  # in order: each may fade from the one just looked up
+        if plan.edges["crossfade_in"]:
+            previous: bytes = _value(last_frames.pop(plan.index - 1))
+            made[plan.index] = _clip(inputs, cache, plans, plan, previous, narrations, last_frames)
+    for plan in plans:
+        (hits if made[plan.index][1] else misses).append(f"clip:{plan.index}")
+    return [made[plan.index][0] for plan in plans]
+
+
+def _clip(
+    inputs: RenderInputs,
+    cache: StageCache,
+    plans: list[ScenePlan],
+    plan: ScenePlan,
+    previous: bytes | None,
+    narrations: list[Narration | None],
+    last_frames: dict[int, ray.ObjectRef | bytes],
+) -> tuple[ray.ObjectRef, bool]:
+    """One scene's clip (see `_clips`) and whether it came from the cache; its last frame goes
+    in `last_frames` when the next scene crossfades from it."""
+    key = plan.clip_key if previous is None else crossfade_key(plan, previous)
+    next_crossfades = plan.index + 1 < len(plans) and plans[plan.index + 1].edges["crossfade_in"]
+    narration = narrations[plan.index]
+    cached = cached_clip(cache, plan, key)
+    if cached is not None:
+        if next_crossfades:
+            last_frames[plan.index] = cached.last_frame
+        return ray.put(cached), True
+    frames = video_stage.remote(inputs, plan)
+    sync_warnings: Any = []
+    if inputs.spec.scenes[plan.index].character is not None and narration is not None:
+        lipsynced: Any = lipsync_stage.remote(inputs, plan, frames, narration)
+        frames, sync_warnings = lipsynced  # num_returns=2: two refs
+    if next_crossfades:
+        last_frames[plan.index] = last_frame_stage.remote(inputs, plan, frames, narration, previous)
+    ref = clip_stage.remote(inputs, plan, key, frames, sync_warnings, narration, previous)
+    return ref, False
 
 
 def _value(value: Any) -> Any:

@@ -88,17 +88,18 @@ def test_an_unchanged_render_returns_the_outputs_without_starting_a_task(
 def test_an_edited_render_redoes_what_the_edit_reaches_and_matches_an_empty_cache(
     settings: Settings, tmp_path: Path
 ) -> None:
-    """Scene 4's narration grows: its voice and clip, scene 5's clip (it crossfades from scene
-    4's last frame), the music (its length follows the film's), the soundtrack, the assembly and
-    the stills are made again, nothing else; the outputs are those of a render of the edited
-    spec by a user whose cache holds only the voices. (eSpeak carries its pitch flutter's phase
-    from one utterance to the next, so speech synthesized again differs by a few samples: the
-    voices are given to both renders, and everything made from them is compared.)"""
+    """Scene 4's narration grows: its voice and clip, the music (its length follows the
+    film's), the soundtrack, the assembly and the stills are made again, nothing else (scene 5
+    crossfades from scene 4's last frame, which the edit leaves as it was); the outputs are
+    those of a render of the edited spec by a user whose cache holds only the voices. (eSpeak
+    carries its pitch flutter's phase from one utterance to the next, so speech synthesized
+    again differs by a few samples: the voices are given to both renders, and everything made
+    from them is compared.)"""
     spec, edited = edited_story()
     _, first_files, _ = render(settings, spec)
     report, files, stages = render(settings, edited)
     assert sorted(report.cache_misses) == [
-        "assembly", "clip:3", "clip:4", "music", "soundtrack", "stills", "voice:3",
+        "assembly", "clip:3", "music", "soundtrack", "stills", "voice:3",
     ]  # fmt: skip
     assert ("voice", "succeeded") in stages and ("video", "succeeded") in stages
 
@@ -125,10 +126,25 @@ def test_an_edited_render_redoes_what_the_edit_reaches_and_matches_an_empty_cach
     scenes = [plan.frames for plan in plans(settings, spec, caches["local"])]
     edited_scenes = [plan.frames for plan in plans(settings, edited, caches["local"])]
     before, after = video_packets(first_files["film.mp4"]), video_packets(files["film.mp4"])
-    head = sum(scenes[:3])
-    assert sum(edited_scenes[:3]) == head and edited_scenes[5] == scenes[5]
+    head, tail = sum(scenes[:3]), sum(scenes[4:])
+    assert (sum(edited_scenes[:3]), sum(edited_scenes[4:])) == (head, tail)
     assert after[:head] == before[:head]
-    assert after[-scenes[5] :] == before[-scenes[5] :]
+    assert after[-tail:] == before[-tail:]
+
+
+def test_a_crossfade_is_made_again_when_the_frame_it_fades_from_changes(
+    settings: Settings,
+) -> None:
+    """The short's scenes crossfade 1 into 2 into 3: a new picture for scene 1 changes its last
+    frame, so scene 2 fades from another frame and is made again; scene 2's own last frame is as
+    it was, so scene 3 is not."""
+    spec = example("short", resolution=240, music={"style": "none"})
+    scenes = list(spec.scenes)
+    scenes[0] = scenes[0].model_copy(update={"prompt": "A lighthouse on a cliff at night"})
+    render(settings, spec)
+    report, _, _ = render(settings, spec.model_copy(update={"scenes": scenes}))
+    assert {"clip:0", "clip:1"} <= set(report.cache_misses)
+    assert "clip:2" in report.cache_hits
 
 
 def psnr(frames: np.ndarray, reference: np.ndarray) -> float:
