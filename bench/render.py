@@ -1,8 +1,9 @@
 """Render speed on this machine: the render DAG against the encoder alone and against MoviePy,
-and 1 render worker against 2. Run by hand (minutes; `--quick` renders the 15 s short instead
-of the 45 s story):
+1 render worker against 2, and re-rendering after an edit. Run by hand (minutes; `--quick`
+renders the 15 s short instead of the 45 s story):
 
     python -m bench.render [--quick] [--spec examples/story.yaml] [--resolution 720]
+    python -m bench.render --rerender      # first render, scene 4 edited, unchanged (`rerender`)
 
 - DAG: `render_film` on a fresh local Ray, in a subprocess per pass, so that each gets its own
   Ray with its number of `render_slot`s (`render_workers`), pinned to its number of cores (CPU
