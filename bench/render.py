@@ -1,8 +1,9 @@
 """Render speed on this machine: the render DAG against the encoder alone and against MoviePy,
-and 1 render worker against 2. Run by hand (minutes; `--quick` renders the 15 s short instead
-of the 45 s story):
+1 render worker against 2, and re-rendering after an edit. Run by hand (minutes; `--quick`
+renders the 15 s short instead of the 45 s story):
 
     python -m bench.render [--quick] [--spec examples/story.yaml] [--resolution 720]
+    python -m bench.render --rerender      # first render, scene 4 edited, unchanged (`rerender`)
 
 - DAG: `render_film` on a fresh local Ray, in a subprocess per pass, so that each gets its own
   Ray with its number of `render_slot`s (`render_workers`), pinned to its number of cores (CPU
@@ -437,6 +438,79 @@ def _caption(cue: Segment, width: int, height: int) -> TextClip:
     )
 
 
+# -- re-rendering after an edit --------------------------------------------------------------------
+
+
+EDIT = " Nobody on Earth slept that night."
+"""The sentence added to scene 4's narration for the edited run."""
+
+
+def rerender(spec_path: Path, resolution: int) -> None:
+    """Three renders on one cache, in one Ray, after Ray start-up, the engines and a warm-up
+    render at 144p on another cache: the spec (first), the spec with a sentence added to scene
+    4's narration (edited), and the edited spec again (unchanged). Prints each run's wall time,
+    its ratio to the first, what came from the cache and what ran, the steps its time went to
+    (`RenderReport.stage_seconds`), and Ray's round trip for an empty task on warm workers (what
+    each task a render starts costs beyond its work)."""
+    import ray
+
+    from cluster.runtime import deploy, start_ray
+    from models.registry import Capability
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = local_settings(Path(tmp) / "run", 2)
+        start_ray(settings, quiet=True)
+        deploy(settings, {dag.EngineChoice().info(c).deployment for c in Capability})
+        warm = settings.model_copy(update={"data_dir": Path(tmp) / "warm"})
+        _timed_render(warm, load_spec(spec_path, 144), spec_path.parent)
+        overhead_ms = 1000 * _task_round_trip()
+        spec = load_spec(spec_path, resolution)
+        scenes = list(spec.scenes)
+        scenes[3] = scenes[3].model_copy(update={"narration": f"{scenes[3].narration}{EDIT}"})
+        edited = spec.model_copy(update={"scenes": scenes})
+        runs = []
+        for name, run_spec in (("first", spec), ("edited", edited), ("unchanged", edited)):
+            with measured() as timing:
+                _, report = _timed_render(settings, run_spec, spec_path.parent)
+            runs.append((name, timing, report))
+        ray.shutdown()
+    first = runs[0][1].wall_s
+    print(f"{spec_path.name} at {resolution}p, {len(spec.scenes)} scenes; scene 4 edited:{EDIT!r}")
+    print(f"{'run':<11}{'wall s':>8}{'CPU s':>8}{'of first':>10}{'cached':>8}  ran")
+    for name, timing, report in runs:
+        ran = ", ".join(sorted(report.cache_misses)) or "-"
+        print(
+            f"{name:<11}{timing.wall_s:>8.2f}{timing.cpu_s:>8.1f}{timing.wall_s / first:>10.1%}"
+            f"{len(report.cache_hits):>8}  {ran}"
+        )
+    for name, _, report in runs:
+        steps = ", ".join(f"{step} {s:.2f} s" for step, s in report.stage_seconds.items())
+        print(f"{name} by step: {steps}")
+    print(f"Ray round trip of an empty task on a warm worker: {overhead_ms:.1f} ms")
+    goals = [
+        ("unchanged wall s", runs[2][1].wall_s, "<= 1"),
+        ("edited / first (wall)", runs[1][1].wall_s / first, "<= 0.25"),
+    ]
+    for name, value, goal in goals:
+        print(f"{name:<28}{value:>7.2f}  goal {goal}")
+    print("load average (1, 5, 15 min):", os.getloadavg())
+
+
+def _task_round_trip(count: int = 50) -> float:
+    """Seconds from submitting an empty task to holding its result, on warm workers."""
+    import ray
+
+    @ray.remote(num_cpus=0.25)
+    def empty() -> None:
+        return None
+
+    ray.get([empty.remote() for _ in range(4)])
+    started = time.perf_counter()
+    for _ in range(count):
+        ray.get(empty.remote())
+    return (time.perf_counter() - started) / count
+
+
 # -- the run ---------------------------------------------------------------------------------------
 
 
@@ -448,9 +522,16 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=3, help="timed runs per pass; the median run is reported"
     )
+    parser.add_argument(
+        "--rerender", action="store_true", help="only the three re-render runs (first, edited, "
+        "unchanged) on one cache",
+    )  # fmt: skip
     parser.add_argument("--dag-run", type=int, metavar="WORKERS", help=argparse.SUPPRESS)
     args = parser.parse_args()
     spec_path = (ROOT / "examples" / "short.yaml" if args.quick else args.spec).resolve()
+    if args.rerender:
+        rerender(spec_path, args.resolution)
+        return
     if args.dag_run:
         print(json.dumps(dag_run(spec_path, args.resolution, args.dag_run)))
         return

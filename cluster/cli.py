@@ -143,9 +143,15 @@ def cmd_render(settings: Settings, args: argparse.Namespace) -> int:
     bar = tqdm(total=100, unit="%", desc="render", bar_format="{desc}: {percentage:3.0f}%|{bar}|")
     weights = {"voice": (0, 15), "video": (15, 70), "assemble": (85, 15), "plan": (0, 100)}
 
+    cached: list[str] = []
+
     def report(stage: str, status: str, progress: float) -> None:
+        """Draws the bar; a stage that came from the cache says so, and stays listed."""
         start, span = weights.get(stage, (0, 0))
-        bar.set_description(f"render: {stage}")
+        if status == "cached" and stage not in cached:
+            cached.append(stage)
+        reused = f" (cached: {', '.join(cached)})" if cached else ""
+        bar.set_description(f"render: {stage}{reused}")
         bar.n = round(start + span * progress / 100)
         bar.refresh()
 
@@ -156,10 +162,13 @@ def cmd_render(settings: Settings, args: argparse.Namespace) -> int:
     for name, data in files.items():
         (args.output / name).write_bytes(data)
     elapsed = time.monotonic() - started
-    hits = len(report_.cache_hits)
+    if report_.cache_hits == ["film"]:
+        reused = "nothing changed since the last render: its outputs, reused"
+    else:
+        reused = f"{len(report_.cache_hits)} cached stage(s)"
     print(
         f"studio: {report_.duration_s:.1f} s film rendered in {elapsed:.1f} s "
-        f"({hits} cached stage(s)); files in {args.output}"
+        f"({reused}); files in {args.output}"
     )
     for warning in report_.warnings:
         print(f"warning: {warning}")

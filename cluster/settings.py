@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     )
     ambience_volume: float = Field(default=0.3, ge=0.0, le=1.0)
     render_workers: int = 2
+    # Stage cache hits come from the same user's earlier renders only; True shares them between
+    # users (faster and cheaper, but a free, instant render tells a user that someone else
+    # rendered that exact spec). Stored bytes are de-duplicated by content either way.
+    stage_cache_shared: bool = False
 
     openai_api_key: SecretStr | None = None
     openai_base_url: str = "https://api.openai.com"

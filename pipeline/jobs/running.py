@@ -51,6 +51,7 @@ def run_job(settings: Settings, job_id: UUID) -> None:
         transition(session, job, JobStatus.running)
         job.attempts += 1
         job_input = dict(job.input)
+        owner = job.user_id
     quality = job_input.get("quality", "animatic")
     try:
         inputs = RenderInputs(
@@ -59,6 +60,7 @@ def run_job(settings: Settings, job_id: UUID) -> None:
             engines=EngineChoice(**job_input["engines"]),
             stop_at=job_input.get("stop_at"),
             job_id=job_id,
+            owner=owner,
         )
         report, files = render_film(inputs, _reporter(url, job_id))
         stored = store_outputs(settings, files)

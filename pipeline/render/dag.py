@@ -11,7 +11,10 @@ whose replicas cannot start (a missing or corrupt model folder) fails the render
 EngineUnavailable.
 Every stage looks in the stage cache first; a scene whose clip is cached costs neither video nor
 lip-sync again. A scene that crossfades from the one before takes that scene's last frame from
-a small task that composes only that frame, so that the two clips encode side by side. Tasks
+a small task that composes only that frame, so that the two clips encode side by side, and is
+cached under that frame too: an edit of the scene before redoes it only if that frame changed.
+Downstream of the clips, the soundtrack, the assembly and the stills are cached by what they
+depend on, and a film whose inputs all match an earlier render's is that render's outputs. Tasks
 retry on worker loss; ObjectRefs carry frames and audio between stages through the object store.
 """
 
@@ -67,12 +70,14 @@ from pipeline.render.stage_cache import (
     audio_from_bytes,
     audio_to_bytes,
     audio_to_wav,
+    cache_scope,
     stage_key,
 )
 from pipeline.render.upload_manager import upload_manager
 from pipeline.storage import StoredObject, open_storage
 
 COMPOSITION_VERSION = "5"  # bump when clip composition changes what a cached clip holds
+ASSEMBLY_VERSION = "1"  # bump when the soundtrack, assembly or stills change what they hold
 LEAD_S = 0.3
 TAIL_S = 0.5
 StopAt = Literal["plan", "voice", "animatic"]
@@ -118,6 +123,9 @@ class RenderInputs(BaseModel):
     stop_at: StopAt | None = None
     spec_dir: str | None = None
     job_id: UUID | None = None
+    owner: UUID | None = None
+    """The user the render is for: stage cache hits come from their renders
+    (`stage_cache.cache_scope`)."""
 
 
 class ScenePlan(BaseModel):
@@ -140,10 +148,12 @@ class RenderReport(BaseModel):
     cache_misses: list[str]
     rendered_seconds: float
     warnings: list[str]
+    stage_seconds: dict[str, float] = Field(default_factory=dict)
+    """Wall seconds the driver spent on each step, in order (`_StageClock`)."""
 
 
-def _cache(settings: Settings) -> StageCache:
-    return StageCache(open_storage(settings))
+def _cache(inputs: RenderInputs) -> StageCache:
+    return StageCache(open_storage(inputs.settings), cache_scope(inputs.settings, inputs.owner))
 
 
 # -- voice -----------------------------------------------------------------------------------
@@ -158,16 +168,16 @@ def voice_key(inputs: RenderInputs, index: int) -> str | None:
     return stage_key("voice", info.name, _version(info), body, inputs.spec.seed + index)
 
 
+def cached_voice(cache: StageCache, key: str) -> Narration | None:
+    if (hit := cache.get("voice", key)) is None:
+        return None
+    segments = [Segment(**s) for s in json.loads(hit["segments.json"])]
+    return Narration(audio_from_bytes(hit["audio.npz"]), segments)
+
+
 @ray.remote(num_cpus=0.25, max_retries=3)
-def voice_stage(inputs: RenderInputs, index: int) -> tuple[Narration | None, bool]:
-    """The scene's narration and whether it came from the cache."""
-    key = voice_key(inputs, index)
-    if key is None:
-        return None, True
-    cache = _cache(inputs.settings)
-    if (hit := cache.get("voice", key)) is not None:
-        segments = [Segment(**s) for s in json.loads(hit["segments.json"])]
-        return Narration(audio_from_bytes(hit["audio.npz"]), segments), True
+def voice_stage(inputs: RenderInputs, index: int, key: str) -> Narration:
+    """The scene's narration, synthesized and stored in the cache under `key`."""
     scene = inputs.spec.scenes[index]
     info = inputs.engines.info(Capability.voice)
     voice = scene.voice.model_copy(update={"language": scene.voice.language})
@@ -179,7 +189,7 @@ def voice_stage(inputs: RenderInputs, index: int) -> tuple[Narration | None, boo
     assert scene.narration is not None
     narration = narrate(synthesize, scene.narration)
     rows = [s.__dict__ for s in narration.segments]
-    cache.put(
+    _cache(inputs).put(
         "voice",
         key,
         {
@@ -187,7 +197,7 @@ def voice_stage(inputs: RenderInputs, index: int) -> tuple[Narration | None, boo
             "segments.json": json.dumps(rows).encode(),
         },
     )
-    return narration, False
+    return narration
 
 
 # -- plan ------------------------------------------------------------------------------------
@@ -211,8 +221,7 @@ def plan_scenes(inputs: RenderInputs, narrations: list[Narration | None]) -> lis
             )
             seconds = spoken
         frames = max(1, round(seconds * spec.fps))
-        previous = plans[-1].clip_key if index and edges[index].crossfade_in else None
-        key = _clip_key(inputs, index, frames, edges[index], voice_key(inputs, index), previous)
+        key = _clip_key(inputs, index, frames, edges[index], voice_key(inputs, index))
         plans.append(
             ScenePlan(
                 index=index,
@@ -234,8 +243,9 @@ def _clip_key(
     frames: int,
     edges: SceneEdges,
     voice: str | None,
-    previous_clip: str | None,
 ) -> str:
+    """The key of a scene's clip from everything but the frame a crossfade starts from, which
+    `crossfade_key` adds."""
     spec = inputs.spec
     scene = spec.scenes[index]
     video = inputs.engines.scene_video(scene)
@@ -251,7 +261,6 @@ def _clip_key(
         "captions": spec.captions,
         "edges": edges.__dict__,
         "voice": voice,
-        "previous": previous_clip,
         "lipsync": [lipsync.name, _version(lipsync)] if scene.character else None,
     }
     version = f"{_version(video)}+composition{COMPOSITION_VERSION}"
@@ -290,6 +299,8 @@ class ClipResult(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     index: int
+    key: str
+    """The clip's cache key: the plan's, or for a crossfade its `crossfade_key`."""
     segment: bytes
     last_frame: bytes
     samples: list[bytes]
@@ -394,6 +405,7 @@ def _finished(
 def clip_stage(
     inputs: RenderInputs,
     plan: ScenePlan,
+    key: str,
     frames: Frames,
     sync_warnings: list[str],
     narration: Narration | None,
@@ -406,6 +418,7 @@ def clip_stage(
     clip = _finished(inputs, plan, frames, narration, previous_last_frame)
     result = ClipResult(
         index=plan.index,
+        key=key,
         segment=encode_segment(clip),
         last_frame=array_to_png(clip.frame(len(clip) - 1)),
         samples=[array_to_png(frames.frame(i)) for i in _sample_indices(len(frames))],
@@ -415,7 +428,7 @@ def clip_stage(
     files = {"segment.mp4": result.segment, "last.png": result.last_frame}
     files |= {f"sample{i}.png": s for i, s in enumerate(result.samples)}
     files["warnings.json"] = json.dumps(warnings).encode()
-    _cache(inputs.settings).put("clip", plan.clip_key, files)
+    _cache(inputs).put("clip", key, files)
     return result
 
 
@@ -446,13 +459,21 @@ def _sample_indices(count: int) -> list[int]:
     return sorted({min(count - 1, round(count * f)) for f in (1 / 3, 1 / 2, 2 / 3)})
 
 
-def cached_clip(inputs: RenderInputs, plan: ScenePlan) -> ClipResult | None:
-    hit = _cache(inputs.settings).get("clip", plan.clip_key)
+def crossfade_key(plan: ScenePlan, previous_last_frame: bytes) -> str:
+    """The key of a clip that crossfades from `previous_last_frame` (PNG): an edit of the scene
+    before makes this clip again only when it changes the frame this one fades from."""
+    body = {"clip": plan.clip_key, "from": previous_last_frame}
+    return stage_key("crossfade", "", COMPOSITION_VERSION, body, 0)
+
+
+def cached_clip(cache: StageCache, plan: ScenePlan, key: str) -> ClipResult | None:
+    hit = cache.get("clip", key)
     if hit is None:
         return None
     samples = [hit[name] for name in sorted(hit) if name.startswith("sample")]
     return ClipResult(
         index=plan.index,
+        key=key,
         segment=hit["segment.mp4"],
         last_frame=hit["last.png"],
         samples=samples,
@@ -464,15 +485,25 @@ def cached_clip(inputs: RenderInputs, plan: ScenePlan) -> ClipResult | None:
 # -- music -----------------------------------------------------------------------------------
 
 
-@ray.remote(num_cpus=0.25, max_retries=3)
-def music_stage(inputs: RenderInputs, duration_s: float) -> tuple[Audio | None, bytes | None, bool]:
+def music_key(inputs: RenderInputs, duration_s: float) -> str | None:
+    """The score's cache key; None for a film without music."""
     music = inputs.spec.music
     if music.style is MusicStyle.none or music.volume == 0:
-        return None, None, True
+        return None
     info = inputs.engines.info(Capability.music)
     body = {"music": music, "duration": round(duration_s, 3)}
-    key = stage_key("music", info.name, _version(info), body, inputs.spec.seed)
-    cache = _cache(inputs.settings)
+    return stage_key("music", info.name, _version(info), body, inputs.spec.seed)
+
+
+@ray.remote(num_cpus=0.25, max_retries=3)
+def music_stage(
+    inputs: RenderInputs, duration_s: float, key: str | None
+) -> tuple[Audio | None, bytes | None, bool]:
+    """The score, its MIDI and whether it came from the cache."""
+    if key is None:
+        return None, None, True
+    music = inputs.spec.music
+    cache = _cache(inputs)
     if (hit := cache.get("music", key)) is not None:
         return audio_from_bytes(hit["audio.npz"]), hit.get("music.mid"), True
     request = MusicRequest(
@@ -482,7 +513,7 @@ def music_stage(inputs: RenderInputs, duration_s: float) -> tuple[Audio | None, 
         duration_s=duration_s,
         seed=inputs.spec.seed,
     )
-    result = call_engine(info, "compose", request)
+    result = call_engine(inputs.engines.info(Capability.music), "compose", request)
     files = {"audio.npz": audio_to_bytes(result.audio)}
     if result.midi:
         files["music.mid"] = result.midi
@@ -490,16 +521,46 @@ def music_stage(inputs: RenderInputs, duration_s: float) -> tuple[Audio | None, 
     return result.audio, result.midi, False
 
 
-# -- assemble --------------------------------------------------------------------------------
+# -- soundtrack, assembly, stills ------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Soundtrack:
+    """The film's sound and what is made with it: the mix encoded (`encode_soundtrack`), the
+    subtitles of the narration on the film's timeline and the score's MIDI."""
+
     aac: bytes
-    """The mix, encoded (`film_assembly.encode_soundtrack`)."""
-    segments: list[Segment]
-    """The narration's sentences on the film's timeline."""
+    srt: bytes
+    vtt: bytes
     midi: bytes | None
+
+    def files(self) -> dict[str, bytes]:
+        """Its files by output name (the AAC under a name of its own: it is not an output)."""
+        files = {"soundtrack.m4a": self.aac, "subtitles.srt": self.srt, "subtitles.vtt": self.vtt}
+        return files | ({"music.mid": self.midi} if self.midi else {})
+
+    @classmethod
+    def from_files(cls, files: dict[str, bytes]) -> Soundtrack:
+        return cls(
+            files["soundtrack.m4a"], files["subtitles.srt"], files["subtitles.vtt"],
+            files.get("music.mid"),
+        )  # fmt: skip
+
+
+def soundtrack_key(inputs: RenderInputs, plans: list[ScenePlan], music: str | None) -> str:
+    """What the soundtrack depends on: each scene's narration (by its voice key) and where it
+    starts, the film's length, and the score."""
+    spec = inputs.spec
+    body = {
+        "voices": [p.voice_key for p in plans],
+        "offsets": [p.offset_frames for p in plans],
+        "frames": sum(p.frames for p in plans),
+        "fps": spec.fps,
+        "lead": LEAD_S,
+        "music": music,
+        "volume": spec.music.volume,
+    }
+    return stage_key("soundtrack", "", ASSEMBLY_VERSION, body, 0)
 
 
 @ray.remote(num_cpus=1, max_retries=3)
@@ -508,38 +569,55 @@ def soundtrack_stage(
     plans: list[ScenePlan],
     narrations: list[Narration | None],
     music: tuple[Audio | None, bytes | None, bool],
+    key: str,
 ) -> Soundtrack:
     """The narration placed on the film's timeline and mixed over the music, encoded while the
-    scenes render."""
+    scenes render, with its subtitles."""
     duration = sum(p.frames for p in plans) / inputs.spec.fps
     track, segments = _narration_track(inputs, plans, narrations, duration)
     music_audio, midi, _ = music
     mix = audio.mix_film(track, music_audio, music_volume=inputs.spec.music.volume)
-    return Soundtrack(film_assembly.encode_soundtrack(mix, duration), segments, midi)
+    soundtrack = Soundtrack(
+        aac=film_assembly.encode_soundtrack(mix, duration),
+        srt=subtitles.to_srt(segments).encode(),
+        vtt=subtitles.to_vtt(segments).encode(),
+        midi=midi,
+    )
+    _cache(inputs).put("soundtrack", key, soundtrack.files())
+    return soundtrack
 
 
 @ray.remote(num_cpus=1, resources={"render_slot": 1}, max_retries=3)
 def assemble_stage(
-    inputs: RenderInputs, plans: list[ScenePlan], clips: list[ClipResult], soundtrack: Soundtrack
-) -> dict[str, bytes]:
-    """The film's files, by output name."""
-    spec = inputs.spec
-    files: dict[str, bytes] = {}
+    inputs: RenderInputs, key: str, segments: list[bytes], soundtrack: Soundtrack
+) -> bytes:
+    """The film: the clips' segments and the soundtrack remuxed into one MP4."""
     with tempfile.TemporaryDirectory() as tmp:
-        segments = [c.segment for c in clips]
-        film = film_assembly.assemble(segments, soundtrack.aac, Path(tmp) / "f.mp4")
-        files["film.mp4"] = film.read_bytes()
-    files["subtitles.srt"] = subtitles.to_srt(soundtrack.segments).encode()
-    files["subtitles.vtt"] = subtitles.to_vtt(soundtrack.segments).encode()
+        film = film_assembly.assemble(segments, soundtrack.aac, Path(tmp) / "f.mp4").read_bytes()
+    _cache(inputs).put("assembly", key, {"film.mp4": film})
+    return film
+
+
+def _stills(
+    inputs: RenderInputs, cache: StageCache, plans: list[ScenePlan], clips: list[ClipResult]
+) -> tuple[dict[str, bytes], bool]:
+    """The thumbnails and the storyboard, and whether they came from the cache. Both are made
+    from the clips' sample frames and the scenes (which the clip keys cover) and the title; they
+    take a tenth of a second, here, where the clips already are."""
+    spec = inputs.spec
+    body = {"clips": [p.clip_key for p in plans], "title": spec.title}
+    key = stage_key("stills", "", ASSEMBLY_VERSION, body, 0)
+    if (hit := cache.get("stills", key)) is not None:
+        return hit, True
+    files: dict[str, bytes] = {}
     samples = [array_from_png(s) for clip in clips for s in clip.samples]
     made = thumbnails.make_thumbnails(samples, spec.title)
     for i, candidate in enumerate(made.candidates):
         files[f"thumbnail{i + 1}.jpg"] = candidate.image
     files["thumbnail.jpg"] = made.chosen.image
     files["storyboard.png"] = _storyboard(inputs, plans, clips)
-    if soundtrack.midi:
-        files["music.mid"] = soundtrack.midi
-    return files
+    cache.put("stills", key, files)
+    return files, False
 
 
 def _narration_track(
@@ -576,9 +654,40 @@ def _storyboard(inputs: RenderInputs, plans: list[ScenePlan], clips: list[ClipRe
 # -- the whole DAG ---------------------------------------------------------------------------
 
 
+def film_key(inputs: RenderInputs) -> str:
+    """Everything a render's outputs depend on: the spec, the bytes of every image it names, the
+    engines with their versions, how far it goes and the versions of this code's steps."""
+    spec = inputs.spec
+    images = [
+        _image_digest(inputs, ref)
+        for index, scene in enumerate(spec.scenes)
+        for ref in (spec.scene_reference(index), scene.character)
+    ]
+    used = [inputs.engines.info(c) for c in Capability]
+    used += [inputs.engines.scene_video(scene) for scene in spec.scenes]
+    body = {
+        "spec": spec,
+        "images": images,
+        "engines": [[info.capability, info.name, _version(info)] for info in used],
+        "stop_at": inputs.stop_at,
+    }
+    version = f"composition{COMPOSITION_VERSION}+assembly{ASSEMBLY_VERSION}"
+    return stage_key("film", "", version, body, spec.seed)
+
+
 def render_film(inputs: RenderInputs, report: Reporter) -> tuple[RenderReport, dict[str, bytes]]:
     """Runs the DAG and returns its report and the output files. `report(stage, status,
-    progress)` is called as stages advance (the job runner writes it to the job row)."""
+    progress)` is called as stages advance (the job runner writes it to the job row).
+
+    A render whose every input is unchanged (`film_key`) returns the earlier outputs from the
+    cache and starts no task. Otherwise each step looks in the cache first, in this process, and
+    only what missed becomes a task."""
+    clock = _StageClock(inputs)
+    cache = _cache(inputs)
+    key = film_key(inputs)
+    if (hit := cache.get("film", key)) is not None:
+        return _reused(inputs, hit, report, clock)
+    clock.lap("film lookup")
     if ray.cluster_resources().get("render_slot", 0) < 1:
         raise EngineUnavailable(
             "no Ray node offers a `render_slot` resource: clip encoding and assembly would "
@@ -587,17 +696,8 @@ def render_film(inputs: RenderInputs, report: Reporter) -> tuple[RenderReport, d
     spec = inputs.spec
     hits: list[str] = []
     misses: list[str] = []
-    count = len(spec.scenes)
-
-    clock = _StageClock(inputs)
     report("voice", "running", 0)
-    voice_refs = [voice_stage.remote(inputs, i) for i in range(count)]
-    voiced = _gather(voice_refs, lambda done: report("voice", "running", 100 * done / count))
-    narrations = [narration for narration, _ in voiced]
-    for i, (narration, cached) in enumerate(voiced):
-        if narration is not None:
-            (hits if cached else misses).append(f"voice:{i}")
-    report("voice", "succeeded", 100)
+    narrations = _voices(inputs, cache, hits, misses, report)
     clock.done("voice", Capability.voice)
     plans = plan_scenes(inputs, narrations)
     duration = sum(p.frames for p in plans) / spec.fps
@@ -605,7 +705,9 @@ def render_film(inputs: RenderInputs, report: Reporter) -> tuple[RenderReport, d
         files = _preview(inputs, plans, narrations, duration, report)
         warnings, rendered = [w for p in plans for w in p.warnings], 0.0
     else:
-        files, clips = _film(inputs, plans, narrations, duration, hits, misses, report, clock)
+        files, clips = _film(
+            inputs, cache, plans, narrations, duration, hits, misses, report, clock
+        )
         warnings = [w for clip in clips for w in clip.warnings]
         ran = sum(p.frames for p, c in zip(plans, clips, strict=True) if not c.cached)
         rendered = ran / spec.fps
@@ -617,11 +719,70 @@ def render_film(inputs: RenderInputs, report: Reporter) -> tuple[RenderReport, d
         rendered_seconds=rendered,
         warnings=warnings,
     )
-    return summary, files
+    cache.put("film", key, {**files, REPORT_FILE: summary.model_dump_json().encode()})
+    clock.lap("film store")
+    return summary.model_copy(update={"stage_seconds": clock.seconds}), files
+
+
+REPORT_FILE = "render-report.json"
+"""The report of the render that made a film entry, kept with its outputs."""
+
+
+def _reused(
+    inputs: RenderInputs, hit: dict[str, bytes], report: Reporter, clock: _StageClock
+) -> tuple[RenderReport, dict[str, bytes]]:
+    """A film entry's outputs, every stage reported as cached."""
+    made = RenderReport.model_validate_json(hit.pop(REPORT_FILE))
+    stages = ("voice", "plan") if inputs.stop_at in ("plan", "voice") else STAGES
+    for stage in stages:
+        report(stage, "cached", 100)
+    clock.lap("film lookup")
+    summary = made.model_copy(
+        update={
+            "cache_hits": ["film"],
+            "cache_misses": [],
+            "rendered_seconds": 0.0,
+            "stage_seconds": clock.seconds,
+        }
+    )
+    return summary, hit
+
+
+STAGES = ("voice", "video", "assemble")
+"""The stages a film render reports, in order."""
+
+
+def _voices(
+    inputs: RenderInputs,
+    cache: StageCache,
+    hits: list[str],
+    misses: list[str],
+    report: Reporter,
+) -> list[Narration | None]:
+    """Each scene's narration: from the cache, or synthesized by a task for the scenes that
+    missed."""
+    narrations: list[Narration | None] = []
+    refs: dict[int, ray.ObjectRef] = {}
+    for index in range(len(inputs.spec.scenes)):
+        key = voice_key(inputs, index)
+        narration = None if key is None else cached_voice(cache, key)
+        narrations.append(narration)
+        if key is not None and narration is None:
+            refs[index] = voice_stage.remote(inputs, index, key)
+            misses.append(f"voice:{index}")
+        elif key is not None:
+            hits.append(f"voice:{index}")
+    count = len(refs)
+    made = _gather(list(refs.values()), lambda done: report("voice", "running", 100 * done / count))
+    for index, narration in zip(refs, made, strict=True):
+        narrations[index] = narration
+    report("voice", "succeeded" if refs else "cached", 100)
+    return narrations
 
 
 def _film(
     inputs: RenderInputs,
+    cache: StageCache,
     plans: list[ScenePlan],
     narrations: list[Narration | None],
     duration: float,
@@ -630,62 +791,131 @@ def _film(
     report: Reporter,
     clock: _StageClock,
 ) -> tuple[dict[str, bytes], list[ClipResult]]:
-    """The film after the voices: music, soundtrack, a clip per scene (from the cache or
-    through video, lip-sync and composition) and the assembly; the files and the clips.
-    Each stage is recorded in `hits` or `misses`."""
-    spec = inputs.spec
-    count = len(spec.scenes)
-    music_ref = music_stage.remote(inputs, duration)
-    soundtrack_ref = soundtrack_stage.remote(inputs, plans, narrations, music_ref)
-    clip_refs: list[ray.ObjectRef] = []
-    previous_last: ray.ObjectRef | bytes | None = None  # the scene before's last frame (PNG)
-    for plan in plans:
-        scene, narration = spec.scenes[plan.index], narrations[plan.index]
-        previous = previous_last if plan.edges["crossfade_in"] else None
-        next_crossfades = plan.index + 1 < count and plans[plan.index + 1].edges["crossfade_in"]
-        cached = cached_clip(inputs, plan)
-        if cached is not None:
-            hits.append(f"clip:{plan.index}")
-            ref = ray.put(cached)
-            previous_last = cached.last_frame if next_crossfades else None
-        else:
-            misses.append(f"clip:{plan.index}")
-            frames = video_stage.remote(inputs, plan)
-            sync_warnings: Any = []
-            if scene.character is not None and narration is not None:
-                lipsynced: Any = lipsync_stage.remote(inputs, plan, frames, narration)
-                frames, sync_warnings = lipsynced  # num_returns=2: two refs
-            ref = clip_stage.remote(inputs, plan, frames, sync_warnings, narration, previous)
-            previous_last = None
-            if next_crossfades:
-                previous_last = last_frame_stage.remote(inputs, plan, frames, narration, previous)
-        clip_refs.append(ref)
+    """The film after the voices: the soundtrack (music, mix, AAC, subtitles), a clip per scene
+    (from the cache or through video, lip-sync and composition), the assembly and the stills;
+    the files and the clips. Each step is recorded in `hits` or `misses`."""
+    missed = len(misses)
+    music = music_key(inputs, duration)
+    sound_key = soundtrack_key(inputs, plans, music)
+    music_ref: ray.ObjectRef | None = None
+    soundtrack: Soundtrack | ray.ObjectRef
+    if (sound_hit := cache.get("soundtrack", sound_key)) is not None:
+        hits.append("soundtrack")
+        soundtrack = Soundtrack.from_files(sound_hit)
+    else:
+        misses.append("soundtrack")
+        music_ref = music_stage.remote(inputs, duration, music)
+        soundtrack = soundtrack_stage.remote(inputs, plans, narrations, music_ref, sound_key)
+    clip_refs = _clips(inputs, cache, plans, narrations, hits, misses)
+    count = len(plans)
     report("video", "running", 0)
     clips = _gather(clip_refs, lambda done: report("video", "running", 100 * done / count))
-    report("video", "succeeded", 100)
+    report("video", "cached" if all(c.cached for c in clips) else "succeeded", 100)
     clock.done("video", Capability.video)
-    music = ray.get(music_ref)
-    if music[0] is not None:
-        (hits if music[2] else misses).append("music")
     report("assemble", "running", 0)
-    files = ray.get(assemble_stage.remote(inputs, plans, clips, soundtrack_ref))
-    report("assemble", "succeeded", 100)
+    if music_ref is not None:
+        music_audio, _, music_cached = ray.get(music_ref)
+        if music_audio is not None:
+            (hits if music_cached else misses).append("music")
+    body = {"clips": [c.key for c in clips], "soundtrack": sound_key}
+    assembly = stage_key("assembly", "", ASSEMBLY_VERSION, body, 0)
+    film: bytes | ray.ObjectRef
+    if (film_hit := cache.get("assembly", assembly)) is not None:
+        hits.append("assembly")
+        film = film_hit["film.mp4"]
+    else:
+        misses.append("assembly")
+        film = assemble_stage.remote(inputs, assembly, [c.segment for c in clips], soundtrack)
+    files, stills_cached = _stills(inputs, cache, plans, clips)
+    (hits if stills_cached else misses).append("stills")
+    sound: Soundtrack = _value(soundtrack)
+    files |= {"film.mp4": _value(film)}
+    files |= {name: data for name, data in sound.files().items() if name != "soundtrack.m4a"}
+    report("assemble", "succeeded" if len(misses) > missed else "cached", 100)
     clock.done("assemble", Capability.video)
     return files, clips
 
 
+def _clips(
+    inputs: RenderInputs,
+    cache: StageCache,
+    plans: list[ScenePlan],
+    narrations: list[Narration | None],
+    hits: list[str],
+    misses: list[str],
+) -> list[ray.ObjectRef]:
+    """A ref per scene to its clip: put from the cache, or made by video, lip-sync and clip
+    tasks. A scene that crossfades is looked up once the frame it fades from is known (from the
+    cache, or from a small task that composes only that frame of the scene before), after every
+    other scene has started."""
+    made: dict[int, tuple[ray.ObjectRef, bool]] = {}
+    last_frames: dict[int, ray.ObjectRef | bytes] = {}  # PNG, for the next scene's crossfade
+    for plan in plans:
+        if not plan.edges["crossfade_in"]:
+            made[plan.index] = _clip(inputs, cache, plans, plan, None, narrations, last_frames)
+    for plan in plans:  # in order: each may fade from the one just looked up
+        if plan.edges["crossfade_in"]:
+            previous: bytes = _value(last_frames.pop(plan.index - 1))
+            made[plan.index] = _clip(inputs, cache, plans, plan, previous, narrations, last_frames)
+    for plan in plans:
+        (hits if made[plan.index][1] else misses).append(f"clip:{plan.index}")
+    return [made[plan.index][0] for plan in plans]
+
+
+def _clip(
+    inputs: RenderInputs,
+    cache: StageCache,
+    plans: list[ScenePlan],
+    plan: ScenePlan,
+    previous: bytes | None,
+    narrations: list[Narration | None],
+    last_frames: dict[int, ray.ObjectRef | bytes],
+) -> tuple[ray.ObjectRef, bool]:
+    """One scene's clip (see `_clips`) and whether it came from the cache; its last frame goes
+    in `last_frames` when the next scene crossfades from it."""
+    key = plan.clip_key if previous is None else crossfade_key(plan, previous)
+    next_crossfades = plan.index + 1 < len(plans) and plans[plan.index + 1].edges["crossfade_in"]
+    narration = narrations[plan.index]
+    cached = cached_clip(cache, plan, key)
+    if cached is not None:
+        if next_crossfades:
+            last_frames[plan.index] = cached.last_frame
+        return ray.put(cached), True
+    frames = video_stage.remote(inputs, plan)
+    sync_warnings: Any = []
+    if inputs.spec.scenes[plan.index].character is not None and narration is not None:
+        lipsynced: Any = lipsync_stage.remote(inputs, plan, frames, narration)
+        frames, sync_warnings = lipsynced  # num_returns=2: two refs
+    if next_crossfades:
+        last_frames[plan.index] = last_frame_stage.remote(inputs, plan, frames, narration, previous)
+    ref = clip_stage.remote(inputs, plan, key, frames, sync_warnings, narration, previous)
+    return ref, False
+
+
+def _value(value: Any) -> Any:
+    """A step's result, made here (a value) or by a task (a ref)."""
+    return ray.get(value) if isinstance(value, ray.ObjectRef) else value
+
+
 class _StageClock:
-    """Times consecutive stages into the `studio_stage_duration_seconds` histogram."""
+    """Times consecutive steps of a render: `seconds` for its report, and the stages into the
+    `studio_stage_duration_seconds` histogram."""
 
     def __init__(self, inputs: RenderInputs) -> None:
         self.inputs = inputs
         self.started = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def lap(self, step: str) -> float:
+        now = time.perf_counter()
+        elapsed = now - self.started
+        self.seconds[step] = round(self.seconds.get(step, 0.0) + elapsed, 4)
+        self.started = now
+        return elapsed
 
     def done(self, stage: str, capability: Capability) -> None:
-        now = time.perf_counter()
         engine = self.inputs.engines.info(capability).deployment
-        metrics.stage_done(stage, engine, now - self.started)
-        self.started = now
+        metrics.stage_done(stage, engine, self.lap(stage))
 
 
 def _gather(refs: list[ray.ObjectRef], progress: Callable[[int], None]) -> list[Any]:

@@ -2,7 +2,11 @@
 
 A key is sha256 over (stage, engine name, engine version, inputs, seed) in canonical JSON, so a
 scene whose inputs did not change is never rendered twice, and a failed job, retried, resumes
-from what its earlier attempt finished. Entries are small sets of named files in the storage.
+from what its earlier attempt finished. An entry is a manifest naming its files; the files are
+content-addressed blobs (`cas/`, the keys render outputs have too), so identical bytes are stored
+once whoever made them. Hits are scoped: a manifest lives under its scope (the user a render is
+for, by default), so rendering what another user rendered is not free and fast, which would tell
+that someone rendered that exact text (`Settings.stage_cache_shared` lets operators share).
 """
 
 from __future__ import annotations
@@ -11,13 +15,18 @@ import hashlib
 import io
 import json
 import wave
+from pathlib import PurePosixPath
 from typing import Any
+from uuid import UUID
 
 import numpy as np
 from pydantic import BaseModel
 
+from cluster.settings import Settings
 from models.base import Audio
-from pipeline.storage import Storage
+from pipeline.storage import Storage, content_key
+
+SHARED_SCOPE = "shared"
 
 
 def stage_key(stage: str, engine: str, version: str, inputs: Any, seed: int) -> str:
@@ -34,33 +43,43 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def cache_scope(settings: Settings, owner: UUID | None) -> str:
+    """Where a render's hits come from: its owner's entries, or everyone's when the operator
+    accepts sharing. A render for no user (`studio render`, batches) has a scope of its own."""
+    if settings.stage_cache_shared:
+        return SHARED_SCOPE
+    return f"user-{owner}" if owner is not None else "local"
+
+
 class StageCache:
-    """Named files under `cache/<stage>/<key>/`; `manifest.json` is written last, so an entry
-    exists only once all its files do."""
+    """Manifests under `cache/<scope>/<stage>/<key>/manifest.json` naming content-addressed
+    blobs; a manifest is written after its blobs, so an entry exists only once all its files
+    do."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, scope: str = SHARED_SCOPE) -> None:
         self.storage = storage
+        self.scope = scope
 
-    def _prefix(self, stage: str, key: str) -> str:
-        return f"cache/{stage}/{key[:2]}/{key}"
+    def _manifest(self, stage: str, key: str) -> str:
+        return f"cache/{self.scope}/{stage}/{key[:2]}/{key}/manifest.json"
 
     def get(self, stage: str, key: str) -> dict[str, bytes] | None:
-        prefix = self._prefix(stage, key)
         try:
-            manifest = json.loads(self.storage.get_bytes(f"{prefix}/manifest.json"))
-        except KeyError:
-            return None
-        try:
-            return {name: self.storage.get_bytes(f"{prefix}/{name}") for name in manifest["files"]}
+            manifest = json.loads(self.storage.get_bytes(self._manifest(stage, key)))
+            return {name: self.storage.get_bytes(blob) for name, blob in manifest["files"].items()}
         except KeyError:
             return None
 
     def put(self, stage: str, key: str, files: dict[str, bytes]) -> None:
-        prefix = self._prefix(stage, key)
-        for name, data in files.items():
-            self.storage.put_bytes(f"{prefix}/{name}", data)
-        manifest = json.dumps({"files": sorted(files)}).encode()
-        self.storage.put_bytes(f"{prefix}/manifest.json", manifest, "application/json")
+        blobs = {name: self._blob(name, data) for name, data in files.items()}
+        manifest = json.dumps({"files": blobs}, sort_keys=True).encode()
+        self.storage.put_bytes(self._manifest(stage, key), manifest, "application/json")
+
+    def _blob(self, name: str, data: bytes) -> str:
+        key = content_key(hashlib.sha256(data).hexdigest(), PurePosixPath(name).suffix)
+        if not self.storage.exists(key):
+            self.storage.put_bytes(key, data)
+        return key
 
 
 def audio_to_bytes(audio: Audio) -> bytes:

@@ -88,5 +88,7 @@ def test_final_render_through_the_neural_deployments_is_a_correct_mp4(
     assert info.frame_count == report.frame_count == round(report.duration_s * SPEC.fps)
     assert abs(info.video_duration_s - report.duration_s) < 0.1
     assert abs(info.audio_duration_s - report.duration_s) < 0.1
-    assert sorted(report.cache_misses) == ["clip:0", "clip:1", "music", "voice:0", "voice:1"]
+    assert sorted(report.cache_misses) == [
+        "assembly", "clip:0", "clip:1", "music", "soundtrack", "stills", "voice:0", "voice:1",
+    ]  # fmt: skip
     assert files["subtitles.srt"].decode().count("-->") >= 2

@@ -74,7 +74,8 @@ def test_regenerating_an_unchanged_project_is_free(studio: Settings) -> None:
     again = jobs.submit_render(studio, user, project.id, RenderRequest(), regenerate=True)
     second = wait_for(studio, again.id, finished)
     assert second.status == JobStatus.succeeded
-    assert second.output["cache"]["misses"] == []
+    assert second.output["cache"] == {"hits": ["film"], "misses": []}
+    assert {stage["status"] for stage in second.stages.values()} == {"cached"}
     assert second.output["credits_used"] == 0
     assert settled_balance(studio, user) == (available, 0)
     assert (

@@ -1,5 +1,6 @@
 """The README's first command: `studio render examples/story.yaml -o DIR` on a fresh data folder
-renders the sample story (its own local Ray, the CPU engines on Serve)."""
+renders the sample story (its own local Ray, the CPU engines on Serve); the same command again
+reuses it, and says so."""
 
 from __future__ import annotations
 
@@ -38,3 +39,12 @@ def test_studio_render_makes_the_sample_story(tmp_path: Path) -> None:
     assert {"subtitles.srt", "subtitles.vtt", "thumbnail.jpg", "storyboard.png"} <= {
         p.name for p in out.iterdir()
     }
+
+    again = subprocess.run(
+        [*command, "-o", str(tmp_path / "again")], capture_output=True, text=True, env=env,
+        cwd=tmp_path, timeout=900,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "nothing changed since the last render" in again.stdout
+    assert "cached: voice, video, assemble" in again.stderr, "the bar says what was reused"
+    assert (tmp_path / "again" / "film.mp4").read_bytes() == (out / "film.mp4").read_bytes()
