@@ -45,6 +45,7 @@ from models.base import (
     LipSyncResult,
     MusicRequest,
     MusicStyle,
+    SoundFrames,
     VideoRequest,
     VoiceRequest,
 )
@@ -306,6 +307,8 @@ class ClipResult(BaseModel):
     samples: list[bytes]
     cached: bool
     warnings: list[str]
+    ambience: bytes | None = None
+    """The video model's own sound for the scene (`audio_to_bytes`), kept as an ambience bed."""
 
 
 def _keyframe(inputs: RenderInputs, scene: Scene, index: int) -> bytes | None:
@@ -358,12 +361,24 @@ def video_request(inputs: RenderInputs, plan: ScenePlan) -> VideoRequest:
     )
 
 
-@ray.remote(num_cpus=0.25, max_retries=3)
-def video_stage(inputs: RenderInputs, plan: ScenePlan) -> Frames:
+@ray.remote(num_cpus=0.25, num_returns=2, max_retries=3)
+def video_stage(inputs: RenderInputs, plan: ScenePlan) -> tuple[Frames, bytes | None]:
+    """The scene's frames, and the sound the model made with them when it is kept as an
+    ambience bed (`makes_ambience`)."""
     request = video_request(inputs, plan)
     engine = inputs.engines.scene_video(inputs.spec.scenes[plan.index])
     frames: Frames = call_engine(engine, "generate", request)
-    return _fit_length(frames, plan.frames)
+    sound = None
+    if isinstance(frames, SoundFrames) and makes_ambience(inputs, plan.index):
+        sound = audio_to_bytes(frames.sound)
+    return _fit_length(frames, plan.frames), sound
+
+
+def makes_ambience(inputs: RenderInputs, index: int) -> bool:
+    """Whether scene `index`'s video engine makes a sound that the render keeps (STUDIO_VIDEO_SOUND
+    `ambience`) under the narration."""
+    engine = inputs.engines.scene_video(inputs.spec.scenes[index])
+    return engine.makes_sound and inputs.settings.video_sound == "ambience"
 
 
 def _fit_length(frames: Frames, count: int) -> Frames:
@@ -410,9 +425,10 @@ def clip_stage(
     sync_warnings: list[str],
     narration: Narration | None,
     previous_last_frame: bytes | None,
+    ambience: bytes | None,
 ) -> ClipResult:
     """Captions, transitions, encode; the frames are lip-synced already where the scene has a
-    speaking character."""
+    speaking character. The scene's ambience is kept with the clip in the cache."""
     _one_core()
     warnings = [*plan.warnings, *sync_warnings]
     clip = _finished(inputs, plan, frames, narration, previous_last_frame)
@@ -424,10 +440,13 @@ def clip_stage(
         samples=[array_to_png(frames.frame(i)) for i in _sample_indices(len(frames))],
         cached=False,
         warnings=warnings,
+        ambience=ambience,
     )
     files = {"segment.mp4": result.segment, "last.png": result.last_frame}
     files |= {f"sample{i}.png": s for i, s in enumerate(result.samples)}
     files["warnings.json"] = json.dumps(warnings).encode()
+    if ambience is not None:
+        files["ambience.npz"] = ambience
     _cache(inputs).put("clip", key, files)
     return result
 
@@ -479,6 +498,7 @@ def cached_clip(cache: StageCache, plan: ScenePlan, key: str) -> ClipResult | No
         samples=samples,
         cached=True,
         warnings=json.loads(hit["warnings.json"]),
+        ambience=hit.get("ambience.npz"),
     )
 
 
@@ -549,8 +569,10 @@ class Soundtrack:
 
 def soundtrack_key(inputs: RenderInputs, plans: list[ScenePlan], music: str | None) -> str:
     """What the soundtrack depends on: each scene's narration (by its voice key) and where it
-    starts, the film's length, and the score."""
+    starts, the film's length, the score, and the ambience of the scenes that keep one (by the
+    key of the clip it comes with)."""
     spec = inputs.spec
+    ambience = [p.clip_key if makes_ambience(inputs, p.index) else None for p in plans]
     body = {
         "voices": [p.voice_key for p in plans],
         "offsets": [p.offset_frames for p in plans],
@@ -560,6 +582,8 @@ def soundtrack_key(inputs: RenderInputs, plans: list[ScenePlan], music: str | No
         "music": music,
         "volume": spec.music.volume,
     }
+    if any(ambience):
+        body |= {"ambience": ambience, "ambience_volume": inputs.settings.ambience_volume}
     return stage_key("soundtrack", "", ASSEMBLY_VERSION, body, 0)
 
 
@@ -570,13 +594,25 @@ def soundtrack_stage(
     narrations: list[Narration | None],
     music: tuple[Audio | None, bytes | None, bool],
     key: str,
+    sounds: list[Any],
 ) -> Soundtrack:
-    """The narration placed on the film's timeline and mixed over the music, encoded while the
-    scenes render, with its subtitles."""
+    """The narration placed on the film's timeline and mixed over the music and the scenes'
+    ambience (`sounds`: per scene, its sound as bytes or the ref of its video task's, or None),
+    encoded while the scenes render, with its subtitles."""
     duration = sum(p.frames for p in plans) / inputs.spec.fps
     track, segments = _narration_track(inputs, plans, narrations, duration)
+    starts = [plan.offset_frames / inputs.spec.fps for plan in plans]
+    made = [(start, _value(sound)) for start, sound in zip(starts, sounds, strict=True)]
+    beds = [(start, audio_from_bytes(sound)) for start, sound in made if sound is not None]
+    ambience = audio.place(beds, duration) if beds else None
     music_audio, midi, _ = music
-    mix = audio.mix_film(track, music_audio, music_volume=inputs.spec.music.volume)
+    mix = audio.mix_film(
+        track,
+        music_audio,
+        music_volume=inputs.spec.music.volume,
+        ambience=ambience,
+        ambience_volume=inputs.settings.ambience_volume,
+    )
     soundtrack = Soundtrack(
         aac=film_assembly.encode_soundtrack(mix, duration),
         srt=subtitles.to_srt(segments).encode(),
@@ -670,6 +706,7 @@ def film_key(inputs: RenderInputs) -> str:
         "images": images,
         "engines": [[info.capability, info.name, _version(info)] for info in used],
         "stop_at": inputs.stop_at,
+        "sound": [inputs.settings.video_sound, inputs.settings.ambience_volume],
     }
     version = f"composition{COMPOSITION_VERSION}+assembly{ASSEMBLY_VERSION}"
     return stage_key("film", "", version, body, spec.seed)
@@ -799,14 +836,16 @@ def _film(
     sound_key = soundtrack_key(inputs, plans, music)
     music_ref: ray.ObjectRef | None = None
     soundtrack: Soundtrack | ray.ObjectRef
+    clip_refs, sounds = _clips(inputs, cache, plans, narrations, hits, misses)
     if (sound_hit := cache.get("soundtrack", sound_key)) is not None:
         hits.append("soundtrack")
         soundtrack = Soundtrack.from_files(sound_hit)
     else:
         misses.append("soundtrack")
         music_ref = music_stage.remote(inputs, duration, music)
-        soundtrack = soundtrack_stage.remote(inputs, plans, narrations, music_ref, sound_key)
-    clip_refs = _clips(inputs, cache, plans, narrations, hits, misses)
+        soundtrack = soundtrack_stage.remote(
+            inputs, plans, narrations, music_ref, sound_key, sounds
+        )
     count = len(plans)
     report("video", "running", 0)
     clips = _gather(clip_refs, lambda done: report("video", "running", 100 * done / count))
@@ -843,12 +882,13 @@ def _clips(
     narrations: list[Narration | None],
     hits: list[str],
     misses: list[str],
-) -> list[ray.ObjectRef]:
+) -> tuple[list[ray.ObjectRef], list[Any]]:
     """A ref per scene to its clip: put from the cache, or made by video, lip-sync and clip
-    tasks. A scene that crossfades is looked up once the frame it fades from is known (from the
-    cache, or from a small task that composes only that frame of the scene before), after every
-    other scene has started."""
-    made: dict[int, tuple[ray.ObjectRef, bool]] = {}
+    tasks; and per scene its ambience (bytes from the cache, the ref of its video task's sound,
+    or None). A scene that crossfades is looked up once the frame it fades from is known (from
+    the cache, or from a small task that composes only that frame of the scene before), after
+    every other scene has started."""
+    made: dict[int, tuple[ray.ObjectRef, bool, Any]] = {}
     last_frames: dict[int, ray.ObjectRef | bytes] = {}  # PNG, for the next scene's crossfade
     for plan in plans:
         if not plan.edges["crossfade_in"]:
@@ -859,7 +899,7 @@ def _clips(
             made[plan.index] = _clip(inputs, cache, plans, plan, previous, narrations, last_frames)
     for plan in plans:
         (hits if made[plan.index][1] else misses).append(f"clip:{plan.index}")
-    return [made[plan.index][0] for plan in plans]
+    return [made[plan.index][0] for plan in plans], [made[plan.index][2] for plan in plans]
 
 
 def _clip(
@@ -870,9 +910,9 @@ def _clip(
     previous: bytes | None,
     narrations: list[Narration | None],
     last_frames: dict[int, ray.ObjectRef | bytes],
-) -> tuple[ray.ObjectRef, bool]:
-    """One scene's clip (see `_clips`) and whether it came from the cache; its last frame goes
-    in `last_frames` when the next scene crossfades from it."""
+) -> tuple[ray.ObjectRef, bool, Any]:
+    """One scene's clip (see `_clips`), whether it came from the cache and its ambience; its last
+    frame goes in `last_frames` when the next scene crossfades from it."""
     key = plan.clip_key if previous is None else crossfade_key(plan, previous)
     next_crossfades = plan.index + 1 < len(plans) and plans[plan.index + 1].edges["crossfade_in"]
     narration = narrations[plan.index]
@@ -880,16 +920,18 @@ def _clip(
     if cached is not None:
         if next_crossfades:
             last_frames[plan.index] = cached.last_frame
-        return ray.put(cached), True
-    frames = video_stage.remote(inputs, plan)
+        ambience = cached.ambience if makes_ambience(inputs, plan.index) else None
+        return ray.put(cached), True, ambience
+    video: Any = video_stage.remote(inputs, plan)
+    frames, sound = video  # num_returns=2: two refs
     sync_warnings: Any = []
     if inputs.spec.scenes[plan.index].character is not None and narration is not None:
         lipsynced: Any = lipsync_stage.remote(inputs, plan, frames, narration)
         frames, sync_warnings = lipsynced  # num_returns=2: two refs
     if next_crossfades:
         last_frames[plan.index] = last_frame_stage.remote(inputs, plan, frames, narration, previous)
-    ref = clip_stage.remote(inputs, plan, key, frames, sync_warnings, narration, previous)
-    return ref, False
+    ref = clip_stage.remote(inputs, plan, key, frames, sync_warnings, narration, previous, sound)
+    return ref, False, sound if makes_ambience(inputs, plan.index) else None
 
 
 def _value(value: Any) -> Any:

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 from ray import serve
 from ray.serve.schema import ReplicaState
@@ -23,6 +25,7 @@ pytestmark = pytest.mark.ray
 
 ENGINES = EngineChoice(video="ltx", image="card", voice="coqui-vits", lipsync="wav2lip")
 NEURAL = ("video-ltx", "voice-coqui-vits", "lipsync-wav2lip")
+WITH_SOUND = "video-ltx-2"
 
 SPEC = FilmSpec.model_validate(
     {
@@ -55,13 +58,13 @@ def neural_settings(
     tmp = tmp_path_factory.mktemp("final")
     settings = Settings(
         data_dir=tmp / "var",
-        models_dir=tiny_models(["ltx-video", "vits", "wav2lip"]),
+        models_dir=tiny_models(["ltx-video", "ltx-2", "vits", "wav2lip"]),
         serve_config=derived_config(GPU_CONFIG, tmp / "serve_config.yaml"),
         _env_file=None,
     )
-    deploy(settings, set(NEURAL))
+    deploy(settings, {*NEURAL, WITH_SOUND})
     yield settings
-    for name in NEURAL:
+    for name in (*NEURAL, WITH_SOUND):
         serve.delete(name)
 
 
@@ -92,3 +95,32 @@ def test_final_render_through_the_neural_deployments_is_a_correct_mp4(
         "assembly", "clip:0", "clip:1", "music", "soundtrack", "stills", "voice:0", "voice:1",
     ]  # fmt: skip
     assert files["subtitles.srt"].decode().count("-->") >= 2
+
+
+def test_ltx2s_own_sound_is_an_ambience_bed_or_dropped_by_setting(
+    neural_settings: Settings, tmp_path: Path
+) -> None:
+    """A scene with no narration and no music: its sound is LTX-2's own, kept under the
+    (absent) narration at STUDIO_AMBIENCE_VOLUME, or silence with STUDIO_VIDEO_SOUND=drop."""
+    spec = FilmSpec.model_validate(
+        {"title": "Hum", "aspect_ratio": "1:1", "resolution": 144, "fps": 12,
+         "music": {"style": "none"}, "scenes": [{"prompt": "rain on a window", "duration_s": 2}]}
+    )  # fmt: skip
+    levels = {}
+    for sound in ("ambience", "drop"):
+        settings = neural_settings.model_copy(update={"video_sound": sound})
+        engines = EngineChoice(video="ltx-2", image="card")
+        inputs = RenderInputs(settings=settings, spec=spec, engines=engines)
+        report, files = render_film(inputs, lambda stage, status, progress: None)
+        film = tmp_path / f"{sound}.mp4"
+        film.write_bytes(files["film.mp4"])
+        info = inspect_film(film)
+        assert abs(info.audio_duration_s - report.duration_s) < 0.1
+        with av.open(str(film)) as container:
+            decoded = [f.to_ndarray().mean(axis=0) for f in container.decode(audio=0)]
+        samples = np.concatenate(decoded)
+        levels[sound] = 20 * np.log10(np.sqrt(np.mean(samples**2)) + 1e-12)
+    # The tiny model's sound is levelled to -18 dBFS where it is audible, then taken down to the
+    # ambience volume (0.3: -10.5 dB); it is shorter than the clip, so the film's RMS is lower.
+    assert levels["ambience"] > -60, levels
+    assert levels["drop"] < -80, levels
