@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from PIL import Image
 
 from models.base import Audio, Frames, VideoRequest, Voice, VoiceRequest
+from models.neural import ltx, ltx2, wan
 from models.neural.device import compile_module, seeded_generator
 from models.neural.diffusion import start_image
 from models.registry import build_engine, engine_info
@@ -104,6 +105,11 @@ TINY_SHOTS: dict[str, dict[str, Any]] = {
     "cogvideox": {},
     "wan": {"base_size": (64, 32), "max_frames": 9},
     "ltx-2": {"base_size": (64, 32), "max_frames": 9, "stg_blocks": None},
+}
+NEGATIVE_PROMPTS = {
+    "wan": wan.NEGATIVE_PROMPT,
+    "ltx": ltx.NEGATIVE_PROMPT,
+    "ltx-2": ltx2.NEGATIVE_PROMPT,
 }
 ENGINE_NAMES = {"ltx": "ltx", "cogvideox": "cogvideox-2b", "wan": "wan", "ltx-2": "ltx-2"}
 # The registry's model folder of each benchmarked model.
@@ -326,6 +332,12 @@ def raw_call(name: str, engine: Any, request: VideoRequest) -> Callable[[], Any]
     }
     if request.keyframe_png is not None:
         kwargs["image"] = start_image(request, shot)
+    # The engine's guidance and negative prompt, so that only the engine's own work differs.
+    kwargs["guidance_scale"] = engine.guidance_scale
+    if name in NEGATIVE_PROMPTS:
+        kwargs["negative_prompt"] = NEGATIVE_PROMPTS[name]
+    if name == "cogvideox":
+        kwargs["use_dynamic_cfg"] = engine.pipe.transformer.config.use_rotary_positional_embeddings
     if name in ("ltx", "ltx-2"):
         kwargs["frame_rate"] = round(shot.fps) if name == "ltx" else shot.fps
     if name == "ltx-2" and engine.stg_blocks is None:

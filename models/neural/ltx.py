@@ -21,7 +21,7 @@ from models.neural.diffusion import (
 )
 
 # The negative prompt the LTX-Video authors recommend.
-_NEGATIVE = "worst quality, inconsistent motion, blurry, jittery, distorted"
+NEGATIVE_PROMPT = "worst quality, inconsistent motion, blurry, jittery, distorted"
 
 
 class LtxVideoEngine(TextOrImageVideoEngine):
@@ -70,7 +70,7 @@ class LtxVideoEngine(TextOrImageVideoEngine):
             decode = {"decode_timestep": 0.05, "decode_noise_scale": 0.025}
         out = pipe(
             prompt=[describe(request) for request in requests],
-            negative_prompt=_NEGATIVE,
+            negative_prompt=NEGATIVE_PROMPT,
             width=shot.width,
             height=shot.height,
             num_frames=shot.frames,

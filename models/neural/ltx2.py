@@ -22,7 +22,7 @@ from models.neural.diffusion import (
     load_pipeline,
 )
 
-_NEGATIVE = "worst quality, inconsistent motion, blurry, jittery, distorted"
+NEGATIVE_PROMPT = "worst quality, inconsistent motion, blurry, jittery, distorted"
 
 
 class Ltx2VideoEngine(TextOrImageVideoEngine):
@@ -74,7 +74,7 @@ class Ltx2VideoEngine(TextOrImageVideoEngine):
         guidance = self.stg_scale if self.stg_blocks else 0.0
         out = pipe(
             prompt=[describe(request) for request in requests],
-            negative_prompt=_NEGATIVE,
+            negative_prompt=NEGATIVE_PROMPT,
             width=shot.width,
             height=shot.height,
             num_frames=shot.frames,

@@ -22,7 +22,9 @@ from models.neural.diffusion import (
 )
 
 # The negative prompt of the Wan authors' examples, in short.
-_NEGATIVE = "static, blurred details, worst quality, low quality, jpeg artifacts, deformed, ugly"
+NEGATIVE_PROMPT = (
+    "static, blurred details, worst quality, low quality, jpeg artifacts, deformed, ugly"
+)
 
 
 class WanVideoEngine(TextOrImageVideoEngine):
@@ -79,7 +81,7 @@ class WanVideoEngine(TextOrImageVideoEngine):
         prompts = [describe(request) for request in requests]
         out = pipe(
             prompt=prompts if len(prompts) > 1 else prompts[0],
-            negative_prompt=_NEGATIVE,
+            negative_prompt=NEGATIVE_PROMPT,
             width=shot.width,
             height=shot.height,
             num_frames=shot.frames,
