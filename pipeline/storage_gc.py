@@ -65,7 +65,8 @@ def collect(
     evicted: list[stage_cache.CacheEntry] = []
     if settings.stage_cache_budget_bytes is not None:
         evicted = stage_cache.over_budget(entries, sizes, settings.stage_cache_budget_bytes)
-    kept = [entry for entry in entries if entry not in evicted]
+    gone = {entry.manifest.key for entry in evicted}
+    kept = [entry for entry in entries if entry.manifest.key not in gone]
     referenced = database_keys(settings.resolved_database_url)
     cached = {blob for entry in kept for blob in entry.blobs}
     result = Collection(dry_run, evicted=[entry.manifest for entry in evicted])
