@@ -6,6 +6,7 @@ studio render SPEC -o DIR         render a film spec here, with a progress bar
 studio plan STORY -o FILM.yaml    plan a story, screenplay or idea into a film spec to edit
 studio render STORY.txt -o DIR    plan a story, then render it
 studio submit MANIFEST            batch renders on the cluster (Ray Data)
+studio storage gc [--dry-run]     remove stored objects nothing names (and evict the cache)
 studio admin create-admin EMAIL   make a user an admin
 """
 
@@ -66,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     submit = commands.add_parser("submit", help="render a JSONL manifest of specs as a batch")
     submit.add_argument("manifest", type=Path)
     submit.add_argument("-o", "--output", type=Path, default=Path("batch-results.jsonl"))
+
+    storage = commands.add_parser("storage", help="stored objects")
+    storage_commands = storage.add_subparsers(dest="action", required=True)
+    storage_commands.add_parser(
+        "gc", help="remove stored objects nothing names any more, and evict the stage cache"
+    ).add_argument("--dry-run", action="store_true", help="report what would go; remove nothing")
 
     admin = commands.add_parser("admin", help="administration")
     admin_commands = admin.add_subparsers(dest="action", required=True)
@@ -215,6 +222,24 @@ def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
     return batch.main([str(args.manifest), "-o", str(args.output)])
 
 
+def cmd_storage(settings: Settings, args: argparse.Namespace) -> int:
+    from pipeline import storage_gc  # deferred (see the imports: it records Ray metrics)
+
+    result = storage_gc.collect(settings, dry_run=args.dry_run)
+    verb = "would reclaim" if args.dry_run else "reclaimed"
+    for info in result.evicted:
+        print(f"cache entry {info.key} ({info.size} bytes)")
+    for info in result.swept:
+        print(f"object {info.key} ({info.size} bytes)")
+    print(
+        f"studio: {verb} {result.reclaimed_bytes} bytes: {len(result.swept)} unreferenced "
+        f"object(s), {len(result.evicted)} cache entr(ies) over the budget; "
+        f"{len(result.young)} unreferenced object(s) within the grace period kept"
+    )
+    print("stored bytes by kind: " + ", ".join(f"{k} {v}" for k, v in result.stored.items()))
+    return 0
+
+
 def cmd_admin(settings: Settings, args: argparse.Namespace) -> int:
     with session_scope(settings.resolved_database_url) as session:
         email = addresses.normalise(args.email)
@@ -233,6 +258,7 @@ COMMANDS = {
     "render": cmd_render,
     "plan": cmd_plan,
     "submit": cmd_submit,
+    "storage": cmd_storage,
     "admin": cmd_admin,
 }
 

@@ -87,6 +87,14 @@ METRICS: dict[str, MetricSpec] = {
             ("engine",),
         ),
         MetricSpec("studio_ledger_errors_total", "counter", "Ledger operations that failed.", ()),
+        MetricSpec(
+            "studio_storage_bytes",
+            "gauge",
+            "Bytes of content-addressed objects in storage at the last collection, by kind: "
+            "referenced by the database, named only by stage-cache entries, or unreferenced "
+            "but within the grace period.",
+            ("kind",),
+        ),
     )
 }
 
@@ -173,3 +181,7 @@ def engine_replicas(engine: str, replicas: int) -> None:
 
 def ledger_error() -> None:
     _metric("studio_ledger_errors_total", Counter).inc()
+
+
+def storage_bytes(kind: str, size: int) -> None:
+    _metric("studio_storage_bytes", Gauge).set(size, tags={"kind": kind})

@@ -88,6 +88,24 @@ class Settings(BaseSettings):
     # users (faster and cheaper, but a free, instant render tells a user that someone else
     # rendered that exact spec). Stored bytes are de-duplicated by content either way.
     stage_cache_shared: bool = False
+    stage_cache_budget_bytes: int | None = Field(
+        default=20 * 1024**3,
+        ge=0,
+        description="The stage cache's size in bytes: after each write, the entries used least "
+        "recently are evicted until the rest fit (None: no bound)",
+    )
+    storage_gc_grace_s: int = Field(
+        default=24 * 3600,
+        ge=0,
+        description="Unreferenced stored objects younger than this are never collected: a "
+        "render running during a collection keeps what it wrote",
+    )
+    storage_gc_interval_s: float = Field(
+        default=6 * 3600,
+        ge=0,
+        description="How often the scheduler collects unreferenced stored objects (0: never; "
+        "`studio storage gc` runs it by hand)",
+    )
 
     openai_api_key: SecretStr | None = None
     openai_base_url: str = "https://api.openai.com"

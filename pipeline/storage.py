@@ -52,6 +52,15 @@ class StoredObject:
     content_type: str
 
 
+@dataclass(frozen=True)
+class ObjectInfo:
+    """A listed object: its key, size in bytes and last write (or `touch`), in epoch seconds."""
+
+    key: str
+    size: int
+    modified: float
+
+
 def content_key(sha256: str, suffix: str = "") -> str:
     return f"cas/{sha256[:2]}/{sha256}{suffix}"
 
@@ -83,7 +92,16 @@ class Storage(ABC):
     def delete(self, key: str) -> None: ...
 
     @abstractmethod
-    def list(self, prefix: str) -> Iterator[str]: ...
+    def scan(self, prefix: str) -> Iterator[ObjectInfo]:
+        """The objects whose keys start with `prefix`, with their sizes and times."""
+
+    @abstractmethod
+    def touch(self, key: str) -> None:
+        """Marks the object as written now (the garbage collector's grace period counts from
+        it); raises KeyError when it does not exist."""
+
+    def list(self, prefix: str) -> Iterator[str]:
+        return (info.key for info in self.scan(prefix))
 
     @abstractmethod
     def url(self, key: str, expires_s: int, filename: str | None = None) -> str:
@@ -102,13 +120,16 @@ class Storage(ABC):
     def put_content(
         self, path: Path, suffix: str = "", content_type: str | None = None
     ) -> StoredObject:
-        """Stores a file under its content-addressed key; an existing copy is not sent again."""
+        """Stores a file under its content-addressed key; an existing copy is not sent again,
+        only touched, so that a collection running meanwhile sees it as new."""
         sha = sha256_file(path)
         key = content_key(sha, suffix)
         content_type = content_type or guess_type(key)
-        if self.exists(key):
-            return StoredObject(key, path.stat().st_size, sha, content_type)
-        return self.put_file(key, path, content_type)
+        try:
+            self.touch(key)
+        except KeyError:
+            return self.put_file(key, path, content_type)
+        return StoredObject(key, path.stat().st_size, sha, content_type)
 
     def get_bytes(self, key: str) -> bytes:
         with self.open(key) as f:
@@ -165,11 +186,22 @@ class LocalStorage(Storage):
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
-    def list(self, prefix: str) -> Iterator[str]:
-        for path in sorted(self.root.rglob("*")):
+    def scan(self, prefix: str) -> Iterator[ObjectInfo]:
+        folder = self.root / prefix.rpartition("/")[0]
+        for path in sorted(folder.rglob("*")):
             key = path.relative_to(self.root).as_posix()
             if path.is_file() and key.startswith(prefix) and not path.name.startswith(".part-"):
-                yield key
+                try:
+                    stat = path.stat()
+                except FileNotFoundError:  # deleted since the folder was read
+                    continue
+                yield ObjectInfo(key, stat.st_size, stat.st_mtime)
+
+    def touch(self, key: str) -> None:
+        try:
+            os.utime(self._path(key))
+        except FileNotFoundError:
+            raise KeyError(key) from None
 
     def url(self, key: str, expires_s: int, filename: str | None = None) -> str:
         expires = int(time.time()) + expires_s
@@ -258,11 +290,30 @@ class S3Storage(Storage):
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
-    def list(self, prefix: str) -> Iterator[str]:
+    def scan(self, prefix: str) -> Iterator[ObjectInfo]:
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
             for item in page.get("Contents", []):
-                yield item["Key"][len(self.prefix) :]
+                key = item["Key"][len(self.prefix) :]
+                yield ObjectInfo(key, int(item["Size"]), item["LastModified"].timestamp())
+
+    def touch(self, key: str) -> None:
+        """Copies the object onto itself (on the server, nothing is downloaded), which S3
+        allows only with its metadata replaced: the same metadata is sent again."""
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as e:
+            if e.response["Error"]["Code"] in ("NoSuchKey", "404", "NotFound"):
+                raise KeyError(key) from None
+            raise
+        self.client.copy_object(
+            Bucket=self.bucket,
+            Key=self._key(key),
+            CopySource={"Bucket": self.bucket, "Key": self._key(key)},
+            MetadataDirective="REPLACE",
+            Metadata=head.get("Metadata", {}),
+            ContentType=head.get("ContentType", guess_type(key)),
+        )
 
     def url(self, key: str, expires_s: int, filename: str | None = None) -> str:
         params = {"Bucket": self.bucket, "Key": self._key(key)}

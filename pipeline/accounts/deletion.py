@@ -1,7 +1,8 @@
 """Deleting an account: the person's data goes, the money's history stays.
 
 Removed: projects, jobs and their logs, assets and the stored objects no other user's asset
-still names (storage is content-addressed, so two users can share an object), linked Google
+still names (storage is content-addressed, so two users can share an object), the user's own
+stage-cache entries (their blobs go with the next storage collection), linked Google
 identities (channel grants revoked at Google as far as it answers), refresh tokens, email
 tokens, idempotency records, YouTube records and moderation flags, and the email addresses
 in the user's audit entries. Kept: the ledger, the credit account and reservations, which name
@@ -37,6 +38,7 @@ from db.models import (
 from db.types import utcnow
 from pipeline.errors import Conflict
 from pipeline.publish.google_oauth import forget_user
+from pipeline.render.stage_cache import drop_scope, user_scope
 from pipeline.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,7 @@ def delete_account(session: Session, settings: Settings, storage: Storage, user:
     )
     session.commit()
     _remove_objects(session, storage, keys)
+    drop_scope(storage, user_scope(user.id))
 
 
 def _storage_keys(session: Session, user_id: uuid.UUID) -> set[str]:

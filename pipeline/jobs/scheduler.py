@@ -23,6 +23,7 @@ from cluster.settings import Settings
 from db.models import Job, JobStatus
 from db.session import database_tag, session_scope
 from db.types import utcnow
+from pipeline import storage_gc
 from pipeline.jobs.running import fail_job, run_job
 from pipeline.ledger import billing
 from pipeline.lifecycle import transition
@@ -70,6 +71,7 @@ class RenderScheduler:
                 self._reap()
                 self._start_queued()
                 billing.sweep_when_due(self.settings)
+                storage_gc.collect_when_due(self.settings)
             except Exception:
                 log.exception("scheduler pass failed")
             with contextlib.suppress(TimeoutError):

@@ -154,7 +154,9 @@ class RenderReport(BaseModel):
 
 
 def _cache(inputs: RenderInputs) -> StageCache:
-    return StageCache(open_storage(inputs.settings), cache_scope(inputs.settings, inputs.owner))
+    settings = inputs.settings
+    scope = cache_scope(settings, inputs.owner)
+    return StageCache(open_storage(settings), scope, settings.stage_cache_budget_bytes)
 
 
 # -- voice -----------------------------------------------------------------------------------
