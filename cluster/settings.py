@@ -91,8 +91,8 @@ class Settings(BaseSettings):
     stage_cache_budget_bytes: int | None = Field(
         default=20 * 1024**3,
         ge=0,
-        description="The stage cache's size in bytes: after each write, the entries used least "
-        "recently are evicted until the rest fit (None: no bound)",
+        description="The stage cache's size in bytes: as each render ends, the entries used "
+        "least recently are evicted until the rest fit (None: no bound)",
     )
     storage_gc_grace_s: int = Field(
         default=24 * 3600,

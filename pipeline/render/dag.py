@@ -759,6 +759,7 @@ def render_film(inputs: RenderInputs, report: Reporter) -> tuple[RenderReport, d
         warnings=warnings,
     )
     cache.put("film", key, {**files, REPORT_FILE: summary.model_dump_json().encode()})
+    cache.keep_within_budget()
     clock.lap("film store")
     return summary.model_copy(update={"stage_seconds": clock.seconds}), files
 

@@ -8,11 +8,12 @@ once whoever made them. Hits are scoped: a manifest lives under its scope (the u
 for, by default), so rendering what another user rendered is not free and fast, which would tell
 that someone rendered that exact text (`Settings.stage_cache_shared` lets operators share).
 
-The cache has a budget (`Settings.stage_cache_budget_bytes`): after each write, the entries used
-least recently (a hit touches its manifest) are evicted until the bytes the remaining entries
-name fit. Eviction removes manifests only: a blob may be a project's output too, so the blobs no
-manifest names any more are left to the storage collector (`pipeline.storage_gc`), which knows
-what the database references.
+The cache has a budget (`Settings.stage_cache_budget_bytes`): once a render has stored its
+stages (`keep_within_budget`; not on every write, since it lists the whole cache), the entries
+used least recently (a hit touches its manifest) are evicted until the bytes the remaining
+entries name fit. Eviction removes manifests only: a blob may be a project's output too, so the
+blobs no manifest names any more are left to the storage collector (`pipeline.storage_gc`),
+which knows what the database references.
 """
 
 from __future__ import annotations
@@ -97,6 +98,9 @@ class StageCache:
         blobs = {name: self._blob(name, data) for name, data in files.items()}
         manifest = json.dumps({"files": blobs}, sort_keys=True).encode()
         self.storage.put_bytes(self._manifest(stage, key), manifest, "application/json")
+
+    def keep_within_budget(self) -> None:
+        """Evicts the least recently used entries past the budget (`evict`), if there is one."""
         if self.budget_bytes is not None:
             evict(self.storage, self.budget_bytes)
 
