@@ -1,6 +1,6 @@
 """A webhook receiver on real HTTP (a thread on 127.0.0.1 that keeps every request and answers
-a status chosen by the test), users and jobs made in the database, and settings that let
-webhooks go to loopback over plain HTTP."""
+a status chosen by the test), the accounts tests' local SMTP server, users and jobs made in the
+database, and settings that let webhooks go to loopback over plain HTTP."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from cluster.settings import Settings
 from db.models import Job, JobStatus, User
 from db.session import session_scope
 from pipeline.lifecycle import transition
+from tests.accounts.conftest import smtp  # noqa: F401  (the local SMTP server, a fixture)
 
 
 @dataclass

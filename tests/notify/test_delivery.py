@@ -21,10 +21,13 @@ from db.models import (
     NotificationDelivery,
     NotificationPreference,
     NotificationState,
+    User,
 )
 from db.session import session_scope
+from pipeline.accounts.deletion import delete_account
 from pipeline.lifecycle import transition
 from pipeline.notify import outbox, preferences
+from pipeline.storage import open_storage
 from tests.notify.conftest import Receiver, end_job, new_user, verify
 
 
@@ -175,3 +178,22 @@ def test_no_preference_means_no_notification(notify_settings: Settings) -> None:
         user_id = new_user(url)
         session.add(NotificationPreference(user_id=user_id))
     assert notifications(url, end_job(url, user_id, JobStatus.succeeded)) == []
+
+
+def test_deleting_the_account_forgets_the_webhook_and_its_notifications(
+    notify_settings: Settings, receiver: Receiver
+) -> None:
+    url = notify_settings.resolved_database_url
+    user_id, _ = with_webhook(notify_settings, receiver.url)
+    job_id = end_job(url, user_id, JobStatus.succeeded)
+    outbox.deliver_due(notify_settings)
+
+    with session_scope(url) as session:
+        user = session.get(User, user_id)
+        assert user is not None
+        delete_account(session, notify_settings, open_storage(notify_settings), user)
+
+    with session_scope(url) as session:
+        assert session.get(NotificationPreference, user_id) is None
+    assert notifications(url, job_id) == []
+    assert deliveries(url, user_id) == []
