@@ -3,7 +3,9 @@
 An address is HTTPS (plain HTTP only to a loopback address, and only where
 `notify_allow_loopback` allows it, for tests), has no credentials in it, and resolves only to
 public addresses: the studio never posts into its own network (SSRF). The check runs at
-registration and again before every delivery, since DNS answers change.
+registration and again before every delivery, since DNS answers change, and the POST connects to
+the address checked (the host name kept for `Host`, TLS's SNI and its certificate check), so
+that a second DNS answer cannot send it elsewhere.
 
 The body is signed as Stripe signs its webhooks: `Studio-Signature: t=<unix time>,v1=<hex
 HMAC-SHA256 of "<t>.<body>" under the user's secret>`; a receiver recomputes it and refuses old
@@ -16,7 +18,7 @@ import hashlib
 import hmac
 import ipaddress
 import socket
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import httpx
 
@@ -31,8 +33,17 @@ class UnsafeWebhook(StudioError):
     slug, status, title = "unsafe-webhook", 422, "Webhook address refused"
 
 
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
 def check_url(settings: Settings, url: str) -> str:
     """`url` if the studio may post to it; raises `UnsafeWebhook` saying why not."""
+    _resolve(settings, url)
+    return url
+
+
+def _resolve(settings: Settings, url: str) -> tuple[SplitResult, Address]:
+    """`url`'s parts and the first of its host's addresses, all of which are allowed."""
     parts = urlsplit(url)
     if len(url) > MAX_URL_LENGTH or not parts.hostname:
         raise UnsafeWebhook(
@@ -49,15 +60,13 @@ def check_url(settings: Settings, url: str) -> str:
         found = socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)
     except (OSError, ValueError, UnicodeError):
         raise UnsafeWebhook("the webhook's host name does not resolve") from None
-    for *_, sockaddr in found:
-        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in found]
+    for address in addresses:
         _check_address(settings, parts.scheme, address)
-    return url
+    return parts, addresses[0]
 
 
-def _check_address(
-    settings: Settings, scheme: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address
-) -> None:
+def _check_address(settings: Settings, scheme: str, address: Address) -> None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     if address.is_loopback and settings.notify_allow_loopback:
@@ -79,14 +88,23 @@ def post(settings: Settings, url: str, secret: str, body: bytes, timestamp: int)
     """Posts the signed `body` to `url` (checked again first) and returns the status code, not
     reading the answer's body; redirects are not followed. Raises `UnsafeWebhook`, or
     `httpx.HTTPError` when the receiver cannot be reached in `notify_timeout_s`."""
-    check_url(settings, url)
+    parts, address = _resolve(settings, url)
+    host = f"[{address}]" if address.version == 6 else str(address)
+    pinned = parts._replace(netloc=host + (f":{parts.port}" if parts.port else "")).geturl()
     headers = {
+        "Host": parts.netloc,
         "Content-Type": "application/json",
         "User-Agent": "AI-Film-Studio-Webhooks/1",
         SIGNATURE_HEADER: signature(secret, body, timestamp),
     }
     with (
         httpx.Client(timeout=settings.notify_timeout_s, follow_redirects=False) as client,
-        client.stream("POST", url, content=body, headers=headers) as response,
+        client.stream(
+            "POST",
+            pinned,
+            content=body,
+            headers=headers,
+            extensions={"sni_hostname": parts.hostname},
+        ) as response,
     ):
         return response.status_code

@@ -6,6 +6,7 @@ records every attempt."""
 from __future__ import annotations
 
 import json
+import socket
 import time
 import uuid
 from itertools import pairwise
@@ -197,3 +198,20 @@ def test_deleting_the_account_forgets_the_webhook_and_its_notifications(
         assert session.get(NotificationPreference, user_id) is None
     assert notifications(url, job_id) == []
     assert deliveries(url, user_id) == []
+
+
+def test_the_post_keeps_the_host_name_it_was_given(
+    notify_settings: Settings, receiver: Receiver
+) -> None:
+    """The request goes to the address checked, with the registered host name in `Host`."""
+    if socket.getaddrinfo("localhost", 80, proto=socket.IPPROTO_TCP)[0][4][0] != "127.0.0.1":
+        pytest.skip("localhost resolves to ::1 first here; the receiver listens on 127.0.0.1")
+    url = notify_settings.resolved_database_url
+    by_name = receiver.url.replace("127.0.0.1", "localhost")
+    user_id, _ = with_webhook(notify_settings, by_name)
+    end_job(url, user_id, JobStatus.succeeded)
+
+    outbox.deliver_due(notify_settings)
+
+    [request] = receiver.requests
+    assert request.headers["Host"] == by_name.split("/")[2]
