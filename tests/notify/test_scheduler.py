@@ -32,6 +32,7 @@ def studio(ray_session: None, tmp_path: Path) -> Iterator[Settings]:
         notify_allow_loopback=True,
     )
     handle = scheduler(settings)
+    ray.get(handle.running_jobs.remote(), timeout=300)  # started: its imports take a while
     yield settings
     ray.kill(handle)
 
