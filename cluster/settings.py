@@ -167,6 +167,16 @@ class Settings(BaseSettings):
     email_verification_ttl_s: int = 24 * 3600
     password_reset_ttl_s: int = 3600
     reauthentication_window_s: int = 300
+    # Job notifications: webhooks (HTTPS, signed, retried with exponential backoff) and email.
+    notify_max_attempts: int = Field(default=6, ge=1, le=20)
+    notify_backoff_s: float = Field(
+        default=30.0, gt=0, description="the first retry's delay; each next one doubles it"
+    )
+    notify_timeout_s: float = Field(default=10.0, gt=0, le=60)
+    notify_allow_loopback: bool = Field(
+        default=False,
+        description="tests only: webhooks may go to http:// on a loopback address",
+    )
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="comma-separated IPs or CIDRs whose X-Forwarded-For names the client",

@@ -496,3 +496,62 @@ class EmailToken(SQLModel, table=True):
     expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
     used_at: datetime | None = _when()
     created_at: datetime = _created()
+
+
+class NotificationPreference(SQLModel, table=True):
+    """How a user is told that a job ended: a webhook (signed with `webhook_secret`, made at
+    registration and shown once) and/or an email."""
+
+    __tablename__ = "notification_preferences"
+
+    user_id: uuid.UUID = Field(foreign_key="users.id", primary_key=True, ondelete="CASCADE")
+    webhook_url: str | None = Field(default=None, max_length=2048)
+    webhook_secret: str | None = Field(default=None, max_length=64)
+    email: bool = False
+    updated_at: datetime = _created()
+
+
+class NotificationChannel(StrEnum):
+    webhook = "webhook"
+    email = "email"
+
+
+class NotificationState(StrEnum):
+    pending = "pending"
+    delivered = "delivered"
+    failed = "failed"
+
+
+class Notification(SQLModel, table=True):
+    """One message to send about a job's end on one channel, queued in the transaction that
+    ends the job and sent after it (`pipeline.notify.outbox.deliver_due`)."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_state_due", "state", "next_attempt_at"),)
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    job_id: uuid.UUID = Field(foreign_key="jobs.id", index=True, ondelete="CASCADE")
+    channel: NotificationChannel = _state()
+    event: JobStatus = _state()
+    state: NotificationState = _state(NotificationState.pending)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    created_at: datetime = _created()
+
+
+class NotificationDelivery(SQLModel, table=True):
+    """One attempt at sending a notification: the receiver's status code or the error."""
+
+    __tablename__ = "notification_deliveries"
+    __table_args__ = (Index("ix_notification_deliveries_user_created", "user_id", "created_at"),)
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    notification_id: uuid.UUID = Field(
+        foreign_key="notifications.id", index=True, ondelete="CASCADE"
+    )
+    user_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE")
+    attempt: int
+    status_code: int | None = None
+    error: str | None = Field(default=None, max_length=255)
+    created_at: datetime = _created()

@@ -28,6 +28,7 @@ from db.types import utcnow
 from pipeline.errors import Conflict, IllegalTransition, NotFound
 from pipeline.ledger.interface import Ledger
 from pipeline.ledger.rules import ReservationInfo
+from pipeline.notify import outbox
 
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.queued: frozenset(
@@ -72,7 +73,8 @@ def can_transition(current: JobStatus | str, to: JobStatus | str) -> bool:
 
 
 def transition(session: Session, job: Job, to: JobStatus | str, *, error: str | None = None) -> Job:
-    """Moves a job (loaded in `session`) to `to` and logs it; the caller commits. The change is
+    """Moves a job (loaded in `session`) to `to` and logs it, and queues its owner's
+    notifications when it ends (`pipeline.notify.outbox`); the caller commits. The change is
     a compare-and-set on the status the job had when loaded, so of two processes racing (a
     cancel against a finish) one wins and the other gets IllegalTransition."""
     current, to = JobStatus(job.status), JobStatus(to)
@@ -101,6 +103,8 @@ def transition(session: Session, job: Job, to: JobStatus | str, *, error: str | 
     message = f"{current} -> {to}" + (f": {error}" if error else "")
     level = "error" if to == JobStatus.failed else "info"
     session.add(JobLog(job_id=job.id, stage="job", level=level, message=message))
+    if to in TERMINAL:
+        outbox.enqueue(session, job, to)
     session.flush()
     metrics.job_state(to)
     return job

@@ -38,8 +38,8 @@ from deployments.api.security import (
     verify_password,
 )
 from pipeline.accounts import deletion, email_tokens
-from pipeline.accounts.mail import compose, mail_configured
 from pipeline.errors import Conflict
+from pipeline.mail import compose, mail_configured
 from pipeline.storage import Storage
 
 LONG_AGO = datetime.fromtimestamp(0, UTC)

@@ -29,6 +29,8 @@ from db.models import (
     Job,
     JobStatus,
     ModerationFlag,
+    Notification,
+    NotificationPreference,
     Project,
     RefreshToken,
     User,
@@ -67,6 +69,8 @@ def delete_account(session: Session, settings: Settings, storage: Storage, user:
         (ModerationFlag, ModerationFlag.user_id),
         (IdempotencyRecord, IdempotencyRecord.user_id),
         (EmailToken, EmailToken.user_id),
+        (Notification, Notification.user_id),
+        (NotificationPreference, NotificationPreference.user_id),
         (RefreshToken, RefreshToken.user_id),
         (Job, Job.user_id),
     ):

@@ -27,6 +27,7 @@ from pipeline import storage_gc
 from pipeline.jobs.running import fail_job, run_job
 from pipeline.ledger import billing
 from pipeline.lifecycle import transition
+from pipeline.notify import outbox
 from pipeline.publish.publishing import publish_task
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class RenderScheduler:
         self.running: dict[UUID, ray.ObjectRef] = {}
         self.kinds: dict[UUID, str] = {}
         self._wake = asyncio.Event()
+        self._notifying: asyncio.Future[int] | None = None
         self._requeue_orphans()
         self._loop = asyncio.get_event_loop().create_task(self._run())
 
@@ -72,11 +74,24 @@ class RenderScheduler:
                 self._start_queued()
                 billing.sweep_when_due(self.settings)
                 storage_gc.collect_when_due(self.settings)
+                self._notify()
             except Exception:
                 log.exception("scheduler pass failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_S)
             self._wake.clear()
+
+    def _notify(self) -> None:
+        """Sends due job notifications in a thread, one pass at a time, so that a slow
+        webhook receiver never holds up the scheduler."""
+        if self._notifying is not None:
+            if not self._notifying.done():
+                return
+            if self._notifying.exception() is not None:
+                log.error("notification pass failed", exc_info=self._notifying.exception())
+        self._notifying = asyncio.ensure_future(
+            asyncio.to_thread(outbox.deliver_due, self.settings)
+        )
 
     def _reap(self) -> None:
         done, _ = ray.wait(list(self.running.values()), num_returns=len(self.running), timeout=0)

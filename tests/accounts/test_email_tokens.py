@@ -16,7 +16,7 @@ from cluster.settings import Settings
 from db.models import EmailToken
 from db.session import session_scope
 from db.types import utcnow
-from pipeline.accounts.mail import SmtpServer
+from pipeline.mail import SmtpServer
 from tests.accounts.conftest import (
     Mailbox,
     assert_problem,

@@ -18,8 +18,8 @@ from deployments.api import accounts
 from deployments.api.deps import CurrentUser, SessionDep, SettingsDep
 from deployments.api.problems import problem_responses
 from deployments.api.routers.users import Email, NewPassword
-from pipeline.accounts.mail import MailUnavailable, send
 from pipeline.fields import StrictInput
+from pipeline.mail import MailUnavailable, send
 
 log = logging.getLogger(__name__)
 
