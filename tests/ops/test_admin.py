@@ -30,6 +30,7 @@ from tests.api.conftest import (
     deploy,
     insert_job,
     insert_queued_job,
+    login,
     register,
     set_user,
 )
@@ -230,7 +231,7 @@ def test_a_grant_of_nothing_is_refused(
     assert audit_rows(admin_api, user.id) == []
 
 
-def test_suspending_ends_every_login_and_unsuspending_restores_it(
+def test_suspending_ends_every_login_and_unsuspending_restores_the_account(
     admin_api: Api, client: httpx.Client, admin: Account, user: Account
 ) -> None:
     suspended = client.post(f"/api/admin/users/{user.id}/suspend", headers=admin.auth)
@@ -241,7 +242,10 @@ def test_suspending_ends_every_login_and_unsuspending_restores_it(
 
     restored = client.post(f"/api/admin/users/{user.id}/unsuspend", headers=admin.auth)
     assert restored.status_code == 200 and restored.json()["is_active"] is True
-    assert client.get("/api/users/profile", headers=user.auth).status_code == 200
+    stale = client.get("/api/users/profile", headers=user.auth)
+    assert_problem(stale, 401, "unauthorized")  # the logins suspension ended stay ended
+    again = login(client, user.email, str(user.id))
+    assert client.get("/api/users/profile", headers=again.auth).status_code == 200
     actions = [row.action for row in audit_rows(admin_api, user.id)]
     assert actions == ["user.suspended", "user.unsuspended"]
 

@@ -156,8 +156,9 @@ def test_sign_in_joins_an_existing_account_by_verified_email(
     api: TestClient, google: FakeGoogle, studio: Settings, database_url: str
 ) -> None:
     existing = add_user(
-        database_url, email=google.account.email.upper(), password_hash="x", email_verified=True
+        database_url, email=google.account.email, password_hash="x", email_verified=True
     )
+    google.account.email = google.account.email.upper()  # the same address, in Google's case
 
     response = sign_in(api, google)
 
