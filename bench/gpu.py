@@ -8,7 +8,8 @@ For each video model it builds the published architecture (Wan 2.2 TI2V-5B, LTX-
 0.9 2B, CogVideoX-2b) with random weights, saves it as a diffusers folder, loads it through our
 engine class, and times in the same process, on the same pipeline object and GPU:
   - clips/min through `engine.generate` (plan, prompt, pipeline, uint8, fit to the request),
-  - clips/min of the raw diffusers pipeline called in a loop with the same native shot,
+  - clips/min of the raw diffusers pipeline with the same native shot, guidance and negative
+    prompt, timed in alternation with the engine (medians), so that load weighs on both alike,
   - for Wan and LTX-2, the same two for a scene with an image (their image-to-video pipeline),
   - clips/min after `torch.compile` of the denoiser (the compile run itself is not timed),
   - the peak GPU memory of the engine's runs.
@@ -132,6 +133,24 @@ def seconds(run: Callable[[], object], repeats: int) -> float:
         synchronize()
         times.append(time.perf_counter() - started)
     return statistics.median(times)
+
+
+def paired_seconds(
+    engine: Callable[[], object], raw: Callable[[], object], repeats: int
+) -> tuple[float, float]:
+    """Median wall times of the engine's call and the raw one, timed in alternation after a
+    warm-up of each, so that a change in the machine's load weighs on both alike."""
+    engine()
+    raw()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for run, taken in zip((engine, raw), times, strict=True):
+            synchronize()
+            started = time.perf_counter()
+            run()
+            synchronize()
+            taken.append(time.perf_counter() - started)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def report(label: str, value: float, unit: str) -> None:
@@ -364,8 +383,9 @@ def bench_video(name: str, models: Path, plan: Plan, smoke: bool) -> None:
         shot = engine.plan(request)
         print(f"{name} ({kind} to video): native {shot.width}x{shot.height}x{shot.frames},"
               f" {engine.steps} steps", flush=True)  # fmt: skip
-        through_engine = seconds(partial(engine.generate, request), plan.repeats)
-        direct = seconds(raw_call(name, engine, request), plan.repeats)
+        through_engine, direct = paired_seconds(
+            partial(engine.generate, request), raw_call(name, engine, request), plan.repeats
+        )
         report("clips/min through the engine", 60 / through_engine, "")
         report("clips/min of the raw pipeline", 60 / direct, "")
         report("engine / raw throughput", direct / through_engine, "x")
@@ -420,8 +440,7 @@ def bench_wav2lip(folder: Path, plan: Plan) -> None:
             for _ in range(0, plan.lip_frames, len(mels)):
                 engine.model(mels, faces)
 
-    through_engine = seconds(lambda: engine.sync(frames, audio), plan.repeats)
-    direct = seconds(raw, plan.repeats)
+    through_engine, direct = paired_seconds(lambda: engine.sync(frames, audio), raw, plan.repeats)
     print(f"wav2lip: {plan.lip_frames} frames of 512x512", flush=True)
     report("frames/s through the engine", plan.lip_frames / through_engine, "")
     report("frames/s of the raw network", plan.lip_frames / direct, "")
