@@ -83,7 +83,16 @@ class Settings(BaseSettings):
         "narration and music as an ambience bed, or dropped",
     )
     ambience_volume: float = Field(default=0.3, ge=0.0, le=1.0)
-    render_workers: int = 2
+    render_workers: int = Field(
+        default=2,
+        description="render_slot resources of the local node (how many CPU-heavy "
+        "stages it runs side by side)",
+    )
+    render_jobs_max: int = Field(
+        default=64,
+        description="the most renders at once; below it, one per render_slot of "
+        "the cluster as nodes join and leave",
+    )
     # Stage cache hits come from the same user's earlier renders only; True shares them between
     # users (faster and cheaper, but a free, instant render tells a user that someone else
     # rendered that exact spec). Stored bytes are de-duplicated by content either way.

@@ -1,6 +1,6 @@
 """The `RenderScheduler` actor: starts queued jobs, highest plan priority first (renders at most
-`render_workers` at a time; publishes when their retry time has come), and cancels their task
-trees on request.
+one per `render_slot` of the cluster at a time, up to `render_jobs_max`; publishes when their
+retry time has come), and cancels their task trees on request.
 
 The jobs table is the queue and the source of truth. A (re)started scheduler re-queues the jobs it
 finds `running` (their tasks died with the old scheduler or cluster) and runs them again; the
@@ -67,6 +67,9 @@ class RenderScheduler:
     async def running_jobs(self) -> list[UUID]:
         return list(self.running)
 
+    async def render_capacity(self) -> int:
+        return render_capacity(self.settings)
+
     async def _run(self) -> None:
         while True:
             try:
@@ -122,9 +125,9 @@ class RenderScheduler:
         fail_job(self.settings, job_id, f"gave up after {MAX_ATTEMPTS} attempts: {reason}")
 
     def _start_queued(self) -> None:
-        """Launches due queued jobs in priority order: renders up to `render_workers` at a
+        """Launches due queued jobs in priority order: renders up to `render_capacity` at a
         time, publishes (network-bound) whenever their retry time has come."""
-        free = self.settings.render_workers - sum(
+        free = render_capacity(self.settings) - sum(
             1 for kind in self.kinds.values() if kind != "publish"
         )
         now = utcnow()
@@ -148,6 +151,14 @@ class RenderScheduler:
     def _launch(self, job: Job, ref: ray.ObjectRef) -> None:
         self.running[job.id] = ref
         self.kinds[job.id] = job.type
+
+
+def render_capacity(settings: Settings) -> int:
+    """How many renders may run at once now: one per `render_slot` of the cluster (read on
+    every pass, so it follows the nodes that join and leave), at most `render_jobs_max`. A
+    render's CPU-heavy stages take those slots, so more renders would only wait for them."""
+    slots = int(ray.cluster_resources().get("render_slot", 0))
+    return min(settings.render_jobs_max, slots)
 
 
 def stop(ref: ray.ObjectRef) -> None:

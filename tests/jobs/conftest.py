@@ -28,7 +28,7 @@ TERMINAL = {JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled}
 def studio(cpu_engines: None, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     data = tmp_path_factory.mktemp("studio")
     settings = Settings(
-        data_dir=data, database_url=f"sqlite:///{data / 'studio.db'}", render_workers=1,
+        data_dir=data, database_url=f"sqlite:///{data / 'studio.db'}", render_jobs_max=1,
         _env_file=None,
     )  # fmt: skip
     upgrade(settings.resolved_database_url)

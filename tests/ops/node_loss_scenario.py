@@ -171,7 +171,7 @@ def main(data: Path) -> dict[str, Any]:
         url = f"http://127.0.0.1:{port}"
         settings = Settings(
             data_dir=data,
-            render_workers=1,
+            render_jobs_max=1,
             port=port,
             public_url=url,
             rate_limit_per_minute_ip=100_000,
