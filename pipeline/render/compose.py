@@ -1,7 +1,9 @@
 """A scene's clip: captions burned in, transitions applied, encoded to an H.264 segment.
 
 Segments of one film are encoded with identical settings (`EncoderSettings`) and each starts a
-closed GOP with an IDR frame, so that `assemble` joins them by remuxing, without re-encoding.
+closed GOP with an IDR frame, so that `assemble` joins them by remuxing, without re-encoding. A
+scene long enough is encoded as several segments (`chunk_starts`), cut where its keyframes fall
+anyway, so that its parts encode side by side.
 """
 
 from __future__ import annotations
@@ -34,15 +36,23 @@ class EncoderSettings:
     """x264 settings shared by every segment of a film. A keyframe every `gop_s` seconds at fixed
     places (no scene-cut detection): segment sizes and seek points are predictable. One encoder
     thread: the render DAG encodes one scene per `render_slot`, and a slot is one core (its task
-    declares `num_cpus=1`), so scenes, not threads, share the cores; 0 lets x264 take them all."""
+    declares `num_cpus=1`), so scenes, not threads, share the cores; 0 lets x264 take them all.
+    A scene of at least two GOPs is cut into up to `chunks` segments at keyframes
+    (`chunk_starts`): a fixed number, not the cluster's slots, so that a scene gives the same bytes
+    on any cluster."""
 
     preset: str = "veryfast"
     crf: int = 20
     gop_s: float = 2.0
     threads: int = 1
+    chunks: int = 2
+
+    def keyint(self, fps: int) -> int:
+        """Frames from one keyframe to the next."""
+        return max(1, round(self.gop_s * fps))
 
     def options(self, fps: int) -> dict[str, str]:
-        keyint = max(1, round(self.gop_s * fps))
+        keyint = self.keyint(fps)
         return {
             "preset": self.preset,
             "crf": str(self.crf),
@@ -222,6 +232,33 @@ def wrap_text(text: str, font: ImageFont.FreeTypeFont, max_width: float) -> list
         else:
             lines.append(word)
     return lines
+
+
+def chunk_starts(count: int, fps: int, settings: EncoderSettings = EncoderSettings()) -> list[int]:
+    """Where each segment of a scene of `count` frames starts: 0, then up to `settings.chunks` - 1
+    keyframe positions, each the one nearest an equal share of the scene (a scene shorter than
+    two GOPs stays whole)."""
+    keyint = settings.keyint(fps)
+    parts = max(1, min(settings.chunks, count // keyint))
+    cuts = {keyint * round(i * count / parts / keyint) for i in range(1, parts)}
+    return [0, *sorted(cut for cut in cuts if 0 < cut < count)]
+
+
+class FrameSpan(Frames):
+    """Frames `start` to `stop` (excluded) of `source`, read on demand like the source's."""
+
+    def __init__(self, source: Frames, start: int, stop: int) -> None:
+        self.source, self.fps, self.start, self.stop = source, source.fps, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    @cached_property
+    def pixels(self) -> np.ndarray:  # type: ignore[override]
+        return np.stack([self.frame(index) for index in range(len(self))])
+
+    def frame(self, index: int) -> np.ndarray:
+        return self.source.frame(self.start + index)
 
 
 def encode_segment(frames: Frames, settings: EncoderSettings = EncoderSettings()) -> bytes:

@@ -1,8 +1,8 @@
 """The render DAG: a film spec to an MP4, subtitles, thumbnails and a storyboard, as Ray tasks.
 
-    voice_i ─► video_i ─► lip-sync_i ─► clip_i (captions, transitions, H.264) ─┐
-    music (whole film) ─► soundtrack (narration + music, AAC) ─────────────────┼─► assemble
-                                           subtitles, thumbnails, storyboard ◄─┘
+    voice_i ─► video_i ─► lip-sync_i ─► segments_i (captions, transitions, H.264) ─┐
+    music (whole film) ─► soundtrack (narration + music, AAC) ─────────────────────┼─► assemble
+                                               subtitles, thumbnails, storyboard ◄─┘
 
 Engines are reached through their Serve applications (`models.registry.EngineInfo.deployment`)
 with `pipeline.render.engine_calls.call_engine`: only engine replicas hold GPUs and no task of
@@ -13,6 +13,8 @@ Every stage looks in the stage cache first; a scene whose clip is cached costs n
 lip-sync again. A scene that crossfades from the one before takes that scene's last frame from
 a small task that composes only that frame, so that the two clips encode side by side, and is
 cached under that frame too: an edit of the scene before redoes it only if that frame changed.
+A scene of two GOPs or more encodes in parts cut at its keyframes (`compose.chunk_starts`), one
+task per part, so that one edited scene uses more than one core.
 Downstream of the clips, the soundtrack, the assembly and the stills are cached by what they
 depend on, and a film whose inputs all match an earlier render's is that render's outputs. Tasks
 retry on worker loss; ObjectRefs carry frames and audio between stages through the object store.
@@ -59,7 +61,14 @@ from models.registry import (
 from pipeline.errors import EngineUnavailable, NotFound
 from pipeline.render import assemble as film_assembly
 from pipeline.render import audio, storyboard, subtitles, thumbnails
-from pipeline.render.compose import SceneEdges, compose_clip, encode_segment, scene_edges
+from pipeline.render.compose import (
+    FrameSpan,
+    SceneEdges,
+    chunk_starts,
+    compose_clip,
+    encode_segment,
+    scene_edges,
+)
 from pipeline.render.engine_calls import call_engine
 from pipeline.render.images import checked_image
 from pipeline.render.narration import Narration, Segment, narrate
@@ -77,7 +86,7 @@ from pipeline.render.stage_cache import (
 from pipeline.render.upload_manager import upload_manager
 from pipeline.storage import StoredObject, open_storage
 
-COMPOSITION_VERSION = "5"  # bump when clip composition changes what a cached clip holds
+COMPOSITION_VERSION = "6"  # bump when clip composition changes what a cached clip holds
 ASSEMBLY_VERSION = "1"  # bump when the soundtrack, assembly or stills change what they hold
 LEAD_S = 0.3
 TAIL_S = 0.5
@@ -304,7 +313,8 @@ class ClipResult(BaseModel):
     index: int
     key: str
     """The clip's cache key: the plan's, or for a crossfade its `crossfade_key`."""
-    segment: bytes
+    segments: list[bytes]
+    """The clip's H.264 segments in order (`chunk_starts`), joined with the other scenes'."""
     last_frame: bytes
     samples: list[bytes]
     cached: bool
@@ -419,32 +429,49 @@ def _finished(
 
 
 @ray.remote(num_cpus=1, resources={"render_slot": 1}, max_retries=3)
+def segment_stage(
+    inputs: RenderInputs,
+    plan: ScenePlan,
+    frames: Frames,
+    narration: Narration | None,
+    previous_last_frame: bytes | None,
+    start: int,
+    stop: int,
+) -> bytes:
+    """Frames `start` to `stop` of the scene's finished clip (captions, transitions) encoded as
+    one segment: a scene's parts (`chunk_starts`) encode side by side. The frames are lip-synced
+    already where the scene has a speaking character."""
+    _one_core()
+    clip = _finished(inputs, plan, frames, narration, previous_last_frame)
+    return encode_segment(FrameSpan(clip, start, stop))
+
+
+@ray.remote(num_cpus=0.25, max_retries=3)
 def clip_stage(
     inputs: RenderInputs,
     plan: ScenePlan,
     key: str,
     frames: Frames,
     sync_warnings: list[str],
-    narration: Narration | None,
-    previous_last_frame: bytes | None,
+    last_frame: bytes,
     ambience: bytes | None,
+    *segments: bytes,
 ) -> ClipResult:
-    """Captions, transitions, encode; the frames are lip-synced already where the scene has a
-    speaking character. The scene's ambience is kept with the clip in the cache."""
-    _one_core()
+    """The clip from its encoded segments and last frame, with the frames kept for the stills;
+    stored in the cache with the scene's ambience."""
     warnings = [*plan.warnings, *sync_warnings]
-    clip = _finished(inputs, plan, frames, narration, previous_last_frame)
     result = ClipResult(
         index=plan.index,
         key=key,
-        segment=encode_segment(clip),
-        last_frame=array_to_png(clip.frame(len(clip) - 1)),
+        segments=list(segments),
+        last_frame=last_frame,
         samples=[array_to_png(frames.frame(i)) for i in _sample_indices(len(frames))],
         cached=False,
         warnings=warnings,
         ambience=ambience,
     )
-    files = {"segment.mp4": result.segment, "last.png": result.last_frame}
+    files = {f"segment{i}.mp4": segment for i, segment in enumerate(segments)}
+    files["last.png"] = last_frame
     files |= {f"sample{i}.png": s for i, s in enumerate(result.samples)}
     files["warnings.json"] = json.dumps(warnings).encode()
     if ambience is not None:
@@ -461,8 +488,8 @@ def last_frame_stage(
     narration: Narration | None,
     previous_last_frame: bytes | None,
 ) -> bytes:
-    """The scene's last finished frame (PNG), the one its clip ends on, made without encoding
-    the scene: the next scene crossfades from it while this one still encodes."""
+    """The scene's last finished frame (PNG), the one its clip ends on, composed alone while the
+    clip's segments encode: it is kept with the clip, and the next scene crossfades from it."""
     _one_core()
     clip = _finished(inputs, plan, frames, narration, previous_last_frame)
     return array_to_png(clip.frame(len(clip) - 1))
@@ -492,10 +519,11 @@ def cached_clip(cache: StageCache, plan: ScenePlan, key: str) -> ClipResult | No
     if hit is None:
         return None
     samples = [hit[name] for name in sorted(hit) if name.startswith("sample")]
+    count = sum(name.startswith("segment") for name in hit)
     return ClipResult(
         index=plan.index,
         key=key,
-        segment=hit["segment.mp4"],
+        segments=[hit[f"segment{i}.mp4"] for i in range(count)],
         last_frame=hit["last.png"],
         samples=samples,
         cached=True,
@@ -867,7 +895,8 @@ def _film(
         film = film_hit["film.mp4"]
     else:
         misses.append("assembly")
-        film = assemble_stage.remote(inputs, assembly, [c.segment for c in clips], soundtrack)
+        segments = [segment for clip in clips for segment in clip.segments]
+        film = assemble_stage.remote(inputs, assembly, segments, soundtrack)
     files, stills_cached = _stills(inputs, cache, plans, clips)
     (hits if stills_cached else misses).append("stills")
     sound: Soundtrack = _value(soundtrack)
@@ -886,11 +915,11 @@ def _clips(
     hits: list[str],
     misses: list[str],
 ) -> tuple[list[ray.ObjectRef], list[Any]]:
-    """A ref per scene to its clip: put from the cache, or made by video, lip-sync and clip
-    tasks; and per scene its ambience (bytes from the cache, the ref of its video task's sound,
-    or None). A scene that crossfades is looked up once the frame it fades from is known (from
-    the cache, or from a small task that composes only that frame of the scene before), after
-    every other scene has started."""
+    """A ref per scene to its clip: put from the cache, or made by video, lip-sync, segment and
+    clip tasks; and per scene its ambience (bytes from the cache, the ref of its video task's
+    sound, or None). A scene that crossfades is looked up once the frame it fades from is known
+    (from the cache, or from a small task that composes only that frame of the scene before),
+    after every other scene has started."""
     made: dict[int, tuple[ray.ObjectRef, bool, Any]] = {}
     last_frames: dict[int, ray.ObjectRef | bytes] = {}  # PNG, for the next scene's crossfade
     for plan in plans:
@@ -931,9 +960,15 @@ def _clip(
     if inputs.spec.scenes[plan.index].character is not None and narration is not None:
         lipsynced: Any = lipsync_stage.remote(inputs, plan, frames, narration)
         frames, sync_warnings = lipsynced  # num_returns=2: two refs
+    last_frame = last_frame_stage.remote(inputs, plan, frames, narration, previous)
     if next_crossfades:
-        last_frames[plan.index] = last_frame_stage.remote(inputs, plan, frames, narration, previous)
-    ref = clip_stage.remote(inputs, plan, key, frames, sync_warnings, narration, previous, sound)
+        last_frames[plan.index] = last_frame
+    starts = chunk_starts(plan.frames, inputs.spec.fps)
+    segments = [
+        segment_stage.remote(inputs, plan, frames, narration, previous, start, stop)
+        for start, stop in zip(starts, [*starts[1:], plan.frames], strict=True)
+    ]
+    ref = clip_stage.remote(inputs, plan, key, frames, sync_warnings, last_frame, sound, *segments)
     return ref, False, sound if makes_ambience(inputs, plan.index) else None
 
 

@@ -23,7 +23,14 @@ from pipeline.render.assemble import (
     verify_film,
 )
 from pipeline.render.audio import SAMPLE_RATE, duck, limit, mix_film, place, resample
-from pipeline.render.compose import SceneEdges, compose_clip, encode_segment, scene_edges
+from pipeline.render.compose import (
+    FrameSpan,
+    SceneEdges,
+    chunk_starts,
+    compose_clip,
+    encode_segment,
+    scene_edges,
+)
 from pipeline.render.narration import Segment, narrate
 from pipeline.render.spec import Transition
 
@@ -237,6 +244,33 @@ def test_segments_too_short_for_the_b_frame_delay_join_in_order(tmp_path: Path) 
         shown = [frame.to_ndarray(format="rgb24").mean() for frame in container.decode(video=0)]
     expected = np.repeat(grey_levels, lengths)
     assert np.abs(np.array(shown) - expected).max() <= 2
+
+
+def test_a_long_clip_is_cut_at_keyframes_into_parts_that_join_into_the_whole(
+    tmp_path: Path,
+) -> None:
+    gop = 2 * FPS  # EncoderSettings.gop_s
+    assert chunk_starts(2 * gop - 1, FPS) == [0]  # shorter than two GOPs: whole
+    assert chunk_starts(2 * gop, FPS) == [0, gop]
+    count = 3 * gop + 20
+    starts = chunk_starts(count, FPS)
+    assert starts == [0, 2 * gop]  # the keyframe nearest the middle
+    edges = SceneEdges(fade_in=True, fade_out=True)
+    captions = [Segment("Across the cut", 3.5, 4.5)]
+    clip = compose_clip(Frames(scene_pixels(1, count), FPS), captions=captions, edges=edges)
+    bounds = list(zip(starts, [*starts[1:], count], strict=True))
+    parts = [encode_segment(FrameSpan(clip, start, stop)) for start, stop in bounds]
+    assert parts == [
+        encode_segment(FrameSpan(clip, start, stop)) for start, stop in bounds
+    ]  # same bytes
+    silence = encode_soundtrack(Audio(np.zeros(10, np.float32), SAMPLE_RATE), count / FPS)
+    path = assemble(parts, silence, tmp_path / "x.mp4")
+    verify_film(path, frame_count=count, fps=FPS)
+    with av.open(str(path)) as container:
+        decoded = [(f.key_frame, f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
+    assert [i for i, (key, _) in enumerate(decoded) if key] == list(range(0, count, gop))
+    shown = np.stack([pixels for _, pixels in decoded]).astype(int)
+    assert np.abs(shown - clip.pixels).mean(axis=(1, 2, 3)).max() < 3
 
 
 def test_segments_of_different_sizes_cannot_be_joined(tmp_path: Path) -> None:
