@@ -167,7 +167,8 @@ def test_killing_a_worker_mid_render_still_yields_a_correct_film(
     killed: list[int] = []
 
     def kill_a_clip_worker() -> None:
-        """SIGKILL the first worker seen running a clip task (Ray titles it `ray::clip_stage`)."""
+        """SIGKILL the first worker seen encoding a part of a clip (Ray titles it
+        `ray::segment_stage`)."""
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not killed:
             for proc in Path("/proc").iterdir():
@@ -175,7 +176,7 @@ def test_killing_a_worker_mid_render_still_yields_a_correct_film(
                     title = (proc / "cmdline").read_bytes()
                 except OSError:
                     continue
-                if proc.name.isdigit() and title.startswith(b"ray::clip_stage"):
+                if proc.name.isdigit() and title.startswith(b"ray::segment_stage"):
                     os.kill(int(proc.name), signal.SIGKILL)
                     killed.append(int(proc.name))
                     return
