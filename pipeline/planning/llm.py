@@ -122,29 +122,31 @@ def plan_text(
     text = check_story(text, MAX_STORY_WORDS)
     if not settings.llm_base_url or not settings.llm_model:
         return plan_story(text, style)
+    if payer is None:
+        return _planned_by_model(settings, text, style)
     idea = story_kind(text) == "idea"
     price = pricing.planning_estimate(idea_words(style) if idea else word_count(text), idea)
-    reservation = None
-    if payer is not None:
-        key = f"plan:{uuid.uuid4().hex}"
-        reservation = payer.ledger.reserve(payer.user_id, price.credits, key)
+    key = f"plan:{uuid.uuid4().hex}"
+    reservation = payer.ledger.reserve(payer.user_id, price.credits, key)
+    try:
+        plan = _planned_by_model(settings, text, style)
+    except BaseException:
+        payer.ledger.release(reservation.id)
+        raise
+    plan.credits = pricing.planning_charge(price, plan.story is not None, plan.model_answers)
+    if plan.credits:
+        payer.ledger.capture(reservation.id, plan.credits)
+    else:
+        payer.ledger.release(reservation.id)
+    return plan
+
+
+def _planned_by_model(settings: Settings, text: str, style: PlanStyle) -> Plan:
     client = ChatClient(settings)
     try:
-        plan = _plan_with(client, text, style)
-    except BaseException:
-        if payer is not None and reservation is not None:
-            payer.ledger.release(reservation.id)
-        raise
+        return _plan_with(client, text, style)
     finally:
         client.close()
-    charge = pricing.planning_charge(price, plan.story is not None, plan.model_answers)
-    if payer is not None and reservation is not None:
-        if charge:
-            payer.ledger.capture(reservation.id, charge)
-        else:
-            payer.ledger.release(reservation.id)
-        plan.credits = charge
-    return plan
 
 
 def _plan_with(client: ChatClient, text: str, style: PlanStyle) -> Plan:
