@@ -33,11 +33,11 @@ from typing import Any, Literal
 
 import ray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from ray import serve
 from ray.exceptions import RayTaskError
 
+from cluster import running
 from cluster.errors import StudioError
-from cluster.runtime import deploy, start_ray, wait_running
+from cluster.runtime import ensure_deployed, start_ray
 from cluster.settings import Settings, get_settings
 from models.registry import Capability
 from pipeline.errors import EngineUnavailable, SpecInvalid
@@ -169,9 +169,12 @@ def _render_all(
 
 
 def connect(settings: Settings) -> None:
-    """Join the Ray of `RAY_ADDRESS` (set by `ray job submit`) or `STUDIO_RAY_ADDRESS`, or start
-    a local one with `render_slot`s."""
-    address = settings.ray_address or os.environ.get("RAY_ADDRESS")
+    """Join the Ray of `RAY_ADDRESS` (set by `ray job submit`), `STUDIO_RAY_ADDRESS` or the studio
+    running on this data folder, or start a local one with `render_slot`s."""
+    studio = running.find(settings)
+    address = (
+        settings.ray_address or os.environ.get("RAY_ADDRESS") or (studio and studio.ray_address)
+    )
     start_ray(settings.model_copy(update={"ray_address": address}), quiet=True)
 
 
@@ -180,9 +183,7 @@ def ensure_engines(settings: Settings, engines: EngineChoice) -> None:
     API included, stay as they are) and wait until all of them run."""
     needed = {engines.info(capability).deployment for capability in Capability}
     try:
-        if missing := needed - set(serve.status().applications):
-            deploy(settings, missing, timeout_s=DEPLOY_TIMEOUT_S)
-        wait_running(needed, DEPLOY_TIMEOUT_S)
+        ensure_deployed(settings, needed, DEPLOY_TIMEOUT_S)
     except (RuntimeError, TimeoutError) as error:
         raise EngineUnavailable(f"the engines are not running: {error}") from error
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 import yaml
 from sqlmodel import select
 
+from cluster import running
 from cluster.errors import StudioError
 from cluster.preflight import check
 from cluster.settings import ConfigError, Settings, get_settings
@@ -115,7 +117,14 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
 
     _prepare(settings)
     start_studio(settings)
-    print(f"studio: API on http://{settings.host}:{settings.port} (docs at /docs); Ctrl-C stops")
+    api_url = f"http://{settings.host}:{settings.port}"
+    running.announce(
+        settings,
+        running.RunningStudio(
+            ray_address=ray.get_runtime_context().gcs_address, api_url=api_url, pid=os.getpid()
+        ),
+    )
+    print(f"studio: API on {api_url} (docs at /docs); Ctrl-C stops")
     stop = False
 
     def on_signal(*_: object) -> None:
@@ -124,25 +133,32 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    while not stop:
-        time.sleep(0.5)
+    try:
+        while not stop:
+            time.sleep(0.5)
+    finally:
+        running.withdraw(settings)
     serve.shutdown()
     ray.shutdown()
 
 
 def cmd_render(settings: Settings, args: argparse.Namespace) -> int:
-    """Renders in this process's Ray (local unless STUDIO_RAY_ADDRESS): no account, no credits."""
+    """Renders on the studio running on this data folder (its Ray and engines), else on
+    STUDIO_RAY_ADDRESS, else on a Ray started here: no account, no credits."""
     from tqdm import tqdm
 
     # deferred (see the imports)
-    from cluster.runtime import deploy, start_ray
+    from cluster.runtime import ensure_deployed, start_ray
     from pipeline.render.dag import EngineChoice, RenderInputs, render_film
 
     spec = _read_or_plan(settings, args.spec, args.output)
     check(settings)
+    if studio := running.find(settings):
+        print(f"studio: rendering on the studio running at {studio.api_url}")
+        settings = settings.model_copy(update={"ray_address": studio.ray_address})
     start_ray(settings, quiet=True)
     engines = EngineChoice() if args.quality == "animatic" else EngineChoice.configured(settings)
-    deploy(settings, {engines.info(c).deployment for c in Capability})
+    ensure_deployed(settings, {engines.info(c).deployment for c in Capability})
     inputs = RenderInputs(
         settings=settings, spec=spec, engines=engines, stop_at=args.stop_at,
         spec_dir=str(args.spec.resolve().parent),

@@ -132,6 +132,14 @@ def wait_running(names: set[str], timeout_s: float) -> None:
         time.sleep(0.5)
 
 
+def ensure_deployed(settings: Settings, names: set[str], timeout_s: float = 300) -> None:
+    """Deploys those of the named applications that are not deployed (the others, the studio's
+    API included, stay as they are) and waits until all of them run."""
+    if missing := names - set(serve.status().applications):
+        deploy(settings, missing, timeout_s=timeout_s)
+    wait_running(names, timeout_s)
+
+
 def start_studio(settings: Settings) -> None:
     """Ray, every application of the Serve config, and the scheduler (which resumes jobs left
     queued or running by an earlier run)."""
