@@ -450,8 +450,9 @@ def rerender(spec_path: Path, resolution: int) -> None:
     render at 144p on another cache: the spec (first), the spec with a sentence added to scene
     4's narration (edited), and the edited spec again (unchanged). Prints each run's wall time,
     its ratio to the first, what came from the cache and what ran, the steps its time went to
-    (`RenderReport.stage_seconds`), and Ray's round trip for an empty task on warm workers (what
-    each task a render starts costs beyond its work)."""
+    (`RenderReport.stage_seconds`), the seconds of each kind of task (Ray's timeline), and Ray's
+    round trip for an empty task on warm workers (what each task a render starts costs beyond
+    its work)."""
     import ray
 
     from cluster.runtime import deploy, start_ray
@@ -469,10 +470,13 @@ def rerender(spec_path: Path, resolution: int) -> None:
         scenes[3] = scenes[3].model_copy(update={"narration": f"{scenes[3].narration}{EDIT}"})
         edited = spec.model_copy(update={"scenes": scenes})
         runs = []
+        tasks: dict[str, dict[str, float]] = {}
         for name, run_spec in (("first", spec), ("edited", edited), ("unchanged", edited)):
+            started = time.time()
             with measured() as timing:
                 _, report = _timed_render(settings, run_spec, spec_path.parent)
             runs.append((name, timing, report))
+            tasks[name] = _task_seconds(started, time.time())
         ray.shutdown()
     first = runs[0][1].wall_s
     print(f"{spec_path.name} at {resolution}p, {len(spec.scenes)} scenes; scene 4 edited:{EDIT!r}")
@@ -486,6 +490,9 @@ def rerender(spec_path: Path, resolution: int) -> None:
     for name, _, report in runs:
         steps = ", ".join(f"{step} {s:.2f} s" for step, s in report.stage_seconds.items())
         print(f"{name} by step: {steps}")
+    for name in ("first", "edited"):
+        busy = ", ".join(f"{task} {s:.2f} s" for task, s in tasks[name].items())
+        print(f"{name} by task (seconds of all its runs; they overlap): {busy}")
     print(f"Ray round trip of an empty task on a warm worker: {overhead_ms:.1f} ms")
     goals = [
         ("unchanged wall s", runs[2][1].wall_s, "<= 1"),
@@ -494,6 +501,20 @@ def rerender(spec_path: Path, resolution: int) -> None:
     for name, value, goal in goals:
         print(f"{name:<28}{value:>7.2f}  goal {goal}")
     print("load average (1, 5, 15 min):", os.getloadavg())
+
+
+def _task_seconds(start: float, end: float) -> dict[str, float]:
+    """Seconds spent in each kind of render task that ran between `start` and `end` (epoch
+    seconds), from Ray's timeline, most first."""
+    import ray
+
+    spent: dict[str, float] = {}
+    for event in ray.timeline():
+        is_task = event.get("ph") == "X" and str(event.get("cat", "")).startswith("task::")
+        if is_task and start <= event["ts"] / 1e6 <= end:
+            task = str(event.get("name", "")).rsplit(".", 1)[-1]
+            spent[task] = spent.get(task, 0.0) + event["dur"] / 1e6
+    return dict(sorted(spent.items(), key=lambda item: -item[1]))
 
 
 def _task_round_trip(count: int = 50) -> float:

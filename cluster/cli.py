@@ -156,9 +156,16 @@ def cmd_render(settings: Settings, args: argparse.Namespace) -> int:
     if studio := running.find(settings):
         print(f"studio: rendering on the studio running at {studio.api_url}")
         settings = settings.model_copy(update={"ray_address": studio.ray_address})
+    launched = time.monotonic()
     start_ray(settings, quiet=True)
+    joined = time.monotonic()
     engines = EngineChoice() if args.quality == "animatic" else EngineChoice.configured(settings)
     ensure_deployed(settings, {engines.info(c).deployment for c in Capability})
+    ready = time.monotonic()
+    print(
+        f"studio: ready in {ready - launched:.1f} s (Ray {joined - launched:.1f} s, "
+        f"engines {ready - joined:.1f} s)"
+    )
     inputs = RenderInputs(
         settings=settings, spec=spec, engines=engines, stop_at=args.stop_at,
         spec_dir=str(args.spec.resolve().parent),

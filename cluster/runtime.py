@@ -79,7 +79,7 @@ def deploy(
     config = serve_config(settings, applications)
     serve.start(proxy_location=config.proxy_location, http_options=config.http_options.model_dump())
     built = ray.get(
-        [_build.remote(app.import_path, _builder_args(app)) for app in config.applications]
+        _build.remote([(app.import_path, _builder_args(app)) for app in config.applications])
     )
     serve.run_many(
         [
@@ -109,12 +109,16 @@ def _builder_args(app: ServeApplicationSchema) -> dict[str, Any]:
 
 
 @ray.remote(num_cpus=0)
-def _build(import_path: str, args: dict[str, Any]) -> Application:
-    """The application of the builder at `module:function`, called where Serve would call it
-    for a config: on the cluster, whose STUDIO_* variables and data folder it reads."""
-    module, _, name = import_path.partition(":")
-    builder = getattr(importlib.import_module(module), name)
-    return builder(args)  # type: ignore[no-any-return]
+def _build(builders: list[tuple[str, dict[str, Any]]]) -> list[Application]:
+    """The applications of the builders at `module:function` with their args, built where Serve
+    would build them for a config: on the cluster, whose STUDIO_* variables and data folder they
+    read. One task for all: each task in a fresh worker process pays the imports again (Ray
+    Serve's take 2 s of CPU), and on a cold start every task gets a fresh worker."""
+    built = []
+    for import_path, args in builders:
+        module, _, name = import_path.partition(":")
+        built.append(getattr(importlib.import_module(module), name)(args))
+    return built
 
 
 def wait_running(names: set[str], timeout_s: float) -> None:

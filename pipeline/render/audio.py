@@ -122,6 +122,16 @@ def limit(audio: Audio, *, ceiling_db: float = -1.0, release_s: float = 0.1) -> 
     return Audio(limited.astype(np.float32), audio.sample_rate)
 
 
+def end_at(audio: Audio, duration_s: float, *, fade_s: float) -> Audio:
+    """`audio` cut (or padded with silence) to `duration_s`, its last `fade_s` faded out."""
+    length = round(duration_s * audio.sample_rate)
+    samples = fit(audio.samples, length).copy()
+    fade = min(round(fade_s * audio.sample_rate), length)
+    if fade:
+        samples[length - fade :] *= np.cos(np.linspace(0, np.pi / 2, fade)) ** 2
+    return Audio(samples.astype(np.float32), audio.sample_rate)
+
+
 def mix_film(
     narration: Audio,
     music: Audio | None,

@@ -2,8 +2,8 @@
 
 Segments of one film are encoded with identical settings (`EncoderSettings`) and each starts a
 closed GOP with an IDR frame, so that `assemble` joins them by remuxing, without re-encoding. A
-scene long enough is encoded as several segments (`chunk_starts`), cut where its keyframes fall
-anyway, so that its parts encode side by side.
+scene long enough is encoded as several segments of equal length (`chunk_starts`), each starting
+on a keyframe, so that its parts encode side by side.
 """
 
 from __future__ import annotations
@@ -236,12 +236,10 @@ def wrap_text(text: str, font: ImageFont.FreeTypeFont, max_width: float) -> list
 
 def chunk_starts(count: int, fps: int, settings: EncoderSettings = EncoderSettings()) -> list[int]:
     """Where each segment of a scene of `count` frames starts: 0, then up to `settings.chunks` - 1
-    keyframe positions, each the one nearest an equal share of the scene (a scene shorter than
-    two GOPs stays whole)."""
-    keyint = settings.keyint(fps)
-    parts = max(1, min(settings.chunks, count // keyint))
-    cuts = {keyint * round(i * count / parts / keyint) for i in range(1, parts)}
-    return [0, *sorted(cut for cut in cuts if 0 < cut < count)]
+    cuts sharing the scene equally, so that its parts take as long as each other (a scene shorter
+    than two GOPs stays whole). A segment starts on a keyframe and its GOPs count from there."""
+    parts = max(1, min(settings.chunks, count // settings.keyint(fps)))
+    return [round(i * count / parts) for i in range(parts)]
 
 
 class FrameSpan(Frames):

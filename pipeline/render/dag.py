@@ -13,8 +13,9 @@ Every stage looks in the stage cache first; a scene whose clip is cached costs n
 lip-sync again. A scene that crossfades from the one before takes that scene's last frame from
 a small task that composes only that frame, so that the two clips encode side by side, and is
 cached under that frame too: an edit of the scene before redoes it only if that frame changed.
-A scene of two GOPs or more encodes in parts cut at its keyframes (`compose.chunk_starts`), one
-task per part, so that one edited scene uses more than one core.
+A scene of two GOPs or more encodes in equal parts (`compose.chunk_starts`), one task per part,
+so that one edited scene uses more than one core. The score is composed for the film's length
+rounded up (`music_length`), so that an edit that changes the length a little reuses it.
 Downstream of the clips, the soundtrack, the assembly and the stills are cached by what they
 depend on, and a film whose inputs all match an earlier render's is that render's outputs. Tasks
 retry on worker loss; ObjectRefs carry frames and audio between stages through the object store.
@@ -23,6 +24,7 @@ retry on worker loss; ObjectRefs carry frames and audio between stages through t
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -75,7 +77,8 @@ from pipeline.render.narration import Narration, Segment, narrate
 from pipeline.render.spec import FilmSpec, ImageRef, Scene
 from pipeline.render.stage_cache import (
     StageCache,
-    array_from_png,
+    array_from_image,
+    array_to_jpeg,
     array_to_png,
     audio_from_bytes,
     audio_to_bytes,
@@ -86,8 +89,8 @@ from pipeline.render.stage_cache import (
 from pipeline.render.upload_manager import upload_manager
 from pipeline.storage import StoredObject, open_storage
 
-COMPOSITION_VERSION = "6"  # bump when clip composition changes what a cached clip holds
-ASSEMBLY_VERSION = "1"  # bump when the soundtrack, assembly or stills change what they hold
+COMPOSITION_VERSION = "7"  # bump when clip composition changes what a cached clip holds
+ASSEMBLY_VERSION = "2"  # bump when the soundtrack, assembly or stills change what they hold
 LEAD_S = 0.3
 TAIL_S = 0.5
 StopAt = Literal["plan", "voice", "animatic"]
@@ -316,7 +319,9 @@ class ClipResult(BaseModel):
     segments: list[bytes]
     """The clip's H.264 segments in order (`chunk_starts`), joined with the other scenes'."""
     last_frame: bytes
+    """The last finished frame (PNG, lossless: the next scene may crossfade from it)."""
     samples: list[bytes]
+    """Frames (JPEG) for the thumbnails and the storyboard (`_sample_indices`)."""
     cached: bool
     warnings: list[str]
     ambience: bytes | None = None
@@ -329,7 +334,7 @@ def _keyframe(inputs: RenderInputs, scene: Scene, index: int) -> bytes | None:
     passed as it is; the image engine draws one only for engines that need a keyframe."""
     width, height = inputs.spec.frame_size
     if scene.character is not None:
-        character = array_from_png(_image_bytes(inputs, scene.character) or b"")
+        character = array_from_image(_image_bytes(inputs, scene.character) or b"")
         return array_to_png(np.asarray(thumbnails.fill_frame(character, (width, height))))
     data = _image_bytes(inputs, inputs.spec.scene_reference(index))
     if data is not None or inputs.engines.scene_video(scene).name != "svd":
@@ -423,7 +428,7 @@ def _finished(
     captions: list[Segment] = []
     if narration is not None and inputs.spec.captions:
         captions = [s.shifted(LEAD_S) for s in narration.segments]
-    previous = array_from_png(previous_last_frame) if previous_last_frame else None
+    previous = array_from_image(previous_last_frame) if previous_last_frame else None
     edges = SceneEdges(**plan.edges)
     return compose_clip(frames, captions=captions, edges=edges, previous_last_frame=previous)
 
@@ -465,14 +470,14 @@ def clip_stage(
         key=key,
         segments=list(segments),
         last_frame=last_frame,
-        samples=[array_to_png(frames.frame(i)) for i in _sample_indices(len(frames))],
+        samples=[array_to_jpeg(frames.frame(i)) for i in _sample_indices(len(frames))],
         cached=False,
         warnings=warnings,
         ambience=ambience,
     )
     files = {f"segment{i}.mp4": segment for i, segment in enumerate(segments)}
     files["last.png"] = last_frame
-    files |= {f"sample{i}.png": s for i, s in enumerate(result.samples)}
+    files |= {f"sample{i}.jpg": s for i, s in enumerate(result.samples)}
     files["warnings.json"] = json.dumps(warnings).encode()
     if ambience is not None:
         files["ambience.npz"] = ambience
@@ -535,8 +540,20 @@ def cached_clip(cache: StageCache, plan: ScenePlan, key: str) -> ClipResult | No
 # -- music -----------------------------------------------------------------------------------
 
 
+MUSIC_STEP_S = 10.0
+MUSIC_FADE_S = 2.0
+
+
+def music_length(duration_s: float) -> float:
+    """How long a score is asked for: the film and its fade-out rounded up to `MUSIC_STEP_S`, so
+    that an edit that lengthens or shortens a scene by a few seconds reuses the score (composed
+    again, it would be the same piece; a neural one costs seconds of GPU). The soundtrack ends it
+    with the film (`audio.end_at`)."""
+    return MUSIC_STEP_S * math.ceil((duration_s + MUSIC_FADE_S) / MUSIC_STEP_S)
+
+
 def music_key(inputs: RenderInputs, duration_s: float) -> str | None:
-    """The score's cache key; None for a film without music."""
+    """The score's cache key, for a score `duration_s` long; None for a film without music."""
     music = inputs.spec.music
     if music.style is MusicStyle.none or music.volume == 0:
         return None
@@ -636,6 +653,8 @@ def soundtrack_stage(
     beds = [(start, audio_from_bytes(sound)) for start, sound in made if sound is not None]
     ambience = audio.place(beds, duration) if beds else None
     music_audio, midi, _ = music
+    if music_audio is not None:
+        music_audio = audio.end_at(music_audio, duration, fade_s=MUSIC_FADE_S)
     mix = audio.mix_film(
         track,
         music_audio,
@@ -676,7 +695,7 @@ def _stills(
     if (hit := cache.get("stills", key)) is not None:
         return hit, True
     files: dict[str, bytes] = {}
-    samples = [array_from_png(s) for clip in clips for s in clip.samples]
+    samples = [array_from_image(s) for clip in clips for s in clip.samples]
     made = thumbnails.make_thumbnails(samples, spec.title)
     for i, candidate in enumerate(made.candidates):
         files[f"thumbnail{i + 1}.jpg"] = candidate.image
@@ -708,7 +727,7 @@ def _storyboard(inputs: RenderInputs, plans: list[ScenePlan], clips: list[ClipRe
     spec = inputs.spec
     tiles = [
         storyboard.StoryboardTile(
-            frame=array_from_png(clip.samples[len(clip.samples) // 2]),
+            frame=array_from_image(clip.samples[len(clip.samples) // 2]),
             duration_s=plan.frames / spec.fps,
             narration=spec.scenes[plan.index].narration or spec.scenes[plan.index].prompt,
         )
@@ -863,7 +882,8 @@ def _film(
     (from the cache or through video, lip-sync and composition), the assembly and the stills;
     the files and the clips. Each step is recorded in `hits` or `misses`."""
     missed = len(misses)
-    music = music_key(inputs, duration)
+    score_s = music_length(duration)
+    music = music_key(inputs, score_s)
     sound_key = soundtrack_key(inputs, plans, music)
     music_ref: ray.ObjectRef | None = None
     soundtrack: Soundtrack | ray.ObjectRef
@@ -873,7 +893,7 @@ def _film(
         soundtrack = Soundtrack.from_files(sound_hit)
     else:
         misses.append("soundtrack")
-        music_ref = music_stage.remote(inputs, duration, music)
+        music_ref = music_stage.remote(inputs, score_s, music)
         soundtrack = soundtrack_stage.remote(
             inputs, plans, narrations, music_ref, sound_key, sounds
         )
@@ -1021,7 +1041,7 @@ def _preview(
     for plan in plans:
         scene = spec.scenes[plan.index]
         data = _image_bytes(inputs, scene.character or spec.scene_reference(plan.index))
-        pixels = _draw_keyframe(inputs, plan.index) if data is None else array_from_png(data)
+        pixels = _draw_keyframe(inputs, plan.index) if data is None else array_from_image(data)
         tiles.append(
             storyboard.StoryboardTile(
                 frame=pixels,

@@ -22,7 +22,7 @@ from pipeline.render.assemble import (
     inspect_film,
     verify_film,
 )
-from pipeline.render.audio import SAMPLE_RATE, duck, limit, mix_film, place, resample
+from pipeline.render.audio import SAMPLE_RATE, duck, end_at, limit, mix_film, place, resample
 from pipeline.render.compose import (
     FrameSpan,
     SceneEdges,
@@ -246,15 +246,13 @@ def test_segments_too_short_for_the_b_frame_delay_join_in_order(tmp_path: Path) 
     assert np.abs(np.array(shown) - expected).max() <= 2
 
 
-def test_a_long_clip_is_cut_at_keyframes_into_parts_that_join_into_the_whole(
-    tmp_path: Path,
-) -> None:
+def test_a_long_clip_is_cut_in_equal_parts_that_join_into_the_whole(tmp_path: Path) -> None:
     gop = 2 * FPS  # EncoderSettings.gop_s
     assert chunk_starts(2 * gop - 1, FPS) == [0]  # shorter than two GOPs: whole
     assert chunk_starts(2 * gop, FPS) == [0, gop]
     count = 3 * gop + 20
     starts = chunk_starts(count, FPS)
-    assert starts == [0, 2 * gop]  # the keyframe nearest the middle
+    assert starts == [0, count // 2]  # two equal parts, the second starting on its own keyframe
     edges = SceneEdges(fade_in=True, fade_out=True)
     captions = [Segment("Across the cut", 3.5, 4.5)]
     clip = compose_clip(Frames(scene_pixels(1, count), FPS), captions=captions, edges=edges)
@@ -268,7 +266,8 @@ def test_a_long_clip_is_cut_at_keyframes_into_parts_that_join_into_the_whole(
     verify_film(path, frame_count=count, fps=FPS)
     with av.open(str(path)) as container:
         decoded = [(f.key_frame, f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
-    assert [i for i, (key, _) in enumerate(decoded) if key] == list(range(0, count, gop))
+    keyframes = [*range(0, count // 2, gop), *range(count // 2, count, gop)]
+    assert [i for i, (key, _) in enumerate(decoded) if key] == keyframes
     shown = np.stack([pixels for _, pixels in decoded]).astype(int)
     assert np.abs(shown - clip.pixels).mean(axis=(1, 2, 3)).max() < 3
 
@@ -327,6 +326,15 @@ def test_an_ambience_bed_is_levelled_then_ducked_under_the_narration() -> None:
     silent = mix_film(Audio(voice, SAMPLE_RATE), None, music_volume=0.0,
                       ambience=Audio(hum, SAMPLE_RATE), ambience_volume=0.0).samples  # fmt: skip
     assert np.sqrt(np.mean(silent[: SAMPLE_RATE // 2] ** 2)) < 1e-6, "dropped at volume 0"
+
+
+def test_a_longer_score_ends_with_the_film_fading_out() -> None:
+    tone = np.sin(np.arange(50 * SAMPLE_RATE) * 2 * np.pi * 220 / SAMPLE_RATE).astype(np.float32)
+    ended = end_at(Audio(tone, SAMPLE_RATE), 43.0, fade_s=2.0).samples
+    assert len(ended) == 43 * SAMPLE_RATE
+    second = [np.abs(ended[i * SAMPLE_RATE : (i + 1) * SAMPLE_RATE]).max() for i in range(43)]
+    assert min(second[:41]) > 0.99, "untouched until the fade"
+    assert second[42] < 0.51 and abs(ended[-1]) < 1e-3, "half down a second before the end"
 
 
 def test_the_limiter_keeps_peaks_under_the_ceiling_and_quiet_parts_untouched() -> None:
