@@ -172,9 +172,7 @@ def connect(settings: Settings) -> None:
     """Join the Ray of `RAY_ADDRESS` (set by `ray job submit`), `STUDIO_RAY_ADDRESS` or the studio
     running on this data folder, or start a local one with `render_slot`s."""
     studio = running.find(settings)
-    address = (
-        settings.ray_address or os.environ.get("RAY_ADDRESS") or (studio and studio.ray_address)
-    )
+    address = settings.ray_address or os.environ.get("RAY_ADDRESS") or (studio and studio.join())
     start_ray(settings.model_copy(update={"ray_address": address}), quiet=True)
 
 

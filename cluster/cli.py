@@ -145,17 +145,17 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
 def cmd_render(settings: Settings, args: argparse.Namespace) -> int:
     """Renders on the studio running on this data folder (its Ray and engines), else on
     STUDIO_RAY_ADDRESS, else on a Ray started here: no account, no credits."""
+    spec = _read_or_plan(settings, args.spec, args.output)
+    check(settings)
+    if studio := running.find(settings):  # before Ray is imported: `join` sets how it connects
+        print(f"studio: rendering on the studio running at {studio.api_url}")
+        settings = settings.model_copy(update={"ray_address": studio.join()})
     from tqdm import tqdm
 
     # deferred (see the imports)
     from cluster.runtime import ensure_deployed, start_ray
     from pipeline.render.dag import EngineChoice, RenderInputs, render_film
 
-    spec = _read_or_plan(settings, args.spec, args.output)
-    check(settings)
-    if studio := running.find(settings):
-        print(f"studio: rendering on the studio running at {studio.api_url}")
-        settings = settings.model_copy(update={"ray_address": studio.ray_address})
     launched = time.monotonic()
     start_ray(settings, quiet=True)
     joined = time.monotonic()
@@ -240,6 +240,8 @@ def _read_or_plan(settings: Settings, path: Path, output: Path) -> FilmSpec:
 
 
 def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
+    if studio := running.find(settings):  # before Ray is imported: `join` sets how it connects
+        studio.join()
     from cluster import batch  # deferred (see the imports)
 
     return batch.main([str(args.manifest), "-o", str(args.output)])
