@@ -84,6 +84,7 @@ from pipeline.render.stage_cache import (
     stage_key,
 )
 from pipeline.render.upload_manager import upload_manager
+from pipeline.render.watchdog import Work, watch
 from pipeline.storage import StoredObject, open_storage
 
 COMPOSITION_VERSION = "6"  # bump when clip composition changes what a cached clip holds
@@ -196,7 +197,8 @@ def voice_stage(inputs: RenderInputs, index: int, key: str) -> Narration:
 
     def synthesize(sentence: str) -> Audio:
         request = VoiceRequest(text=sentence, voice=voice, seed=inputs.spec.seed + index)
-        return call_engine(info, "synthesize", request)  # type: ignore[no-any-return]
+        limit = watch(inputs.settings, info, "voice", index, Work(characters=len(sentence)))
+        return call_engine(info, "synthesize", request, watch=limit)  # type: ignore[no-any-return]
 
     assert scene.narration is not None
     narration = narrate(synthesize, scene.narration)
@@ -349,7 +351,9 @@ def _draw_keyframe(inputs: RenderInputs, index: int) -> np.ndarray:
         height=height,
         seed=inputs.spec.scene_seed(index),
     )
-    pixels: np.ndarray = call_engine(inputs.engines.info(Capability.image), "keyframe", request)
+    info = inputs.engines.info(Capability.image)
+    limit = watch(inputs.settings, info, "keyframe", index, Work.frames(width, height, 1))
+    pixels: np.ndarray = call_engine(info, "keyframe", request, watch=limit)
     return pixels
 
 
@@ -379,7 +383,9 @@ def video_stage(inputs: RenderInputs, plan: ScenePlan) -> tuple[Frames, bytes | 
     ambience bed (`makes_ambience`)."""
     request = video_request(inputs, plan)
     engine = inputs.engines.scene_video(inputs.spec.scenes[plan.index])
-    frames: Frames = call_engine(engine, "generate", request)
+    work = Work.frames(request.width, request.height, plan.frames)
+    limit = watch(inputs.settings, engine, "video", plan.index, work)
+    frames: Frames = call_engine(engine, "generate", request, watch=limit)
     sound = None
     if isinstance(frames, SoundFrames) and makes_ambience(inputs, plan.index):
         sound = audio_to_bytes(frames.sound)
@@ -408,7 +414,10 @@ def lipsync_stage(
     """The speaking character's frames moved with the narration, and the engine's warnings."""
     track = audio.place([(LEAD_S, narration.audio)], plan.frames / inputs.spec.fps)
     lipsync = inputs.engines.info(Capability.lipsync)
-    synced: LipSyncResult = call_engine(lipsync, "sync", frames, track)
+    height, width = frames.pixels.shape[1:3]
+    work = Work.frames(width, height, len(frames))
+    limit = watch(inputs.settings, lipsync, "lip-sync", plan.index, work)
+    synced: LipSyncResult = call_engine(lipsync, "sync", frames, track, watch=limit)
     return synced.frames, [f"scene {plan.index + 1}: {w}" for w in synced.warnings]
 
 
@@ -563,7 +572,9 @@ def music_stage(
         duration_s=duration_s,
         seed=inputs.spec.seed,
     )
-    result = call_engine(inputs.engines.info(Capability.music), "compose", request)
+    info = inputs.engines.info(Capability.music)
+    limit = watch(inputs.settings, info, "music", None, Work(audio_s=duration_s))
+    result = call_engine(info, "compose", request, watch=limit)
     files = {"audio.npz": audio_to_bytes(result.audio)}
     if result.midi:
         files["music.mid"] = result.midi
