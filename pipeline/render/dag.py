@@ -755,11 +755,40 @@ def film_key(inputs: RenderInputs) -> str:
 
 def render_film(inputs: RenderInputs, report: Reporter) -> tuple[RenderReport, dict[str, bytes]]:
     """Runs the DAG and returns its report and the output files. `report(stage, status,
-    progress)` is called as stages advance (the job runner writes it to the job row).
+    progress)` is called as stages advance (the job runner writes it to the job row); the stages
+    running when the render fails are reported failed.
 
     A render whose every input is unchanged (`film_key`) returns the earlier outputs from the
     cache and starts no task. Otherwise each step looks in the cache first, in this process, and
     only what missed becomes a task."""
+    stages = _RunningStages(report)
+    try:
+        return _render(inputs, stages)
+    except Exception:
+        stages.fail()
+        raise
+
+
+class _RunningStages:
+    """A reporter that remembers which stages run, so that a failed render can say where."""
+
+    def __init__(self, report: Reporter) -> None:
+        self.report = report
+        self.running: dict[str, float] = {}
+
+    def __call__(self, stage: str, status: str, progress: float) -> None:
+        if status == "running":
+            self.running[stage] = progress
+        else:
+            self.running.pop(stage, None)
+        self.report(stage, status, progress)
+
+    def fail(self) -> None:
+        for stage, progress in list(self.running.items()):
+            self(stage, "failed", progress)
+
+
+def _render(inputs: RenderInputs, report: Reporter) -> tuple[RenderReport, dict[str, bytes]]:
     clock = _StageClock(inputs)
     cache = _cache(inputs)
     key = film_key(inputs)
@@ -878,6 +907,7 @@ def _film(
     sound_key = soundtrack_key(inputs, plans, music)
     music_ref: ray.ObjectRef | None = None
     soundtrack: Soundtrack | ray.ObjectRef
+    report("video", "running", 0)
     clip_refs, sounds = _clips(inputs, cache, plans, narrations, hits, misses)
     if (sound_hit := cache.get("soundtrack", sound_key)) is not None:
         hits.append("soundtrack")
@@ -889,7 +919,6 @@ def _film(
             inputs, plans, narrations, music_ref, sound_key, sounds
         )
     count = len(plans)
-    report("video", "running", 0)
     clips = _gather(clip_refs, lambda done: report("video", "running", 100 * done / count))
     report("video", "cached" if all(c.cached for c in clips) else "succeeded", 100)
     clock.done("video", Capability.video)

@@ -94,6 +94,8 @@ def test_a_hung_stage_is_cancelled_retried_once_and_fails_its_job_which_releases
     assert done.status == JobStatus.failed
     assert done.error is not None
     assert "the video stage of scene 1" in done.error and "retried once" in done.error
+    assert done.stages["video"]["status"] == "failed"
+    assert done.stages["voice"]["status"] == "succeeded"
     assert took >= 2 * FLOOR_S, "the stage was given its limit twice"
     assert counts_once_settled(stalling_video) == (2, 2), "two calls, both cancelled"
     assert settled_balance(watched, user) == (granted, 0), "its credits were released"
