@@ -256,9 +256,12 @@ def cmd_storage(settings: Settings, args: argparse.Namespace) -> int:
         print(f"cache entry {info.key} ({info.size} bytes)")
     for info in result.swept:
         print(f"object {info.key} ({info.size} bytes)")
+    for info in result.partial:
+        print(f"unfinished write {info.key} ({info.size} bytes)")
     print(
         f"studio: {verb} {result.reclaimed_bytes} bytes: {len(result.swept)} unreferenced "
-        f"object(s), {len(result.evicted)} cache entr(ies) over the budget; "
+        f"object(s), {len(result.evicted)} cache entr(ies) over the budget, "
+        f"{len(result.partial)} unfinished write(s); "
         f"{len(result.young)} unreferenced object(s) within the grace period kept"
     )
     print("stored bytes by kind: " + ", ".join(f"{k} {v}" for k, v in result.stored.items()))

@@ -116,6 +116,20 @@ class Settings(BaseSettings):
         "`studio storage gc` runs it by hand)",
     )
 
+    watchdog_floor_s: float = Field(
+        default=900,
+        gt=0,
+        description="The shortest time an engine call may go without an answer before the "
+        "render watchdog cancels it and asks again (once): covers a replica loading its model "
+        "and other renders' requests queued ahead (`pipeline.render.watchdog`)",
+    )
+    watchdog_factor: float = Field(
+        default=4.0,
+        gt=0,
+        description="An engine call's limit as a multiple of its estimated seconds, where that "
+        "is above the floor",
+    )
+
     openai_api_key: SecretStr | None = None
     openai_base_url: str = "https://api.openai.com"
     elevenlabs_api_key: SecretStr | None = None

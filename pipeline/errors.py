@@ -40,3 +40,10 @@ class EngineUnavailable(StudioError):
 
 class RelinkRequired(StudioError):
     slug, status, title = "relink-required", 409, "Relink your channel"
+
+
+class StageTimedOut(StudioError):
+    """A render stage's engine call gave no answer within its limit, twice
+    (`pipeline.render.watchdog`)."""
+
+    slug, status, title = "stage-timed-out", 504, "Render stage timed out"

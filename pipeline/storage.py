@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
 import mimetypes
 import os
@@ -31,6 +32,8 @@ from cluster.errors import StudioError
 from cluster.settings import Settings
 
 CHUNK = 1024 * 1024
+PART_PREFIX = ".part-"
+"""A local write in progress: the file is renamed to its key once complete."""
 
 
 class StorageError(StudioError):
@@ -100,6 +103,12 @@ class Storage(ABC):
         """Marks the object as written now (the garbage collector's grace period counts from
         it); raises KeyError when it does not exist."""
 
+    @abstractmethod
+    def sweep_partial(self, cutoff: float, dry_run: bool = False) -> list[ObjectInfo]:
+        """Removes the writes that never finished (a killed upload's temporary file, a multipart
+        upload never completed) started before `cutoff`, in epoch seconds; returns them (with
+        `dry_run`, those it would remove)."""
+
     def list(self, prefix: str) -> Iterator[str]:
         return (info.key for info in self.scan(prefix))
 
@@ -111,11 +120,10 @@ class Storage(ABC):
     def check(self) -> None:
         """Raises StorageError naming the setting when the storage cannot be used."""
 
+    @abstractmethod
     def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> StoredObject:
-        with tempfile.NamedTemporaryFile() as tmp:
-            tmp.write(data)
-            tmp.flush()
-            return self.put_file(key, Path(tmp.name), content_type)
+        """Stores `data` with no temporary file outside the storage: a writer killed meanwhile
+        leaves only what `sweep_partial` removes."""
 
     def put_content(
         self, path: Path, suffix: str = "", content_type: str | None = None
@@ -157,13 +165,22 @@ class LocalStorage(Storage):
         return path
 
     def put_file(self, key: str, path: Path, content_type: str | None = None) -> StoredObject:
+        with path.open("rb") as src:
+            return self._write(key, src, content_type)
+
+    def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> StoredObject:
+        return self._write(key, io.BytesIO(data), content_type)
+
+    def _write(self, key: str, src: BinaryIO, content_type: str | None) -> StoredObject:
+        """Writes a `.part-` file beside the target and renames it: readers never see half a
+        file, and a writer killed meanwhile leaves one that `sweep_partial` removes."""
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
         size = 0
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=PART_PREFIX)
         try:
-            with path.open("rb") as src, os.fdopen(fd, "wb") as dst:
+            with os.fdopen(fd, "wb") as dst:
                 while chunk := src.read(CHUNK):
                     digest.update(chunk)
                     size += len(chunk)
@@ -190,12 +207,26 @@ class LocalStorage(Storage):
         folder = self.root / prefix.rpartition("/")[0]
         for path in sorted(folder.rglob("*")):
             key = path.relative_to(self.root).as_posix()
-            if path.is_file() and key.startswith(prefix) and not path.name.startswith(".part-"):
+            if path.is_file() and key.startswith(prefix) and not path.name.startswith(PART_PREFIX):
                 try:
                     stat = path.stat()
                 except FileNotFoundError:  # deleted since the folder was read
                     continue
                 yield ObjectInfo(key, stat.st_size, stat.st_mtime)
+
+    def sweep_partial(self, cutoff: float, dry_run: bool = False) -> list[ObjectInfo]:
+        found: list[ObjectInfo] = []
+        for path in self.root.rglob(f"{PART_PREFIX}*"):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # renamed into place or removed since the folder was read
+                continue
+            if stat.st_mtime < cutoff:
+                key = path.relative_to(self.root).as_posix()
+                found.append(ObjectInfo(key, stat.st_size, stat.st_mtime))
+                if not dry_run:
+                    path.unlink(missing_ok=True)
+        return found
 
     def touch(self, key: str) -> None:
         try:
@@ -222,7 +253,7 @@ class LocalStorage(Storage):
     def check(self) -> None:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=self.root, prefix=".part-probe-"):
+            with tempfile.NamedTemporaryFile(dir=self.root, prefix=f"{PART_PREFIX}probe-"):
                 pass
         except OSError as e:
             raise StorageError(
@@ -269,6 +300,18 @@ class S3Storage(Storage):
         )
         return StoredObject(key, path.stat().st_size, sha, content_type)
 
+    def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> StoredObject:
+        sha = hashlib.sha256(data).hexdigest()
+        content_type = content_type or guess_type(key)
+        self.client.upload_fileobj(
+            io.BytesIO(data),
+            self.bucket,
+            self._key(key),
+            ExtraArgs={"ContentType": content_type, "Metadata": {"sha256": sha}},
+            Config=self.transfer,
+        )
+        return StoredObject(key, len(data), sha, content_type)
+
     def open(self, key: str) -> BinaryIO:
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
@@ -296,6 +339,25 @@ class S3Storage(Storage):
             for item in page.get("Contents", []):
                 key = item["Key"][len(self.prefix) :]
                 yield ObjectInfo(key, int(item["Size"]), item["LastModified"].timestamp())
+
+    def sweep_partial(self, cutoff: float, dry_run: bool = False) -> list[ObjectInfo]:
+        """Aborts the multipart uploads begun before `cutoff` and never completed (a killed
+        upload's parts, which S3 keeps, unlisted, until aborted)."""
+        found: list[ObjectInfo] = []
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+            for upload in page.get("Uploads", []):
+                started = upload["Initiated"].timestamp()
+                if started >= cutoff:
+                    continue
+                key, upload_id = upload["Key"], upload["UploadId"]
+                where = {"Bucket": self.bucket, "Key": key, "UploadId": upload_id}
+                parts = self.client.list_parts(**where).get("Parts", [])
+                size = sum(int(part["Size"]) for part in parts)
+                found.append(ObjectInfo(key[len(self.prefix) :], size, started))
+                if not dry_run:
+                    self.client.abort_multipart_upload(**where)
+        return found
 
     def touch(self, key: str) -> None:
         """Copies the object onto itself (on the server, nothing is downloaded), which S3

@@ -8,7 +8,10 @@ entries leave their blobs. A collection is a mark and sweep over `cas/`:
 2. evict the stage cache's least recently used entries over its budget;
 3. mark every key the database names (assets, projects' outputs, jobs' inputs and outputs) and
    every blob a remaining cache manifest names;
-4. sweep the unmarked objects older than the grace period (`Settings.storage_gc_grace_s`).
+4. sweep the unmarked objects older than the grace period (`Settings.storage_gc_grace_s`),
+   and the writes that never finished begun before it (`Storage.sweep_partial`: the temporary
+   files of uploads and cache writes whose process was killed, S3 multipart uploads never
+   completed).
 
 A render running during a collection loses nothing: what it writes is younger than the grace
 period, and an object it reuses is touched when it is stored again (`Storage.put_content`,
@@ -46,11 +49,14 @@ class Collection:
     evicted: list[ObjectInfo] = field(default_factory=list)
     swept: list[ObjectInfo] = field(default_factory=list)
     young: list[ObjectInfo] = field(default_factory=list)
+    partial: list[ObjectInfo] = field(default_factory=list)
+    """Writes that never finished, begun before the grace period."""
     stored: dict[str, int] = field(default_factory=dict)
 
     @property
     def reclaimed_bytes(self) -> int:
-        return sum(o.size for o in self.swept) + sum(o.size for o in self.evicted)
+        removed = [*self.swept, *self.evicted, *self.partial]
+        return sum(o.size for o in removed)
 
 
 def collect(
@@ -80,6 +86,7 @@ def collect(
         + sum(entry.manifest.size for entry in kept),
         "unreferenced": sum(o.size for o in result.young),
     }
+    result.partial = storage.sweep_partial(cutoff, dry_run=dry_run)
     if not dry_run:
         for entry in evicted:
             storage.delete(entry.manifest.key)
@@ -133,8 +140,10 @@ def collect_when_due(settings: Settings) -> None:
     for kind, size in result.stored.items():
         metrics.storage_bytes(kind, size)
     log.info(
-        "storage collected: %d object(s) swept, %d cache entries evicted, %d bytes reclaimed",
+        "storage collected: %d object(s) swept, %d cache entries evicted, %d unfinished "
+        "write(s) removed, %d bytes reclaimed",
         len(result.swept),
         len(result.evicted),
+        len(result.partial),
         result.reclaimed_bytes,
     )

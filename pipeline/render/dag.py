@@ -87,6 +87,7 @@ from pipeline.render.stage_cache import (
     stage_key,
 )
 from pipeline.render.upload_manager import upload_manager
+from pipeline.render.watchdog import Work, watch
 from pipeline.storage import StoredObject, open_storage
 
 COMPOSITION_VERSION = "7"  # bump when clip composition changes what a cached clip holds
@@ -199,7 +200,8 @@ def voice_stage(inputs: RenderInputs, index: int, key: str) -> Narration:
 
     def synthesize(sentence: str) -> Audio:
         request = VoiceRequest(text=sentence, voice=voice, seed=inputs.spec.seed + index)
-        return call_engine(info, "synthesize", request)  # type: ignore[no-any-return]
+        limit = watch(inputs.settings, info, "voice", index, Work(characters=len(sentence)))
+        return call_engine(info, "synthesize", request, watch=limit)  # type: ignore[no-any-return]
 
     assert scene.narration is not None
     narration = narrate(synthesize, scene.narration)
@@ -354,7 +356,9 @@ def _draw_keyframe(inputs: RenderInputs, index: int) -> np.ndarray:
         height=height,
         seed=inputs.spec.scene_seed(index),
     )
-    pixels: np.ndarray = call_engine(inputs.engines.info(Capability.image), "keyframe", request)
+    info = inputs.engines.info(Capability.image)
+    limit = watch(inputs.settings, info, "keyframe", index, Work.frames(width, height, 1))
+    pixels: np.ndarray = call_engine(info, "keyframe", request, watch=limit)
     return pixels
 
 
@@ -384,7 +388,9 @@ def video_stage(inputs: RenderInputs, plan: ScenePlan) -> tuple[Frames, bytes | 
     ambience bed (`makes_ambience`)."""
     request = video_request(inputs, plan)
     engine = inputs.engines.scene_video(inputs.spec.scenes[plan.index])
-    frames: Frames = call_engine(engine, "generate", request)
+    work = Work.frames(request.width, request.height, plan.frames)
+    limit = watch(inputs.settings, engine, "video", plan.index, work)
+    frames: Frames = call_engine(engine, "generate", request, watch=limit)
     sound = None
     if isinstance(frames, SoundFrames) and makes_ambience(inputs, plan.index):
         sound = audio_to_bytes(frames.sound)
@@ -413,7 +419,10 @@ def lipsync_stage(
     """The speaking character's frames moved with the narration, and the engine's warnings."""
     track = audio.place([(LEAD_S, narration.audio)], plan.frames / inputs.spec.fps)
     lipsync = inputs.engines.info(Capability.lipsync)
-    synced: LipSyncResult = call_engine(lipsync, "sync", frames, track)
+    height, width = frames.pixels.shape[1:3]
+    work = Work.frames(width, height, len(frames))
+    limit = watch(inputs.settings, lipsync, "lip-sync", plan.index, work)
+    synced: LipSyncResult = call_engine(lipsync, "sync", frames, track, watch=limit)
     return synced.frames, [f"scene {plan.index + 1}: {w}" for w in synced.warnings]
 
 
@@ -580,7 +589,9 @@ def music_stage(
         duration_s=duration_s,
         seed=inputs.spec.seed,
     )
-    result = call_engine(inputs.engines.info(Capability.music), "compose", request)
+    info = inputs.engines.info(Capability.music)
+    limit = watch(inputs.settings, info, "music", None, Work(audio_s=duration_s))
+    result = call_engine(info, "compose", request, watch=limit)
     files = {"audio.npz": audio_to_bytes(result.audio)}
     if result.midi:
         files["music.mid"] = result.midi
@@ -763,11 +774,40 @@ def film_key(inputs: RenderInputs) -> str:
 
 def render_film(inputs: RenderInputs, report: Reporter) -> tuple[RenderReport, dict[str, bytes]]:
     """Runs the DAG and returns its report and the output files. `report(stage, status,
-    progress)` is called as stages advance (the job runner writes it to the job row).
+    progress)` is called as stages advance (the job runner writes it to the job row); the stages
+    running when the render fails are reported failed.
 
     A render whose every input is unchanged (`film_key`) returns the earlier outputs from the
     cache and starts no task. Otherwise each step looks in the cache first, in this process, and
     only what missed becomes a task."""
+    stages = _RunningStages(report)
+    try:
+        return _render(inputs, stages)
+    except Exception:
+        stages.fail()
+        raise
+
+
+class _RunningStages:
+    """A reporter that remembers which stages run, so that a failed render can say where."""
+
+    def __init__(self, report: Reporter) -> None:
+        self.report = report
+        self.running: dict[str, float] = {}
+
+    def __call__(self, stage: str, status: str, progress: float) -> None:
+        if status == "running":
+            self.running[stage] = progress
+        else:
+            self.running.pop(stage, None)
+        self.report(stage, status, progress)
+
+    def fail(self) -> None:
+        for stage, progress in list(self.running.items()):
+            self(stage, "failed", progress)
+
+
+def _render(inputs: RenderInputs, report: Reporter) -> tuple[RenderReport, dict[str, bytes]]:
     clock = _StageClock(inputs)
     cache = _cache(inputs)
     key = film_key(inputs)
@@ -887,6 +927,7 @@ def _film(
     sound_key = soundtrack_key(inputs, plans, music)
     music_ref: ray.ObjectRef | None = None
     soundtrack: Soundtrack | ray.ObjectRef
+    report("video", "running", 0)
     clip_refs, sounds = _clips(inputs, cache, plans, narrations, hits, misses)
     if (sound_hit := cache.get("soundtrack", sound_key)) is not None:
         hits.append("soundtrack")
@@ -898,7 +939,6 @@ def _film(
             inputs, plans, narrations, music_ref, sound_key, sounds
         )
     count = len(plans)
-    report("video", "running", 0)
     clips = _gather(clip_refs, lambda done: report("video", "running", 100 * done / count))
     report("video", "cached" if all(c.cached for c in clips) else "succeeded", 100)
     clock.done("video", Capability.video)

@@ -23,7 +23,15 @@ from pipeline import storage_gc
 from pipeline.accounts.deletion import delete_account
 from pipeline.jobs.submission import delete_project
 from pipeline.render.stage_cache import StageCache, entries, user_scope
-from pipeline.storage import Storage, StoredObject, content_key, open_storage
+from pipeline.storage import (
+    CHUNK,
+    LocalStorage,
+    S3Storage,
+    Storage,
+    StoredObject,
+    content_key,
+    open_storage,
+)
 
 GRACE_S = 5  # seconds: room for a loaded machine between a write and the collection
 ROOT = Path(__file__).parents[2]
@@ -199,6 +207,59 @@ def test_the_cache_stays_under_its_budget_evicting_the_least_recently_used(
     result = storage_gc.collect(settings)
     assert len(result.swept) == writes - 4
     assert sum(o.size for o in storage.scan("")) <= budget
+
+
+def abandon_write(storage: Storage, key: str) -> None:
+    """What a writer killed mid-write leaves: on a folder, the `.part-` file of an upload whose
+    process is killed while the upload waits for more bytes; on S3, a multipart upload begun and
+    never completed."""
+    if isinstance(storage, S3Storage):
+        where = {"Bucket": storage.bucket, "Key": storage.prefix + key}
+        upload = storage.client.create_multipart_upload(**where)
+        storage.client.upload_part(
+            **where, UploadId=upload["UploadId"], PartNumber=1, Body=b"x" * CHUNK
+        )
+        return
+    assert isinstance(storage, LocalStorage)
+    code = (
+        "import sys; from pathlib import Path; from pipeline.storage import LocalStorage; "
+        "LocalStorage(Path(sys.argv[1]), bytes, '').put_file(sys.argv[2], Path('/dev/stdin'))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-c", code, str(storage.root), key]
+    writer = subprocess.Popen(command, stdin=subprocess.PIPE, env=env)
+    assert writer.stdin is not None
+    writer.stdin.write(b"x" * (CHUNK + 1))  # a chunk written, and the next one awaited
+    writer.stdin.flush()
+    folder = storage.root / key.rpartition("/")[0]
+    deadline = time.monotonic() + 60
+    while not any(p.stat().st_size >= CHUNK for p in folder.glob(".part-*")):
+        assert time.monotonic() < deadline and writer.poll() is None, "the upload never began"
+        time.sleep(0.05)
+    writer.kill()
+    writer.wait()
+
+
+def test_writes_killed_midway_are_swept_after_the_grace_period(studio: Settings) -> None:
+    storage = open_storage(studio)
+    abandon_write(storage, "cas/aa/killed-upload.mp4")
+    abandon_write(storage, "cache/local/clip/killed/manifest.json")
+    time.sleep(GRACE_S + 1)
+    abandon_write(storage, "cas/bb/in-flight.mp4")
+
+    def folders(found: list[Any]) -> list[str]:
+        return sorted(info.key.rpartition("/")[0] for info in found)
+
+    dry = storage_gc.collect(studio, dry_run=True)
+    assert folders(dry.partial) == ["cache/local/clip/killed", "cas/aa"]
+    assert dry.reclaimed_bytes >= 2 * CHUNK
+    assert folders(storage.sweep_partial(time.time(), dry_run=True)) == [
+        "cache/local/clip/killed", "cas/aa", "cas/bb",
+    ], "a dry run removes nothing"  # fmt: skip
+    assert folders(storage_gc.collect(studio).partial) == ["cache/local/clip/killed", "cas/aa"]
+    left = storage.sweep_partial(time.time(), dry_run=True)
+    assert folders(left) == ["cas/bb"], "the write within the grace period stays"
+    assert list(storage.list("")) == [], "no half-written object is ever listed"
 
 
 def test_cli_dry_run_reports_and_removes_nothing(settings: Settings, sqlite_url: str) -> None:
