@@ -51,3 +51,12 @@ class ProviderRejected(ProviderError):
 
 class ProviderUnavailable(ProviderError):
     """The provider kept failing (429/5xx/network) after every retry."""
+
+
+class ProviderTimedOut(ProviderError):
+    """A hosted generation did not finish in the time the engine waits for it (and was
+    cancelled at the provider)."""
+
+
+class GenerationFailed(ProviderError):
+    """The provider accepted a generation, then reported it failed (e.g. its moderation)."""

@@ -62,6 +62,12 @@ LICENCES: dict[str, LicenceTerms] = {
     "elevenlabs-terms": LicenceTerms(
         Use.commercial, "ElevenLabs terms: commercial use on paid subscriptions"
     ),
+    "runway-terms": LicenceTerms(
+        Use.commercial, "Runway terms: the customer owns outputs; commercial use on paid plans"
+    ),
+    "luma-terms": LicenceTerms(
+        Use.commercial, "Luma AI API terms: the customer owns outputs; commercial use on paid plans"
+    ),
     "ltx-2-community": LicenceTerms(
         Use.revenue_cap,
         "LTX-2 Community License: commercial use by entities under USD 10M annual revenue",
@@ -142,6 +148,14 @@ ENGINES: tuple[EngineInfo, ...] = (
     EngineInfo(
         Capability.video, "svd", "models.neural.svd:StableVideoDiffusionEngine",
         "stability-community", True, "svd", takes_image=True,
+    ),
+    EngineInfo(
+        Capability.video, "runway", "models.neural.hosted_video:RunwayVideoEngine",
+        "runway-terms", False, takes_image=True,
+    ),
+    EngineInfo(
+        Capability.video, "luma", "models.neural.hosted_video:LumaVideoEngine", "luma-terms",
+        False,
     ),
     EngineInfo(Capability.image, "card", "models.cards:CardImageEngine", "MIT", False),
     EngineInfo(
