@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import pickle
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from models.base import HostedFrames, VideoRequest
 from models.errors import (
     GenerationFailed,
     ProviderAuthError,
+    ProviderError,
     ProviderRejected,
     ProviderTimedOut,
     ProviderUnavailable,
@@ -182,3 +184,21 @@ def test_clip_lengths_cover_the_scene_or_are_the_longest() -> None:
     engine = RunwayVideoEngine("k")
     assert [engine.clip_seconds(s) for s in (0.5, 5, 5.1, 12)] == [5, 5, 10, 10]
     assert isinstance(engine, HostedVideoEngine)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        GenerationFailed("runway", None, "SAFETY.INPUT.IMAGE: refused"),
+        ProviderTimedOut("luma", None, "generation g did not finish in 3 s"),
+        ProviderUnavailable("runway", 429, "Rate limit exceeded"),
+        ProviderAuthError("luma", 401, "Invalid API key"),
+    ],
+)
+def test_provider_errors_cross_processes_whole(error: ProviderError) -> None:
+    """Serve and Ray pickle an engine's error to the render task that called it."""
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is type(error) and str(again) == str(error)
+    assert (again.provider, again.provider_status, again.message) == (
+        error.provider, error.provider_status, error.message,
+    )  # fmt: skip
