@@ -110,12 +110,14 @@ def audit(studio: Settings, user: User) -> list[AuditLog]:
     ids=["hosted-video", "local-video", "lip-sync"],
 )
 def test_a_film_a_realistic_engine_made_part_of_is_labelled_synthetic(
-    studio: Settings, google: FakeGoogle, channel: User, engines: dict[str, Any]
+    api: TestClient, studio: Settings, google: FakeGoogle, channel: User, engines: dict[str, Any]
 ) -> None:
     project = rendered_by(studio, channel, "final", engines)
     job_id = publish(studio, channel, project)
     assert uploaded_status(studio, google, job_id)["containsSyntheticMedia"] is True
     assert audit(studio, channel) == []
+    [video] = api.get("/api/youtube/videos", headers=auth(studio, channel)).json()
+    assert video["contains_synthetic_media"] is True
 
 
 def test_an_animatic_is_not_labelled(studio: Settings, google: FakeGoogle, channel: User) -> None:
@@ -133,11 +135,13 @@ def test_a_final_render_of_cpu_engines_and_hosted_voices_is_not_labelled(
 
 
 def test_the_label_is_turned_off_only_with_a_reason_kept_in_the_audit_log(
-    studio: Settings, google: FakeGoogle, channel: User
+    api: TestClient, studio: Settings, google: FakeGoogle, channel: User
 ) -> None:
     project = rendered_by(studio, channel, "final", {**ANIMATIC, "video": "luma"})
     job_id = publish(studio, channel, project, synthetic_label_off_reason=REASON)
     assert uploaded_status(studio, google, job_id)["containsSyntheticMedia"] is False
+    [video] = api.get("/api/youtube/videos", headers=auth(studio, channel)).json()
+    assert video["contains_synthetic_media"] is False
     [entry] = audit(studio, channel)
     assert (entry.actor_id, entry.target_type, entry.target_id) == (
         channel.id, "project", str(project.id),
