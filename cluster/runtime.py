@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SERVE_CONFIG = ROOT / "deployments" / "serve_config.yaml"
 SECRET_FIELDS = {
     "jwt_secret", "token_encryption_key", "s3_access_key_id", "s3_secret_access_key",
-    "openai_api_key", "elevenlabs_api_key", "google_client_secret",
+    "openai_api_key", "elevenlabs_api_key", "runway_api_key", "luma_api_key",
+    "google_client_secret",
     "jwt_previous_secrets", "token_previous_keys", "smtp_url",
 }  # fmt: skip
 

@@ -134,6 +134,10 @@ class Settings(BaseSettings):
     openai_base_url: str = "https://api.openai.com"
     elevenlabs_api_key: SecretStr | None = None
     elevenlabs_base_url: str = "https://api.elevenlabs.io"
+    runway_api_key: SecretStr | None = None
+    runway_base_url: str = "https://api.dev.runwayml.com"
+    luma_api_key: SecretStr | None = None
+    luma_base_url: str = "https://api.lumalabs.ai"
 
     google_client_id: str | None = None
     google_client_secret: SecretStr | None = None

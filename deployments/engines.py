@@ -182,9 +182,20 @@ def build_engine_app(
 
 
 def engine_options(settings: Settings, info: EngineInfo) -> dict[str, Any]:
-    """Constructor options for the engines that need settings (HTTP voices: key and endpoint)."""
-    keys = {"openai": settings.openai_api_key, "elevenlabs": settings.elevenlabs_api_key}
-    urls = {"openai": settings.openai_base_url, "elevenlabs": settings.elevenlabs_base_url}
+    """Constructor options for the engines that need settings (hosted engines: key and
+    endpoint)."""
+    keys = {
+        "openai": settings.openai_api_key,
+        "elevenlabs": settings.elevenlabs_api_key,
+        "runway": settings.runway_api_key,
+        "luma": settings.luma_api_key,
+    }
+    urls = {
+        "openai": settings.openai_base_url,
+        "elevenlabs": settings.elevenlabs_base_url,
+        "runway": settings.runway_base_url,
+        "luma": settings.luma_base_url,
+    }
     if info.name not in keys:
         return {}
     key = keys[info.name]

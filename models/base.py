@@ -146,6 +146,25 @@ class SoundFrames(Frames):
     sound: Audio = field(kw_only=True)
 
 
+@dataclass(frozen=True)
+class ProviderCost:
+    """What a hosted engine's provider charged for one clip: `amount` in `unit` (Runway
+    credits, US dollars) for `seconds` of video of `model`."""
+
+    provider: str
+    model: str
+    seconds: float
+    amount: float
+    unit: str
+
+
+@dataclass
+class HostedFrames(Frames):
+    """Frames a hosted provider made, with what it charged for them (recorded on the job)."""
+
+    cost: ProviderCost = field(kw_only=True)
+
+
 @dataclass
 class LipSyncResult:
     frames: Frames

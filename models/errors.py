@@ -3,6 +3,8 @@ name model folders and providers, so they are internal: clients see a generic pr
 
 from __future__ import annotations
 
+from typing import Any
+
 from cluster.errors import StudioError
 
 
@@ -35,10 +37,16 @@ class ProviderError(EngineError):
     slug, title = "provider-failed", "Engine provider failed"
 
     def __init__(self, provider: str, provider_status: int | None, message: str) -> None:
-        super().__init__(f"{provider}: {provider_status or 'no response'}: {message}")
+        status = f" {provider_status}:" if provider_status else ""
+        super().__init__(f"{provider}:{status} {message}")
         self.provider = provider
         self.provider_status = provider_status
         self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Rebuilt from its own arguments when it crosses processes (Ray, Serve): pickle's
+        default would call the constructor with the formatted message alone, and fail."""
+        return type(self), (self.provider, self.provider_status, self.message)
 
 
 class ProviderAuthError(ProviderError):
@@ -51,3 +59,12 @@ class ProviderRejected(ProviderError):
 
 class ProviderUnavailable(ProviderError):
     """The provider kept failing (429/5xx/network) after every retry."""
+
+
+class ProviderTimedOut(ProviderError):
+    """A hosted generation did not finish in the time the engine waits for it (and was
+    cancelled at the provider)."""
+
+
+class GenerationFailed(ProviderError):
+    """The provider accepted a generation, then reported it failed (e.g. its moderation)."""

@@ -62,6 +62,12 @@ LICENCES: dict[str, LicenceTerms] = {
     "elevenlabs-terms": LicenceTerms(
         Use.commercial, "ElevenLabs terms: commercial use on paid subscriptions"
     ),
+    "runway-terms": LicenceTerms(
+        Use.commercial, "Runway terms: the customer owns outputs; commercial use on paid plans"
+    ),
+    "luma-terms": LicenceTerms(
+        Use.commercial, "Luma AI API terms: the customer owns outputs; commercial use on paid plans"
+    ),
     "ltx-2-community": LicenceTerms(
         Use.revenue_cap,
         "LTX-2 Community License: commercial use by entities under USD 10M annual revenue",
@@ -88,7 +94,10 @@ class EngineInfo:
     """`takes_image`: the engine starts a shot from a scene's image (a video engine that does
     not is never chosen for a scene with one). `image_folder`: a second model folder holding the
     engine's image-to-video pipeline, when its weights are separate. `makes_sound`: a video
-    engine whose clips come with a sound of their own (`SoundFrames`)."""
+    engine whose clips come with a sound of their own (`SoundFrames`). `realistic`: the engine
+    makes realistic synthetic media (neural video, lip-sync on a face; a cloned voice, though no
+    voice engine here clones one: XTTS speaks as its preset studio speakers), which YouTube asks
+    creators to label when they publish (`containsSyntheticMedia`)."""
 
     capability: Capability
     name: str
@@ -99,6 +108,7 @@ class EngineInfo:
     takes_image: bool = False
     image_folder: str | None = None
     makes_sound: bool = False
+    realistic: bool = False
 
     @property
     def terms(self) -> LicenceTerms:
@@ -121,27 +131,36 @@ ENGINES: tuple[EngineInfo, ...] = (
     ),
     EngineInfo(
         Capability.video, "wan", "models.neural.wan:WanVideoEngine", "apache-2.0", True, "wan",
-        takes_image=True, image_folder="wan-i2v",
+        takes_image=True, image_folder="wan-i2v", realistic=True,
     ),
     EngineInfo(
         Capability.video, "ltx-2", "models.neural.ltx2:Ltx2VideoEngine", "ltx-2-community",
-        True, "ltx-2", takes_image=True, makes_sound=True,
+        True, "ltx-2", takes_image=True, makes_sound=True, realistic=True,
     ),
     EngineInfo(
         Capability.video, "ltx", "models.neural.ltx:LtxVideoEngine", "ltxv-open-weights", True,
-        "ltx-video", takes_image=True,
+        "ltx-video", takes_image=True, realistic=True,
     ),
     EngineInfo(
         Capability.video, "cogvideox", "models.neural.cogvideox:CogVideoXEngine",
         "cogvideox-license", True, "cogvideox", takes_image=True, image_folder="cogvideox-i2v",
+        realistic=True,
     ),
     EngineInfo(
         Capability.video, "cogvideox-2b", "models.neural.cogvideox:CogVideoX2bEngine",
-        "apache-2.0", True, "cogvideox-2b",
+        "apache-2.0", True, "cogvideox-2b", realistic=True,
     ),
     EngineInfo(
         Capability.video, "svd", "models.neural.svd:StableVideoDiffusionEngine",
-        "stability-community", True, "svd", takes_image=True,
+        "stability-community", True, "svd", takes_image=True, realistic=True,
+    ),
+    EngineInfo(
+        Capability.video, "runway", "models.neural.hosted_video:RunwayVideoEngine",
+        "runway-terms", False, takes_image=True, realistic=True,
+    ),
+    EngineInfo(
+        Capability.video, "luma", "models.neural.hosted_video:LumaVideoEngine", "luma-terms",
+        False, realistic=True,
     ),
     EngineInfo(Capability.image, "card", "models.cards:CardImageEngine", "MIT", False),
     EngineInfo(
@@ -176,7 +195,7 @@ ENGINES: tuple[EngineInfo, ...] = (
     ),
     EngineInfo(
         Capability.lipsync, "wav2lip", "models.neural.wav2lip:Wav2LipEngine",
-        "wav2lip-noncommercial", True, "wav2lip",
+        "wav2lip-noncommercial", True, "wav2lip", realistic=True,
     ),
     EngineInfo(Capability.music, "midi", "models.music:MidiMusicEngine", "MIT", False),
 )  # fmt: skip

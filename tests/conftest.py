@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from cluster.settings import Settings
 from db.migrate import upgrade
 from deployments.api.ratelimit import serve_environment
+from tests.fakes.hosted_video import FakeHostedVideo
 from tests.fakes.stripe import FakeStripe, studio_prices
 from tests.services import S3Server, postgres_schema, seaweedfs
 
@@ -98,6 +99,22 @@ def fake_stripe() -> Iterator[FakeStripe]:
     studio's credit packs and plans."""
     with FakeStripe.running(studio_prices()) as fake:
         yield fake
+
+
+@pytest.fixture(scope="session")
+def hosted_video_server() -> Iterator[FakeHostedVideo]:
+    """A local Runway and Luma (their video APIs and clip storage) for the session."""
+    fake = FakeHostedVideo()
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fake_video(hosted_video_server: FakeHostedVideo) -> FakeHostedVideo:
+    """The local Runway and Luma, succeeding, with no generation yet."""
+    hosted_video_server.reset()
+    return hosted_video_server
 
 
 @pytest.fixture(scope="session")

@@ -16,10 +16,10 @@ from models.neural.diffusion import (
     Shot,
     Take,
     TextOrImageVideoEngine,
-    describe,
     load_pipeline,
 )
 from models.neural.frames import requested_frames, snap_frames
+from models.neural.prompts import describe
 
 
 class CogVideoXEngine(TextOrImageVideoEngine):

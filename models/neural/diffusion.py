@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from models.base import Audio, CameraMove, Frames, SoundFrames, VideoRequest
+from models.base import Audio, Frames, SoundFrames, VideoRequest
 from models.errors import ModelUnavailable, UnsupportedRequest
 from models.neural.device import Runtime, RuntimeOptions, compile_module, pick_runtime, pin_sdpa
 from models.neural.folders import model_revision, resolve_model_dir
@@ -26,15 +26,6 @@ from models.neural.frames import (
     snap_frames,
     to_uint8,
 )
-
-_CAMERA_PHRASES = {
-    CameraMove.static: "static camera",
-    CameraMove.zoom_in: "slow zoom in",
-    CameraMove.zoom_out: "slow zoom out",
-    CameraMove.pan_left: "the camera pans left",
-    CameraMove.pan_right: "the camera pans right",
-    CameraMove.dolly_in: "the camera dollies forward",
-}
 
 
 @dataclass(frozen=True)
@@ -94,12 +85,6 @@ def start_image(request: VideoRequest, shot: Shot) -> Image.Image:
     assert request.keyframe_png is not None
     pixels = np.asarray(Image.open(io.BytesIO(request.keyframe_png)).convert("RGB"))
     return Image.fromarray(cover(pixels, shot.width, shot.height))
-
-
-def describe(request: VideoRequest) -> str:
-    """The text prompt: the scene's prompt with its mood and camera move."""
-    prompt = request.prompt.strip().rstrip(".")
-    return f"{prompt}. {request.mood.value} mood, {_CAMERA_PHRASES[request.camera]}."
 
 
 @dataclass(frozen=True)

@@ -1,26 +1,22 @@
 """Hosted voices: OpenAI's speech API and ElevenLabs' text-to-speech API, over httpx.
 
-Both answer raw 24 kHz 16-bit little-endian mono PCM, which needs no decoder. Requests are
-retried with exponential backoff on 429, 5xx and network errors, waiting at least what a
-Retry-After header asks; 401/403 and 400-class answers fail at once with the provider's message.
+Both answer raw 24 kHz 16-bit little-endian mono PCM, which needs no decoder. Requests follow
+the hosted engines' retry policy (`models.neural.provider_http`).
 """
 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Mapping
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 
-import httpx
 import numpy as np
 
 from models.base import AgeBand, Audio, Gender, Voice, VoiceRequest
-from models.errors import ProviderAuthError, ProviderRejected, ProviderUnavailable
+from models.errors import ProviderRejected
+from models.neural.provider_http import ProviderHttp
 
 SAMPLE_RATE = 24000
-_RETRYABLE = {408, 409, 429, 500, 502, 503, 504}
 _MAX_CHARS = 4000  # under OpenAI's 4096 and ElevenLabs' 5000 characters per request
 
 
@@ -45,87 +41,11 @@ def _chunks(text: str, limit: int = _MAX_CHARS) -> list[str]:
     return chunks
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    """Seconds a Retry-After header asks for (delta-seconds or HTTP-date)."""
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
+class HttpVoiceEngine(ProviderHttp):
+    """A hosted voice: the provider's client; subclasses build the provider's requests."""
 
-
-def _message(response: httpx.Response) -> str:
-    """The provider's own words: OpenAI {"error": {"message"}}, ElevenLabs {"detail": ...}."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:300] or response.reason_phrase
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict) and "message" in error:
-        return str(error["message"])
-    detail = body.get("detail") if isinstance(body, dict) else None
-    if isinstance(detail, dict) and "message" in detail:
-        return str(detail["message"])
-    return str(detail or body)[:300]
-
-
-class HttpVoiceEngine:
-    """An httpx client with the retry policy; subclasses build the provider's requests."""
-
-    name: ClassVar[str]
     version: ClassVar[str] = "1"
     licence: ClassVar[str]
-
-    def __init__(
-        self,
-        base_url: str,
-        headers: Mapping[str, str],
-        *,
-        timeout_s: float,
-        max_retries: int,
-        backoff_s: float,
-        max_wait_s: float,
-    ) -> None:
-        self._client = httpx.Client(base_url=base_url, headers=dict(headers), timeout=timeout_s)
-        self.max_retries = max_retries
-        self.backoff_s = backoff_s
-        self.max_wait_s = max_wait_s
-
-    def close(self) -> None:
-        self._client.close()
-
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        attempt = 0
-        while True:
-            wait = self.backoff_s * 2**attempt
-            try:
-                response = self._client.request(method, path, **kwargs)
-            except httpx.TransportError as error:
-                failure = ProviderUnavailable(self.name, None, f"{type(error).__name__}: {error}")
-            else:
-                if response.is_success:
-                    return response
-                status, message = response.status_code, _message(response)
-                if status in (401, 403):
-                    raise ProviderAuthError(self.name, status, message)
-                if status not in _RETRYABLE:
-                    raise ProviderRejected(self.name, status, message)
-                failure = ProviderUnavailable(self.name, status, message)
-                asked = _retry_after(response)
-                if asked is not None and asked > self.max_wait_s:
-                    raise ProviderUnavailable(
-                        self.name, status, f"asked to retry after {asked:.0f} s"
-                    )
-                wait = max(wait, asked or 0.0)
-            if attempt == self.max_retries:
-                raise failure
-            time.sleep(min(wait, self.max_wait_s))
-            attempt += 1
 
 
 _OPENAI_VOICES = {

@@ -15,10 +15,10 @@ from models.neural.diffusion import (
     Shot,
     Take,
     TextOrImageVideoEngine,
-    describe,
     free_shot,
     load_pipeline,
 )
+from models.neural.prompts import describe
 
 # The negative prompt the LTX-Video authors recommend.
 NEGATIVE_PROMPT = "worst quality, inconsistent motion, blurry, jittery, distorted"

@@ -17,10 +17,10 @@ from models.neural.diffusion import (
     Shot,
     Take,
     TextOrImageVideoEngine,
-    describe,
     free_shot,
     load_pipeline,
 )
+from models.neural.prompts import describe
 
 NEGATIVE_PROMPT = "worst quality, inconsistent motion, blurry, jittery, distorted"
 

@@ -16,10 +16,10 @@ from models.neural.diffusion import (
     Shot,
     Take,
     TextOrImageVideoEngine,
-    describe,
     free_shot,
     load_pipeline,
 )
+from models.neural.prompts import describe
 
 # The negative prompt of the Wan authors' examples, in short.
 NEGATIVE_PROMPT = (

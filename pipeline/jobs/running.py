@@ -85,6 +85,7 @@ def run_job(settings: Settings, job_id: UUID) -> None:
             "frame_count": report.frame_count,
             "cache": {"hits": report.cache_hits, "misses": report.cache_misses},
             "credits_used": used,
+            "provider_costs": report.provider_costs,
         }
         job.warnings = report.warnings
         transition(session, job, JobStatus.succeeded)

@@ -38,6 +38,7 @@ from db.types import utcnow
 from pipeline.errors import Conflict, IllegalTransition, NotFound, RelinkRequired
 from pipeline.fields import StrictInput
 from pipeline.lifecycle import StageStatus, set_stage, transition
+from pipeline.publish.disclosure import label_off_audit, synthetic_engines
 from pipeline.publish.google_oauth import linked_channel, youtube_credentials
 from pipeline.publish.youtube import (
     RetryLater,
@@ -57,6 +58,8 @@ CAPTION_FILES = ("subtitles.vtt", "subtitles.srt")
 STAGE_WEIGHTS = {"upload": 85, "thumbnail": 5, "captions": 5, "playlist": 5}
 DONE = frozenset({StageStatus.succeeded, StageStatus.skipped, StageStatus.failed})
 Privacy = Literal["private", "unlisted", "public"]
+SYNTHETIC = "contains_synthetic_media"
+"""The video row's metadata key: whether the upload is labelled as synthetic content."""
 
 
 class PublishRequest(StrictInput):
@@ -72,6 +75,15 @@ class PublishRequest(StrictInput):
     thumbnail: str | None = Field(default="thumbnail.png", max_length=255)
     captions: bool = True
     playlist_id: str | None = Field(default=None, max_length=64)
+    synthetic_label_off_reason: str | None = Field(
+        default=None,
+        min_length=10,
+        max_length=500,
+        description="The studio labels a film that a realistic AI engine (neural video,"
+        " lip-sync) made part of as altered or synthetic content on YouTube"
+        " (`containsSyntheticMedia`); a stated reason turns the label off and is kept in the"
+        " audit log.",
+    )
 
     @field_validator("title", "description")
     @classmethod
@@ -87,7 +99,7 @@ class PublishRequest(StrictInput):
             raise ValueError("YouTube accepts at most 500 characters of tags")
         return tags
 
-    def metadata(self) -> VideoMetadata:
+    def metadata(self, contains_synthetic_media: bool) -> VideoMetadata:
         return VideoMetadata(
             title=self.title,
             description=self.description,
@@ -95,6 +107,7 @@ class PublishRequest(StrictInput):
             category_id=self.category_id,
             privacy_status=self.privacy_status,
             made_for_kids=self.made_for_kids,
+            contains_synthetic_media=contains_synthetic_media,
         )
 
 
@@ -102,7 +115,8 @@ def create_publish_job(
     session: Session, user: User, project_id: uuid.UUID, request: PublishRequest
 ) -> Job:
     """A queued publish job and its video row, for a rendered project of the user's with a
-    linked channel."""
+    linked channel. The video is labelled as synthetic content when a realistic engine made
+    part of the film, unless the request states why not (kept in the audit log)."""
     project = session.get(Project, project_id)
     if project is None or project.owner_id != user.id:
         raise NotFound(f"project {project_id} not found")
@@ -129,6 +143,11 @@ def create_publish_job(
         },
     )
     session.add(job)
+    engines = synthetic_engines(session, project, FILM)
+    reason = request.synthetic_label_off_reason
+    if engines and reason is not None:
+        session.add(label_off_audit(user.id, project, job.id, reason, engines))
+    labelled = bool(engines) and reason is None
     session.add(
         YoutubeVideo(
             user_id=user.id,
@@ -136,7 +155,7 @@ def create_publish_job(
             job_id=job.id,
             title=request.title,
             privacy=request.privacy_status,
-            metadata_=request.model_dump(),
+            metadata_={**request.model_dump(), SYNTHETIC: labelled},
         )
     )
     session.commit()
@@ -248,7 +267,7 @@ def _publish(
             _set_stage(database_url, job_id, "upload", StageStatus.running)
             resource = youtube.upload_video(
                 fetch(FILM),
-                request.metadata(),
+                request.metadata(contains_synthetic_media=bool(video.metadata_.get(SYNTHETIC))),
                 on_progress=partial(_record_upload, database_url, job_id, video.id),
                 resume_uri=video.upload_session_url,
             )

@@ -103,6 +103,7 @@ class VideoMetadata:
     category_id: str = "22"
     privacy_status: str = "private"
     made_for_kids: bool = False
+    contains_synthetic_media: bool = False
 
     def body(self) -> dict[str, Any]:
         return {
@@ -115,6 +116,7 @@ class VideoMetadata:
             "status": {
                 "privacyStatus": self.privacy_status,
                 "selfDeclaredMadeForKids": self.made_for_kids,
+                "containsSyntheticMedia": self.contains_synthetic_media,
             },
         }
 

@@ -28,7 +28,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 from uuid import UUID
@@ -45,6 +45,7 @@ from db.session import session_scope
 from models.base import (
     Audio,
     Frames,
+    HostedFrames,
     ImageRequest,
     LipSyncResult,
     MusicRequest,
@@ -162,6 +163,9 @@ class RenderReport(BaseModel):
     cache_misses: list[str]
     rendered_seconds: float
     warnings: list[str]
+    provider_costs: list[dict[str, Any]] = Field(default_factory=list)
+    """What hosted providers charged for the clips this render made (`ProviderCost`), per
+    scene; none for clips that came from the cache."""
     stage_seconds: dict[str, float] = Field(default_factory=dict)
     """Wall seconds the driver spent on each step, in order (`_StageClock`)."""
 
@@ -328,6 +332,9 @@ class ClipResult(BaseModel):
     warnings: list[str]
     ambience: bytes | None = None
     """The video model's own sound for the scene (`audio_to_bytes`), kept as an ambience bed."""
+    provider_cost: dict[str, Any] | None = None
+    """What a hosted video engine charged for the scene's clip (none when it came from the
+    cache, which cost nothing this time)."""
 
 
 def _keyframe(inputs: RenderInputs, scene: Scene, index: int) -> bytes | None:
@@ -382,10 +389,12 @@ def video_request(inputs: RenderInputs, plan: ScenePlan) -> VideoRequest:
     )
 
 
-@ray.remote(num_cpus=0.25, num_returns=2, max_retries=3)
-def video_stage(inputs: RenderInputs, plan: ScenePlan) -> tuple[Frames, bytes | None]:
-    """The scene's frames, and the sound the model made with them when it is kept as an
-    ambience bed (`makes_ambience`)."""
+@ray.remote(num_cpus=0.25, num_returns=3, max_retries=3)
+def video_stage(
+    inputs: RenderInputs, plan: ScenePlan
+) -> tuple[Frames, bytes | None, dict[str, Any] | None]:
+    """The scene's frames, the sound the model made with them when it is kept as an ambience
+    bed (`makes_ambience`), and what a hosted engine's provider charged for them."""
     request = video_request(inputs, plan)
     engine = inputs.engines.scene_video(inputs.spec.scenes[plan.index])
     work = Work.frames(request.width, request.height, plan.frames)
@@ -394,7 +403,10 @@ def video_stage(inputs: RenderInputs, plan: ScenePlan) -> tuple[Frames, bytes | 
     sound = None
     if isinstance(frames, SoundFrames) and makes_ambience(inputs, plan.index):
         sound = audio_to_bytes(frames.sound)
-    return _fit_length(frames, plan.frames), sound
+    cost = None
+    if isinstance(frames, HostedFrames):
+        cost = {"scene": plan.index, **asdict(frames.cost)}
+    return _fit_length(frames, plan.frames), sound, cost
 
 
 def makes_ambience(inputs: RenderInputs, index: int) -> bool:
@@ -469,6 +481,7 @@ def clip_stage(
     sync_warnings: list[str],
     last_frame: bytes,
     ambience: bytes | None,
+    provider_cost: dict[str, Any] | None,
     *segments: bytes,
 ) -> ClipResult:
     """The clip from its encoded segments and last frame, with the frames kept for the stills;
@@ -483,6 +496,7 @@ def clip_stage(
         cached=False,
         warnings=warnings,
         ambience=ambience,
+        provider_cost=provider_cost,
     )
     files = {f"segment{i}.mp4": segment for i, segment in enumerate(segments)}
     files["last.png"] = last_frame
@@ -830,11 +844,13 @@ def _render(inputs: RenderInputs, report: Reporter) -> tuple[RenderReport, dict[
     if inputs.stop_at in ("plan", "voice"):
         files = _preview(inputs, plans, narrations, duration, report)
         warnings, rendered = [w for p in plans for w in p.warnings], 0.0
+        costs = []
     else:
         files, clips = _film(
             inputs, cache, plans, narrations, duration, hits, misses, report, clock
         )
         warnings = [w for clip in clips for w in clip.warnings]
+        costs = [clip.provider_cost for clip in clips if clip.provider_cost is not None]
         ran = sum(p.frames for p, c in zip(plans, clips, strict=True) if not c.cached)
         rendered = ran / spec.fps
     summary = RenderReport(
@@ -844,6 +860,7 @@ def _render(inputs: RenderInputs, report: Reporter) -> tuple[RenderReport, dict[
         cache_misses=misses,
         rendered_seconds=rendered,
         warnings=warnings,
+        provider_costs=costs,
     )
     cache.put("film", key, {**files, REPORT_FILE: summary.model_dump_json().encode()})
     cache.keep_within_budget()
@@ -869,6 +886,7 @@ def _reused(
             "cache_hits": ["film"],
             "cache_misses": [],
             "rendered_seconds": 0.0,
+            "provider_costs": [],
             "stage_seconds": clock.seconds,
         }
     )
@@ -1015,7 +1033,7 @@ def _clip(
         ambience = cached.ambience if makes_ambience(inputs, plan.index) else None
         return ray.put(cached), True, ambience
     video: Any = video_stage.remote(inputs, plan)
-    frames, sound = video  # num_returns=2: two refs
+    frames, sound, provider_cost = video  # num_returns=3: three refs
     sync_warnings: Any = []
     if inputs.spec.scenes[plan.index].character is not None and narration is not None:
         lipsynced: Any = lipsync_stage.remote(inputs, plan, frames, narration)
@@ -1028,7 +1046,9 @@ def _clip(
         segment_stage.remote(inputs, plan, frames, narration, previous, start, stop)
         for start, stop in zip(starts, [*starts[1:], plan.frames], strict=True)
     ]
-    ref = clip_stage.remote(inputs, plan, key, frames, sync_warnings, last_frame, sound, *segments)
+    ref = clip_stage.remote(
+        inputs, plan, key, frames, sync_warnings, last_frame, sound, provider_cost, *segments
+    )
     return ref, False, sound if makes_ambience(inputs, plan.index) else None
 
 

@@ -30,7 +30,12 @@ from pipeline.render.spec import FilmSpec
 SHIPPED_SERVE_CONFIG = Path(__file__).resolve().parents[2] / "deployments" / "serve_config.yaml"
 _ENGINE_BUILDER = "deployments.engines:app_builder"
 # Hosted engines are candidates only where their key is set.
-_KEYS = {"openai": "openai_api_key", "elevenlabs": "elevenlabs_api_key"}
+_KEYS = {
+    "openai": "openai_api_key",
+    "elevenlabs": "elevenlabs_api_key",
+    "runway": "runway_api_key",
+    "luma": "luma_api_key",
+}
 
 
 class EngineState(StrEnum):

@@ -617,6 +617,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "privacyStatus": status.get("privacyStatus", "public"),
                 "selfDeclaredMadeForKids": status.get("selfDeclaredMadeForKids", False),
                 "madeForKids": status.get("selfDeclaredMadeForKids", False),
+                "containsSyntheticMedia": status.get("containsSyntheticMedia", False),
                 "license": "youtube",
             },
         }

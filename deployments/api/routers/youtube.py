@@ -13,7 +13,13 @@ from deployments.api.deps import CurrentUser, SessionDep, SettingsDep
 from deployments.api.problems import problem_responses
 from pipeline.fields import StrictInput
 from pipeline.jobs import submission as jobs
-from pipeline.publish.publishing import Privacy, PublishRequest, create_playlist, sync_videos
+from pipeline.publish.publishing import (
+    SYNTHETIC,
+    Privacy,
+    PublishRequest,
+    create_playlist,
+    sync_videos,
+)
 
 router = APIRouter(prefix="/api/youtube", tags=["youtube"], responses=problem_responses(401))
 
@@ -57,6 +63,9 @@ class VideoPublic(BaseModel):
     status: str
     processing_status: str | None
     bytes_sent: int
+    contains_synthetic_media: bool = Field(
+        description="Whether the upload is labelled as altered or synthetic content on YouTube"
+    )
     created_at: datetime
 
 
@@ -101,6 +110,7 @@ def videos(user: CurrentUser, session: SessionDep, settings: SettingsDep) -> lis
             status=video.status,
             processing_status=video.processing_status,
             bytes_sent=video.bytes_sent,
+            contains_synthetic_media=bool(video.metadata_.get(SYNTHETIC)),
             created_at=video.created_at,
         )
         for video in sync_videos(session, settings, user)
