@@ -14,7 +14,8 @@ lip-sync again. A scene that crossfades from the one before takes that scene's l
 a small task that composes only that frame, so that the two clips encode side by side, and is
 cached under that frame too: an edit of the scene before redoes it only if that frame changed.
 A scene of two GOPs or more encodes in equal parts (`compose.chunk_starts`), one task per part,
-so that one edited scene uses more than one core. The score is composed for the film's length
+so that one edited scene uses more than one core; the thumbnails and the storyboard are made from
+the frames the clips keep while the clips encode. The score is composed for the film's length
 rounded up (`music_length`), so that an edit that changes the length a little reuses it.
 Downstream of the clips, the soundtrack, the assembly and the stills are cached by what they
 depend on, and a film whose inputs all match an earlier render's is that render's outputs. Tasks
@@ -477,22 +478,22 @@ def clip_stage(
     inputs: RenderInputs,
     plan: ScenePlan,
     key: str,
-    frames: Frames,
     sync_warnings: list[str],
     last_frame: bytes,
+    samples: list[bytes],
     ambience: bytes | None,
     provider_cost: dict[str, Any] | None,
     *segments: bytes,
 ) -> ClipResult:
-    """The clip from its encoded segments and last frame, with the frames kept for the stills;
-    stored in the cache with the scene's ambience."""
+    """The clip from its encoded segments, last frame and samples; stored in the cache with the
+    scene's ambience."""
     warnings = [*plan.warnings, *sync_warnings]
     result = ClipResult(
         index=plan.index,
         key=key,
         segments=list(segments),
         last_frame=last_frame,
-        samples=[array_to_jpeg(frames.frame(i)) for i in _sample_indices(len(frames))],
+        samples=samples,
         cached=False,
         warnings=warnings,
         ambience=ambience,
@@ -508,19 +509,21 @@ def clip_stage(
     return result
 
 
-@ray.remote(num_cpus=0.25, max_retries=3)
-def last_frame_stage(
+@ray.remote(num_cpus=0.25, num_returns=2, max_retries=3)
+def kept_frames_stage(
     inputs: RenderInputs,
     plan: ScenePlan,
     frames: Frames,
     narration: Narration | None,
     previous_last_frame: bytes | None,
-) -> bytes:
-    """The scene's last finished frame (PNG), the one its clip ends on, composed alone while the
-    clip's segments encode: it is kept with the clip, and the next scene crossfades from it."""
+) -> tuple[bytes, list[bytes]]:
+    """The frames a clip keeps, made while its segments encode: its last finished frame (PNG),
+    the one it ends on, from which the next scene crossfades; and its samples (JPEG, frames
+    before captions) for the thumbnails and the storyboard, which are made meanwhile too."""
     _one_core()
     clip = _finished(inputs, plan, frames, narration, previous_last_frame)
-    return array_to_png(clip.frame(len(clip) - 1))
+    samples = [array_to_jpeg(frames.frame(i)) for i in _sample_indices(len(frames))]
+    return array_to_png(clip.frame(len(clip) - 1)), samples
 
 
 def _one_core() -> None:
@@ -708,26 +711,37 @@ def assemble_stage(
     return film
 
 
-def _stills(
-    inputs: RenderInputs, cache: StageCache, plans: list[ScenePlan], clips: list[ClipResult]
-) -> tuple[dict[str, bytes], bool]:
-    """The thumbnails and the storyboard, and whether they came from the cache. Both are made
-    from the clips' sample frames and the scenes (which the clip keys cover) and the title; they
-    take a tenth of a second, here, where the clips already are."""
+def stills_key(inputs: RenderInputs, plans: list[ScenePlan]) -> str:
+    """The thumbnails and the storyboard are made from the clips' samples and the scenes (which
+    the clip keys cover) and the title."""
+    body = {"clips": [p.clip_key for p in plans], "title": inputs.spec.title}
+    return stage_key("stills", "", ASSEMBLY_VERSION, body, 0)
+
+
+@ray.remote(num_cpus=0.25, max_retries=3)
+def stills_stage(
+    inputs: RenderInputs, plans: list[ScenePlan], key: str, *samples: list[bytes]
+) -> dict[str, bytes]:
+    """The thumbnails and the storyboard from each clip's samples (`kept_frames_stage`), made
+    while the clips encode."""
     spec = inputs.spec
-    body = {"clips": [p.clip_key for p in plans], "title": spec.title}
-    key = stage_key("stills", "", ASSEMBLY_VERSION, body, 0)
-    if (hit := cache.get("stills", key)) is not None:
-        return hit, True
     files: dict[str, bytes] = {}
-    samples = [array_from_image(s) for clip in clips for s in clip.samples]
-    made = thumbnails.make_thumbnails(samples, spec.title)
+    frames = [[array_from_image(sample) for sample in clip] for clip in samples]
+    made = thumbnails.make_thumbnails([frame for clip in frames for frame in clip], spec.title)
     for i, candidate in enumerate(made.candidates):
         files[f"thumbnail{i + 1}.jpg"] = candidate.image
     files["thumbnail.jpg"] = made.chosen.image
-    files["storyboard.png"] = _storyboard(inputs, plans, clips)
-    cache.put("stills", key, files)
-    return files, False
+    tiles = [
+        storyboard.StoryboardTile(
+            frame=clip[len(clip) // 2],
+            duration_s=plan.frames / spec.fps,
+            narration=spec.scenes[plan.index].narration or spec.scenes[plan.index].prompt,
+        )
+        for plan, clip in zip(plans, frames, strict=True)
+    ]
+    files["storyboard.png"] = storyboard.make_storyboard(spec.title, tiles)
+    _cache(inputs).put("stills", key, files)
+    return files
 
 
 def _narration_track(
@@ -746,19 +760,6 @@ def _narration_track(
         placed.append((start, narration.audio))
         segments += [s.shifted(start) for s in narration.segments]
     return audio.place(placed, duration), segments
-
-
-def _storyboard(inputs: RenderInputs, plans: list[ScenePlan], clips: list[ClipResult]) -> bytes:
-    spec = inputs.spec
-    tiles = [
-        storyboard.StoryboardTile(
-            frame=array_from_image(clip.samples[len(clip.samples) // 2]),
-            duration_s=plan.frames / spec.fps,
-            narration=spec.scenes[plan.index].narration or spec.scenes[plan.index].prompt,
-        )
-        for plan, clip in zip(plans, clips, strict=True)
-    ]
-    return storyboard.make_storyboard(spec.title, tiles)
 
 
 # -- the whole DAG ---------------------------------------------------------------------------
@@ -946,7 +947,7 @@ def _film(
     music_ref: ray.ObjectRef | None = None
     soundtrack: Soundtrack | ray.ObjectRef
     report("video", "running", 0)
-    clip_refs, sounds = _clips(inputs, cache, plans, narrations, hits, misses)
+    clip_refs, sounds, samples = _clips(inputs, cache, plans, narrations, hits, misses)
     if (sound_hit := cache.get("soundtrack", sound_key)) is not None:
         hits.append("soundtrack")
         soundtrack = Soundtrack.from_files(sound_hit)
@@ -956,6 +957,13 @@ def _film(
         soundtrack = soundtrack_stage.remote(
             inputs, plans, narrations, music_ref, sound_key, sounds
         )
+    stills: dict[str, bytes] | ray.ObjectRef
+    if (stills_hit := cache.get("stills", pictures := stills_key(inputs, plans))) is not None:
+        hits.append("stills")
+        stills = stills_hit
+    else:
+        misses.append("stills")
+        stills = stills_stage.remote(inputs, plans, pictures, *samples)
     count = len(plans)
     clips = _gather(clip_refs, lambda done: report("video", "running", 100 * done / count))
     report("video", "cached" if all(c.cached for c in clips) else "succeeded", 100)
@@ -975,8 +983,7 @@ def _film(
         misses.append("assembly")
         segments = [segment for clip in clips for segment in clip.segments]
         film = assemble_stage.remote(inputs, assembly, segments, soundtrack)
-    files, stills_cached = _stills(inputs, cache, plans, clips)
-    (hits if stills_cached else misses).append("stills")
+    files = dict(_value(stills))
     sound: Soundtrack = _value(soundtrack)
     files |= {"film.mp4": _value(film)}
     files |= {name: data for name, data in sound.files().items() if name != "soundtrack.m4a"}
@@ -992,13 +999,14 @@ def _clips(
     narrations: list[Narration | None],
     hits: list[str],
     misses: list[str],
-) -> tuple[list[ray.ObjectRef], list[Any]]:
+) -> tuple[list[ray.ObjectRef], list[Any], list[Any]]:
     """A ref per scene to its clip: put from the cache, or made by video, lip-sync, segment and
-    clip tasks; and per scene its ambience (bytes from the cache, the ref of its video task's
-    sound, or None). A scene that crossfades is looked up once the frame it fades from is known
-    (from the cache, or from a small task that composes only that frame of the scene before),
-    after every other scene has started."""
-    made: dict[int, tuple[ray.ObjectRef, bool, Any]] = {}
+    clip tasks; per scene its ambience (bytes from the cache, the ref of its video task's sound,
+    or None) and its samples (from the cache, or the ref of its kept frames' task). A scene
+    that crossfades is looked up once the frame it fades from is known (from the cache, or from
+    the small task that composes only that frame of the scene before), after every other scene
+    has started."""
+    made: dict[int, tuple[ray.ObjectRef, bool, Any, Any]] = {}
     last_frames: dict[int, ray.ObjectRef | bytes] = {}  # PNG, for the next scene's crossfade
     for plan in plans:
         if not plan.edges["crossfade_in"]:
@@ -1009,7 +1017,8 @@ def _clips(
             made[plan.index] = _clip(inputs, cache, plans, plan, previous, narrations, last_frames)
     for plan in plans:
         (hits if made[plan.index][1] else misses).append(f"clip:{plan.index}")
-    return [made[plan.index][0] for plan in plans], [made[plan.index][2] for plan in plans]
+    clips, _, sounds, samples = zip(*(made[plan.index] for plan in plans), strict=True)
+    return list(clips), list(sounds), list(samples)
 
 
 def _clip(
@@ -1020,9 +1029,10 @@ def _clip(
     previous: bytes | None,
     narrations: list[Narration | None],
     last_frames: dict[int, ray.ObjectRef | bytes],
-) -> tuple[ray.ObjectRef, bool, Any]:
-    """One scene's clip (see `_clips`), whether it came from the cache and its ambience; its last
-    frame goes in `last_frames` when the next scene crossfades from it."""
+) -> tuple[ray.ObjectRef, bool, Any, Any]:
+    """One scene's clip (see `_clips`), whether it came from the cache, its ambience and its
+    samples (or refs to them); its last frame goes in `last_frames` when the next scene
+    crossfades from it."""
     key = plan.clip_key if previous is None else crossfade_key(plan, previous)
     next_crossfades = plan.index + 1 < len(plans) and plans[plan.index + 1].edges["crossfade_in"]
     narration = narrations[plan.index]
@@ -1031,14 +1041,15 @@ def _clip(
         if next_crossfades:
             last_frames[plan.index] = cached.last_frame
         ambience = cached.ambience if makes_ambience(inputs, plan.index) else None
-        return ray.put(cached), True, ambience
+        return ray.put(cached), True, ambience, cached.samples
     video: Any = video_stage.remote(inputs, plan)
     frames, sound, provider_cost = video  # num_returns=3: three refs
     sync_warnings: Any = []
     if inputs.spec.scenes[plan.index].character is not None and narration is not None:
         lipsynced: Any = lipsync_stage.remote(inputs, plan, frames, narration)
         frames, sync_warnings = lipsynced  # num_returns=2: two refs
-    last_frame = last_frame_stage.remote(inputs, plan, frames, narration, previous)
+    kept: Any = kept_frames_stage.remote(inputs, plan, frames, narration, previous)
+    last_frame, samples = kept  # num_returns=2: two refs
     if next_crossfades:
         last_frames[plan.index] = last_frame
     starts = chunk_starts(plan.frames, inputs.spec.fps)
@@ -1047,9 +1058,9 @@ def _clip(
         for start, stop in zip(starts, [*starts[1:], plan.frames], strict=True)
     ]
     ref = clip_stage.remote(
-        inputs, plan, key, frames, sync_warnings, last_frame, sound, provider_cost, *segments
+        inputs, plan, key, sync_warnings, last_frame, samples, sound, provider_cost, *segments
     )
-    return ref, False, sound if makes_ambience(inputs, plan.index) else None
+    return ref, False, sound if makes_ambience(inputs, plan.index) else None, samples
 
 
 def _value(value: Any) -> Any:
