@@ -25,6 +25,7 @@ from sqlmodel import select
 
 from cluster import running
 from cluster.errors import StudioError
+from cluster.head import token_auth_for_drivers
 from cluster.preflight import check
 from cluster.settings import ConfigError, Settings, get_settings
 from db import addresses, migrate
@@ -110,21 +111,29 @@ def cmd_db(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
+    token_auth_for_drivers()
     import ray
-    from ray import serve
 
-    from cluster.runtime import start_studio  # deferred (see the imports)
+    from cluster.runtime import start_studio, stop_studio  # deferred (see the imports)
 
     _prepare(settings)
-    start_studio(settings)
+    head = start_studio(settings)
     api_url = f"http://{settings.host}:{settings.port}"
     running.announce(
         settings,
         running.RunningStudio(
-            ray_address=ray.get_runtime_context().gcs_address, api_url=api_url, pid=os.getpid()
+            ray_address=ray.get_runtime_context().gcs_address,
+            api_url=api_url,
+            dashboard_url=head.dashboard_url if head else None,
+            pid=os.getpid(),
         ),
     )
     print(f"studio: API on {api_url} (docs at /docs); Ctrl-C stops")
+    if head is not None:
+        print(
+            f"studio: Ray dashboard and job server on {head.dashboard_url}, "
+            f"metrics on port {head.metrics_port}"
+        )
     stop = False
 
     def on_signal(*_: object) -> None:
@@ -138,8 +147,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
             time.sleep(0.5)
     finally:
         running.withdraw(settings)
-    serve.shutdown()
-    ray.shutdown()
+        stop_studio(head)
 
 
 def cmd_render(settings: Settings, args: argparse.Namespace) -> int:
@@ -147,6 +155,7 @@ def cmd_render(settings: Settings, args: argparse.Namespace) -> int:
     STUDIO_RAY_ADDRESS, else on a Ray started here: no account, no credits."""
     from tqdm import tqdm
 
+    token_auth_for_drivers()
     # deferred (see the imports)
     from cluster.runtime import ensure_deployed, start_ray
     from pipeline.render.dag import EngineChoice, RenderInputs, render_film
