@@ -5,7 +5,7 @@ studio serve                      the API and engines on a local Ray, until Ctrl
 studio render SPEC -o DIR         render a film spec here, with a progress bar
 studio plan STORY -o FILM.yaml    plan a story, screenplay or idea into a film spec to edit
 studio render STORY.txt -o DIR    plan a story, then render it
-studio submit MANIFEST            batch renders on the cluster (Ray Data)
+studio submit MANIFEST --user EMAIL   batch renders on the running studio
 studio storage gc [--dry-run]     remove stored objects nothing names (and evict the cache)
 studio admin create-admin EMAIL   make a user an admin
 """
@@ -67,9 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     render.add_argument("--quality", choices=["animatic", "final"], default="animatic")
     render.add_argument("--stop-at", choices=["plan", "voice", "animatic"], default=None)
 
-    submit = commands.add_parser("submit", help="render a JSONL manifest of specs as a batch")
+    submit = commands.add_parser(
+        "submit", help="render a JSONL manifest of specs as a batch on the running studio"
+    )
     submit.add_argument("manifest", type=Path)
-    submit.add_argument("-o", "--output", type=Path, default=Path("batch-results.jsonl"))
+    submit.add_argument("--user", required=True, help="the email of the account that pays")
 
     storage = commands.add_parser("storage", help="stored objects")
     storage_commands = storage.add_subparsers(dest="action", required=True)
@@ -242,9 +244,12 @@ def _read_or_plan(settings: Settings, path: Path, output: Path) -> FilmSpec:
 
 
 def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
+    """The batch of `ray job submit ... python -m cluster.batch`, run from here on the studio
+    running on this data folder."""
+    token_auth_for_drivers()
     from cluster import batch  # deferred (see the imports)
 
-    return batch.main([str(args.manifest), "-o", str(args.output)])
+    return batch.main([str(args.manifest), "--user", args.user])
 
 
 def cmd_storage(settings: Settings, args: argparse.Namespace) -> int:
