@@ -2,9 +2,9 @@
 
 A card is a gradient sky, soft orbs, optional stars and layered hills in the mood's palette, with
 the title and a caption on top. The shapes are drawn from a hash of the prompt and the seed, so
-equal requests give equal pixels and different prompts give visibly different cards. The font is
-the scalable one that Pillow embeds (Aileron, Latin script only), so nothing depends on the
-fonts of the machine.
+equal requests give equal pixels and different prompts give visibly different cards. The fonts
+are Pillow's embedded one and one a Python package ships (`models.fonts`, chosen by the text's
+script), so nothing depends on the fonts of the machine.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from models.base import ImageRequest, Mood
+from models.fonts import load_font
 
 RGB = tuple[int, int, int]
 
@@ -206,20 +207,13 @@ def _fit(
 ) -> tuple[list[str], ImageFont.FreeTypeFont]:
     """Wrap `text` to `max_width`, shrinking the font (to half) before truncating with '...'."""
     for scale in (1.0, 0.85, 0.7, 0.6, 0.5):
-        font = _font(size * scale)
+        font = load_font(text, max(10, round(size * scale)))
         lines = _wrap(text, font, max_width)
         if len(lines) <= max_lines:
             return lines, font
     kept = lines[:max_lines]
     kept[-1] = _truncate(kept[-1], font, max_width)
     return kept, font
-
-
-def _font(size: float) -> ImageFont.FreeTypeFont:
-    font = ImageFont.load_default(size=max(10, round(size)))
-    if not isinstance(font, ImageFont.FreeTypeFont):
-        raise RuntimeError("Pillow was built without FreeType: cards need a scalable font")
-    return font
 
 
 def _wrap(text: str, font: ImageFont.FreeTypeFont, max_width: float) -> list[str]:

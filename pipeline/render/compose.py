@@ -21,6 +21,7 @@ from av.video.reformatter import ColorRange
 from PIL import Image, ImageDraw, ImageFont
 
 from models.base import Frames
+from models.fonts import load_font
 from pipeline.render.narration import Segment
 from pipeline.render.spec import Transition
 from pipeline.render.subtitles import cues
@@ -186,7 +187,7 @@ def caption_overlay(text: str, width: int, height: int) -> np.ndarray:
     fits in three lines."""
     size = max(12, round(min(width, height) * 0.05))
     while True:
-        font = load_font(size)
+        font = load_font(text, size)
         lines = [
             wrapped
             for line in text.splitlines()
@@ -212,14 +213,6 @@ def caption_overlay(text: str, width: int, height: int) -> np.ndarray:
         align="center",
     )
     return np.asarray(box)
-
-
-def load_font(size: int) -> ImageFont.FreeTypeFont:
-    """Pillow's bundled font (Aileron) at `size` pixels."""
-    font = ImageFont.load_default(size=size)
-    if not isinstance(font, ImageFont.FreeTypeFont):
-        raise RuntimeError("Pillow was built without FreeType, which sized text needs")
-    return font
 
 
 def wrap_text(text: str, font: ImageFont.FreeTypeFont, max_width: float) -> list[str]:

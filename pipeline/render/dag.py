@@ -75,7 +75,7 @@ from pipeline.render.compose import (
 )
 from pipeline.render.engine_calls import call_engine
 from pipeline.render.images import checked_image
-from pipeline.render.narration import Narration, Segment, narrate
+from pipeline.render.narration import Narration, Segment, narrate, with_transliteration
 from pipeline.render.spec import FilmSpec, ImageRef, Scene
 from pipeline.render.stage_cache import (
     StageCache,
@@ -92,7 +92,7 @@ from pipeline.render.upload_manager import upload_manager
 from pipeline.render.watchdog import Work, watch
 from pipeline.storage import StoredObject, open_storage
 
-COMPOSITION_VERSION = "7"  # bump when clip composition changes what a cached clip holds
+COMPOSITION_VERSION = "8"  # bump when clip composition changes what a cached clip holds
 ASSEMBLY_VERSION = "2"  # bump when the soundtrack, assembly or stills change what they hold
 LEAD_S = 0.3
 TAIL_S = 0.5
@@ -450,6 +450,9 @@ def _finished(
     captions: list[Segment] = []
     if narration is not None and inputs.spec.captions:
         captions = [s.shifted(LEAD_S) for s in narration.segments]
+        transliteration = inputs.spec.scenes[plan.index].transliteration
+        if transliteration is not None:
+            captions = with_transliteration(captions, transliteration)
     previous = array_from_image(previous_last_frame) if previous_last_frame else None
     edges = SceneEdges(**plan.edges)
     return compose_clip(frames, captions=captions, edges=edges, previous_last_frame=previous)

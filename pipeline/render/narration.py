@@ -4,7 +4,7 @@ is known to the sample; captions and subtitles are timed from these segments."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,6 +54,16 @@ def split_sentences(text: str) -> list[str]:
             start = match.end()
         sentences.append(flat[start:].strip())
     return [sentence for sentence in sentences if sentence]
+
+
+def with_transliteration(segments: Sequence[Segment], transliteration: str) -> list[Segment]:
+    """Each sentence's segment with the transliteration's sentence of that number as a second
+    line (the spec checks that the two have as many sentences)."""
+    lines = split_sentences(transliteration)
+    return [
+        Segment(f"{segment.text}\n{line}", segment.start_s, segment.end_s)
+        for segment, line in zip(segments, lines, strict=True)
+    ]
 
 
 def narrate(

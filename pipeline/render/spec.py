@@ -20,6 +20,7 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator, model_
 from models.base import CameraMove, Mood, MusicStyle, Voice
 from pipeline.errors import SpecInvalid
 from pipeline.fields import Line, Name, Paragraph, Passage, StrictInput
+from pipeline.render.narration import split_sentences
 
 MAX_SCENE_WORDS = 400
 MAX_SCENE_CHARS = 4000
@@ -32,7 +33,7 @@ SpecFormat = Literal["json", "yaml"]
 
 _ASPECTS: dict[str, tuple[int, int]] = {"16:9": (16, 9), "9:16": (9, 16), "1:1": (1, 1)}
 
-ADDED_FIELDS = ("characters", "speaker", "cast")
+ADDED_FIELDS = ("characters", "speaker", "cast", "transliteration")
 """Optional fields added within spec_version 1: a spec without them reads, and hashes, as before."""
 
 
@@ -135,6 +136,12 @@ class Scene(_SpecModel):
         max_length=MAX_SCENE_CHARS,
         description=f"Spoken text, at most {MAX_SCENE_WORDS} words.",
     )
+    transliteration: Passage | None = Field(
+        default=None,
+        max_length=MAX_SCENE_CHARS,
+        description="The narration in another script (IAST under a Devanagari sloka): each of "
+        "its sentences is a second caption line under the narration's sentence of that number.",
+    )
     voice: Voice = Field(default_factory=Voice)
     prompt: Paragraph | None = Field(default=None, description="What the shot shows.")
     image: ImageRef | None = Field(default=None, description="Keyframe the shot starts from.")
@@ -181,6 +188,14 @@ class Scene(_SpecModel):
             raise ValueError("a scene needs a visual prompt or an image")
         if self.character is not None and self.narration is None:
             raise ValueError("a talking character needs narration to lip-sync to")
+        if self.transliteration is not None:
+            spoken = len(split_sentences(self.narration or ""))
+            written = len(split_sentences(self.transliteration))
+            if written != spoken:
+                raise ValueError(
+                    f"the transliteration has {written} sentences and the narration {spoken}: "
+                    "each narration sentence needs one"
+                )
         return self
 
     @property

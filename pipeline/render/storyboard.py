@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from pipeline.render.compose import load_font, wrap_text
+from models.fonts import load_font
+from pipeline.render.compose import wrap_text
 
 TILE_WIDTH = 320
 _MARGIN = 16
@@ -36,8 +37,6 @@ def make_storyboard(title: str, tiles: Sequence[StoryboardTile]) -> bytes:
     scale = TILE_WIDTH / max(frame_width, frame_height)
     image_size = (round(frame_width * scale), round(frame_height * scale))
     image_height = image_size[1]
-    body_font = load_font(15)
-    heading_font = load_font(18)
     line_height = 20
     tile_height = image_height + 8 + 24 + _TEXT_LINES * line_height
     columns = _columns(len(tiles), TILE_WIDTH + _MARGIN, tile_height + _MARGIN)
@@ -61,14 +60,17 @@ def make_storyboard(title: str, tiles: Sequence[StoryboardTile]) -> bytes:
         picture = Image.fromarray(tile.frame).resize(image_size, Image.Resampling.LANCZOS)
         image_left = left + (TILE_WIDTH - image_size[0]) // 2
         sheet.paste(picture, (image_left, top))
+        heading = f"Scene {index + 1} · {tile.duration_s:.1f} s"
+        heading_font = load_font(heading, 18)
         _badge(draw, (image_left + 6, top + 6), str(index + 1), heading_font)
         text_top = top + image_height + 8
         draw.text(
             (left, text_top),
-            f"Scene {index + 1} · {tile.duration_s:.1f} s",
+            heading,
             font=heading_font,
             fill=(255, 214, 102),
         )
+        body_font = load_font(tile.narration or "", 15)
         for line_number, line in enumerate(_excerpt(tile.narration, body_font)):
             draw.text(
                 (left, text_top + 24 + line_number * line_height),
@@ -94,10 +96,10 @@ def _columns(count: int, tile_width: int, tile_height: int) -> int:
 def _fitting_font(text: str, width: int, *, largest: int) -> ImageFont.FreeTypeFont:
     """The largest font, down to 14 px, in which `text` fits on one line of `width`."""
     size = largest
-    font = load_font(size)
+    font = load_font(text, size)
     while size > 14 and font.getlength(text) > width:
         size -= 2
-        font = load_font(size)
+        font = load_font(text, size)
     return font
 
 

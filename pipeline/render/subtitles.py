@@ -2,7 +2,8 @@
 
 A segment too long for one cue (more than `max_lines` lines of `max_chars`) is split into
 several cues, its time shared in proportion to their length; times are whole milliseconds, and
-split cues meet exactly, with no gap or overlap.
+split cues meet exactly, with no gap or overlap. A segment of several lines (a sentence and its
+transliteration) stays one cue, each of its lines wrapped on its own.
 """
 
 from __future__ import annotations
@@ -22,8 +23,14 @@ def cues(
     """The cues to show: each holds at most `max_lines` lines (joined by newlines)."""
     result = []
     for segment in segments:
-        lines = textwrap.wrap(segment.text, max_chars, break_on_hyphens=False)
-        chunks = ["\n".join(lines[i : i + max_lines]) for i in range(0, len(lines), max_lines)]
+        given = segment.text.splitlines()
+        lines = [
+            wrapped
+            for line in given
+            for wrapped in textwrap.wrap(line, max_chars, break_on_hyphens=False)
+        ]
+        step = len(lines) if len(given) > 1 else max_lines
+        chunks = ["\n".join(lines[i : i + step]) for i in range(0, len(lines), step)]
         start_ms, end_ms = _ms(segment.start_s), _ms(segment.end_s)
         total = sum(len(chunk) for chunk in chunks)
         done = 0

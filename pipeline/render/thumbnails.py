@@ -18,7 +18,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from pipeline.render.compose import load_font, wrap_text
+from models.fonts import load_font
+from pipeline.render.compose import wrap_text
 
 THUMBNAIL_SIZE = (1280, 720)
 ImageFormat = Literal["JPEG", "PNG"]
@@ -117,7 +118,7 @@ def with_title(picture: Image.Image, title: str) -> Image.Image:
     draw = ImageDraw.Draw(picture)
     size = picture.height // 7
     while True:
-        font = load_font(size)
+        font = load_font(title, size)
         lines = wrap_text(title, font, picture.width * 0.9)
         if len(lines) <= 3 or size <= 24:
             break

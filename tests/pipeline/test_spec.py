@@ -3,6 +3,7 @@ stable cache keys."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,37 @@ def test_editing_a_scene_changes_its_hash_and_the_films_only() -> None:
     assert changed == [False, False, True, False, False, False]
     assert edited.content_hash() != spec.content_hash()
     assert len(spec.content_hash()) == 64
+
+
+def test_sloka_example_is_in_devanagari_with_its_transliteration() -> None:
+    spec = FilmSpec.from_file(EXAMPLES / "sloka.yaml")
+    sanskrit = [scene for scene in spec.scenes if scene.voice.language == "sa"]
+    assert sanskrit and all(scene.transliteration for scene in sanskrit)
+    assert all("\u0900" <= scene.narration[0] <= "\u097f" for scene in sanskrit if scene.narration)
+
+
+@pytest.mark.parametrize(
+    ("scene", "problem"),
+    [
+        ({"narration": "सह नौ। भुनक्तु।", "transliteration": "saha nau bhunaktu."}, "1 sentences"),
+        ({"duration_s": 2, "transliteration": "saha."}, "narration 0"),
+    ],
+)
+def test_a_transliteration_needs_a_sentence_for_each_narration_sentence(
+    scene: dict[str, Any], problem: str
+) -> None:
+    spec = minimal(scenes=[{"prompt": "a lamp", **scene}])
+    assert any(p.startswith("scenes.0: ") and problem in p for p in problems_of(spec))
+
+
+def test_a_scene_without_transliteration_hashes_as_before_it_was_added() -> None:
+    scene = FilmSpec.model_validate(minimal()).scenes[0]
+    unused = ("transliteration", "speaker", "cast")  # added within version 1, left empty here
+    data = {k: v for k, v in scene.model_dump(mode="json").items() if k not in unused}
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert scene.content_hash() == hashlib.sha256(canonical.encode()).hexdigest()
+    written = scene.model_copy(update={"transliteration": "hello there."})
+    assert written.content_hash() != scene.content_hash()
 
 
 def test_json_schema_describes_the_versioned_spec() -> None:

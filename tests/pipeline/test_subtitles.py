@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from models.base import Audio
-from pipeline.render.narration import Segment, narrate, split_sentences
+from pipeline.render.narration import Segment, narrate, split_sentences, with_transliteration
 from pipeline.render.subtitles import cues, to_srt, to_vtt
 
 VOICE_RATE = 22_050
@@ -104,3 +104,20 @@ def test_film_level_times_come_from_shifting_scene_segments() -> None:
     srt = to_srt(shifted)
     start_ms = round((12.5 + narration.segments[1].start_s) * 1000)
     assert f"00:00:{start_ms // 1000:02d},{start_ms % 1000:03d} -->" in srt
+
+
+def test_a_sentence_with_its_transliteration_stays_one_cue_each_line_wrapped() -> None:
+    spoken = "सह वीर्यं करवावहै। तेजस्वि नावधीतमस्तु।"
+    segments = [Segment("सह वीर्यं करवावहै।", 1.0, 2.0), Segment("तेजस्वि नावधीतमस्तु।", 2.5, 3.5)]
+    shown = with_transliteration(segments, "saha vīryaṃ karavāvahai. tejasvi nāvadhītamastu.")
+    assert split_sentences(spoken) == [segment.text for segment in segments]
+    assert [(c.text, c.start_s, c.end_s) for c in cues(shown)] == [
+        ("सह वीर्यं करवावहै।\nsaha vīryaṃ karavāvahai.", 1.0, 2.0),
+        ("तेजस्वि नावधीतमस्तु।\ntejasvi nāvadhītamastu.", 2.5, 3.5),
+    ]
+    long = Segment(f"{'शान्तिः ' * 8}\n{'śāntiḥ ' * 8}", 0.0, 4.0)
+    (cue,) = cues([long], max_chars=30)
+    lines = cue.text.splitlines()
+    devanagari = [any("\u0900" <= c <= "\u097f" for c in line) for line in lines]
+    assert devanagari == [True, True, True, False, False]
+    assert max(len(line) for line in lines) <= 30
