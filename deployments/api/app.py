@@ -38,6 +38,7 @@ from deployments.api.routers import (
     users,
     youtube,
 )
+from deployments.web import site
 from pipeline.storage import open_storage
 
 DESCRIPTION = """
@@ -95,6 +96,7 @@ def create_app(settings: Settings, limiter: Limiter | None = None) -> FastAPI:
     for module in ROUTERS:
         app.include_router(module.router)
     app.include_router(docs.router)
+    site.install(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
