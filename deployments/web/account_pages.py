@@ -20,6 +20,7 @@ from deployments.web.session import (
     CheckedForm,
     OptionalSession,
     SignedIn,
+    WebSession,
     anonymous_csrf,
     clear_session_cookie,
     set_session_cookie,
@@ -40,10 +41,19 @@ def problem_text(error: ValidationError) -> str:
     )
 
 
-def anonymous_page(
-    request: Request, template: str, context: Mapping[str, object], status_code: int = 200
+def form_page(
+    request: Request,
+    found: WebSession | None,
+    template: str,
+    context: Mapping[str, object],
+    status_code: int = 200,
 ) -> HTMLResponse:
-    """A page with a form for visitors without a session (its CSRF token bound to a cookie)."""
+    """A page with a form, its CSRF token bound to the session, or for a visitor without one
+    to a pre-session cookie."""
+    if found is not None:
+        return page(
+            request, template, {"session": found, "csrf": found.csrf, **context}, status_code
+        )
     response = HTMLResponse()
     csrf = anonymous_csrf(request, response, request.app.state.settings)
     shown = page(request, template, {"csrf": csrf, **context}, status_code)
@@ -60,13 +70,16 @@ def _signed_in(request: Request, settings: SettingsDep, pair: accounts.TokenPair
 
 
 @router.get("/sign-up", name="sign_up_page")
-def sign_up_page(request: Request) -> HTMLResponse:
-    return anonymous_page(request, "sign_up.html", {})
+def sign_up_page(request: Request, found: OptionalSession) -> Response:
+    if found is not None:
+        return redirect(request, "films_page")
+    return form_page(request, found, "sign_up.html", {})
 
 
 @router.post("/sign-up", dependencies=[CheckedForm])
 def sign_up(
     request: Request,
+    found: OptionalSession,
     session: SessionDep,
     settings: SettingsDep,
     email: FormText,
@@ -78,9 +91,9 @@ def sign_up(
         body = UserRegister.model_validate(fields)
         user = accounts.register(session, body.email, body.password, body.full_name)
     except ValidationError as error:
-        return _refused(request, "sign_up.html", problem_text(error), 422, email)
+        return _refused(request, found, "sign_up.html", problem_text(error), 422, email)
     except StudioError as error:
-        return _refused(request, "sign_up.html", error.detail, error.status, email)
+        return _refused(request, found, "sign_up.html", error.detail, error.status, email)
     jobs.on_user_registered(settings, user)
     return _signed_in(request, settings, accounts.login(session, settings, body.email, password))
 
@@ -89,12 +102,13 @@ def sign_up(
 def sign_in_page(request: Request, found: OptionalSession, notice: str = "") -> Response:
     if found is not None:
         return redirect(request, "films_page")
-    return anonymous_page(request, "sign_in.html", {"notice": notice[:200]})
+    return form_page(request, found, "sign_in.html", {"notice": notice[:200]})
 
 
 @router.post("/sign-in", dependencies=[CheckedForm])
 def sign_in(
     request: Request,
+    found: OptionalSession,
     session: SessionDep,
     settings: SettingsDep,
     email: FormText,
@@ -105,9 +119,9 @@ def sign_in(
         limit_login(request, body.email)
         pair = accounts.login(session, settings, body.email, body.password)
     except ValidationError as error:
-        return _refused(request, "sign_in.html", problem_text(error), 422, email)
+        return _refused(request, found, "sign_in.html", problem_text(error), 422, email)
     except StudioError as error:
-        return _refused(request, "sign_in.html", error.detail, error.status, email)
+        return _refused(request, found, "sign_in.html", error.detail, error.status, email)
     return _signed_in(request, settings, pair)
 
 
@@ -123,21 +137,23 @@ def sign_out(
 
 @router.get("/verify-email", name="verify_email_page")
 def verify_email_page(
-    request: Request, token: Annotated[str, Query(max_length=200)] = ""
+    request: Request, found: OptionalSession, token: Annotated[str, Query(max_length=200)] = ""
 ) -> HTMLResponse:
     """The mail's link; a button confirms (a GET never spends the token: mail scanners open
     links)."""
-    return anonymous_page(request, "verify_email.html", {"token": token})
+    return form_page(request, found, "verify_email.html", {"token": token})
 
 
 @router.post("/verify-email", dependencies=[CheckedForm])
-def verify_email(request: Request, session: SessionDep, token: FormText) -> HTMLResponse:
+def verify_email(
+    request: Request, found: OptionalSession, session: SessionDep, token: FormText
+) -> HTMLResponse:
     try:
         accounts.confirm_email_verification(session, token[:200])
     except StudioError as error:
         context = {"token": token, "error": error.detail}
-        return anonymous_page(request, "verify_email.html", context, error.status)
-    return anonymous_page(request, "verify_email.html", {"verified": True})
+        return form_page(request, found, "verify_email.html", context, error.status)
+    return form_page(request, found, "verify_email.html", {"verified": True})
 
 
 @router.post("/verify-email/send", dependencies=[CheckedForm], name="send_verification")
@@ -162,14 +178,15 @@ def _account_notice(request: Request, notice: str) -> Response:
 
 @router.get("/reset-password", name="reset_password_page")
 def reset_password_page(
-    request: Request, token: Annotated[str, Query(max_length=200)] = ""
+    request: Request, found: OptionalSession, token: Annotated[str, Query(max_length=200)] = ""
 ) -> HTMLResponse:
-    return anonymous_page(request, "reset_password.html", {"token": token})
+    return form_page(request, found, "reset_password.html", {"token": token})
 
 
 @router.post("/reset-password", dependencies=[CheckedForm])
 def mail_reset_link(
     request: Request,
+    found: OptionalSession,
     session: SessionDep,
     settings: SettingsDep,
     background: BackgroundTasks,
@@ -179,32 +196,41 @@ def mail_reset_link(
         body = ResetRequest.model_validate({"email": email})
         message = accounts.request_password_reset(session, settings, body.email)
     except ValidationError as error:
-        return _refused(request, "reset_password.html", problem_text(error), 422, email)
+        return _refused(request, found, "reset_password.html", problem_text(error), 422, email)
     except StudioError as error:
-        return _refused(request, "reset_password.html", error.detail, error.status, email)
+        return _refused(request, found, "reset_password.html", error.detail, error.status, email)
     if message is not None:
         send_later(background, settings, message)
     notice = "If an account has this email, a reset link is on its way."
-    return anonymous_page(request, "reset_password.html", {"notice": notice})
+    return form_page(request, found, "reset_password.html", {"notice": notice})
 
 
 @router.post("/reset-password/confirm", dependencies=[CheckedForm])
 def reset_password(
-    request: Request, session: SessionDep, token: FormText, new_password: FormText
+    request: Request,
+    found: OptionalSession,
+    session: SessionDep,
+    token: FormText,
+    new_password: FormText,
 ) -> Response:
     try:
         body = ResetConfirmation.model_validate({"token": token, "new_password": new_password})
         accounts.confirm_password_reset(session, body.token, body.new_password)
     except ValidationError as error:
         context = {"token": token, "error": problem_text(error)}
-        return anonymous_page(request, "reset_password.html", context, 422)
+        return form_page(request, found, "reset_password.html", context, 422)
     except StudioError as error:
         context = {"token": token, "error": error.detail}
-        return anonymous_page(request, "reset_password.html", context, error.status)
+        return form_page(request, found, "reset_password.html", context, error.status)
     return redirect(request, "sign_in_page", {"notice": "Your password is set: sign in with it."})
 
 
 def _refused(
-    request: Request, template: str, error: str, status_code: int, email: str
+    request: Request,
+    found: WebSession | None,
+    template: str,
+    error: str,
+    status_code: int,
+    email: str,
 ) -> HTMLResponse:
-    return anonymous_page(request, template, {"error": error, "email": email[:320]}, status_code)
+    return form_page(request, found, template, {"error": error, "email": email[:320]}, status_code)
