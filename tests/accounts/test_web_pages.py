@@ -11,6 +11,8 @@ from sqlmodel import select
 from cluster.settings import Settings
 from db.models import User
 from db.session import session_scope
+from deployments.api.app import create_app
+from deployments.api.ratelimit import LocalLimiter
 from tests.accounts.conftest import PASSWORD, Mailbox, new_email, register
 from tests.web.conftest import form_token
 
@@ -76,3 +78,20 @@ def test_an_email_is_verified_through_the_pages_and_the_mailed_link(
         user = session.exec(select(User).where(User.email == email)).one()
         assert user.email_verified
     assert "(verified)" in api.get("/credits").text
+
+
+def test_behind_https_the_session_cookie_is_secure(studio: Settings) -> None:
+    email = new_email()
+    register(studio, email)
+    behind_tls = studio.model_copy(update={"public_url": "https://studio.example"})
+    # The browser speaks HTTPS: a Secure cookie is only sent back over it.
+    with TestClient(
+        create_app(behind_tls, LocalLimiter()), base_url="https://studio.example"
+    ) as api:
+        token = form_token(api.get("/sign-in"))
+        form = {"email": email, "password": PASSWORD, "csrf_token": token}
+        signed_in = api.post("/sign-in", data=form, follow_redirects=False)
+    assert signed_in.status_code == 303
+    cookie = signed_in.headers["set-cookie"].lower()
+    assert cookie.startswith("studio_session=")
+    assert "secure" in cookie and "httponly" in cookie and "samesite=lax" in cookie

@@ -62,6 +62,12 @@ def test_a_new_user_plans_edits_renders_watches_and_downloads_a_film(
     assert price > 0
     shot("plan")
 
+    # On a phone the cards stack: nothing is wider than the screen.
+    page.set_viewport_size({"width": 390, "height": 844})
+    shot("plan-phone")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.set_viewport_size({"width": 1100, "height": 900})
+
     # Edit the first scene's narration in place.
     edited = "Mira reached the summit as the fog turned to gold."
     page.locator("#narration-0").fill(edited)
@@ -137,4 +143,4 @@ def test_a_new_user_plans_edits_renders_watches_and_downloads_a_film(
     page.goto(film_url)
     assert page.url.startswith(f"{studio.url}/sign-in")
     context.close()
-    assert len(shots) == 9
+    assert len(shots) == 10
