@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     public_url: str = "http://127.0.0.1:8000"
+    frontend_url: str | None = Field(
+        default=None,
+        description="a frontend hosted elsewhere: Google sign-in sends the browser back to it "
+        "with a one-time code (`?code=`) that it exchanges for tokens",
+    )
     serve_config: Path | None = None
 
     jwt_secret: SecretStr | None = None
