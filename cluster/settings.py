@@ -16,6 +16,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, computed_field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -64,6 +65,11 @@ class Settings(BaseSettings):
         "(unset: a free port, found through the head's service discovery file)",
     )
     public_url: str = "http://127.0.0.1:8000"
+    frontend_url: str | None = Field(
+        default=None,
+        description="a frontend hosted elsewhere: Google sign-in sends the browser back to it "
+        "with a one-time code (`?code=`) that it exchanges for tokens",
+    )
     serve_config: Path | None = None
 
     jwt_secret: SecretStr | None = None
@@ -217,9 +223,18 @@ class Settings(BaseSettings):
         default_factory=list,
         description="comma-separated IPs or CIDRs whose X-Forwarded-For names the client",
     )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated origins (scheme://host[:port]) of frontends hosted "
+        "elsewhere that may call the API from a browser",
+    )
 
     @field_validator(
-        "jwt_previous_secrets", "token_previous_keys", "trusted_proxies", mode="before"
+        "jwt_previous_secrets",
+        "token_previous_keys",
+        "trusted_proxies",
+        "cors_origins",
+        mode="before",
     )
     @classmethod
     def _comma_separated(cls, value: object) -> object:
@@ -229,6 +244,22 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        """Exact origins only: no wildcard, path, query or credentials."""
+        for origin in origins:
+            parsed = urlsplit(origin)
+            if (
+                parsed.scheme not in ("http", "https")
+                or not parsed.hostname
+                or "*" in origin
+                or parsed.username is not None
+                or origin != f"{parsed.scheme}://{parsed.netloc}"
+            ):
+                raise ValueError(f"{origin!r} is not an origin: scheme://host[:port]")
+        return origins
 
     @computed_field  # type: ignore[prop-decorator]
     @property

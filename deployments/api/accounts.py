@@ -43,6 +43,7 @@ from pipeline.mail import compose, mail_configured
 from pipeline.storage import Storage
 
 LONG_AGO = datetime.fromtimestamp(0, UTC)
+SIGN_IN_CODE_TTL = timedelta(seconds=60)
 
 
 class TokenPair(BaseModel):
@@ -109,6 +110,50 @@ def issue_tokens(
         refresh_token=refresh,
         expires_in=settings.access_token_ttl_s,
     )
+
+
+def issue_sign_in_code(session: Session, settings: Settings, user: User) -> str:
+    """A one-time code for a new login of `user`, for a browser to carry to a frontend in a URL
+    instead of tokens: it lives `SIGN_IN_CODE_TTL`, and `exchange_sign_in_code` trades it once
+    for the login's first token pair. It names a `RefreshToken` row, the first of the login's
+    family, so it is single-use and revocable like a refresh token, and is never one."""
+    now = utcnow()
+    row = RefreshToken(user_id=user.id, family_id=uuid.uuid4(), expires_at=now + SIGN_IN_CODE_TTL)
+    session.add(row)
+    session.commit()
+    return create_token(
+        settings, "code", user.id, row.expires_at, row.id, auth_time=int(now.timestamp())
+    )
+
+
+def exchange_sign_in_code(session: Session, settings: Settings, code: str) -> TokenPair:
+    """The login's first pair for a code of `issue_sign_in_code`; a code presented again was
+    copied, so the login it started is revoked."""
+    try:
+        claims = decode_token(settings, code, "code")
+        row = session.get(RefreshToken, uuid.UUID(claims["jti"]))
+    except (jwt.InvalidTokenError, ValueError):
+        raise Unauthorized("invalid or expired sign-in code") from None
+    if row is None or str(row.user_id) != claims["sub"]:
+        raise Unauthorized("invalid or expired sign-in code")
+    claimed = session.exec(
+        update(RefreshToken)
+        .where(
+            col(RefreshToken.id) == row.id,
+            col(RefreshToken.used_at).is_(None),
+            col(RefreshToken.revoked_at).is_(None),
+        )
+        .values(used_at=utcnow())
+    )
+    if claimed.rowcount != 1:
+        _revoke_family(session, row.family_id, row.user_id)
+        session.commit()
+        raise Unauthorized("sign-in code already used: sign in again")
+    user = session.get(User, row.user_id)
+    if user is None or not user.is_active:
+        session.commit()
+        raise Unauthorized("the account of this code is deleted or suspended")
+    return issue_tokens(session, settings, user, row.family_id, auth_time_of(claims))
 
 
 def refresh(session: Session, settings: Settings, token: str) -> TokenPair:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
@@ -38,6 +39,7 @@ from deployments.api.routers import (
     users,
     youtube,
 )
+from deployments.web import site
 from pipeline.storage import open_storage
 
 DESCRIPTION = """
@@ -92,9 +94,20 @@ def create_app(settings: Settings, limiter: Limiter | None = None) -> FastAPI:
     )
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(SecurityHeadersMiddleware, public_url=settings.public_url)
+    if settings.cors_origins:
+        # Outermost: a preflight is answered before limits; bearer tokens, never cookies.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+            expose_headers=["Retry-After", "Location"],
+            max_age=600,
+        )
     for module in ROUTERS:
         app.include_router(module.router)
     app.include_router(docs.router)
+    site.install(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -9,8 +9,10 @@ Tokens: HS256 JWTs with the algorithm pinned and `exp iat iss aud sub jti typ` r
 tokens live `access_token_ttl_s` and carry the user's `token_version` in `ver` (a logout, a
 reused refresh token or a new password bumps it, and the request's user row, loaded anyway,
 refuses the older tokens at once); refresh tokens name their `RefreshToken` row in `jti`, which
-is what makes them revocable and single-use. Both carry `auth_time`, when the login they descend
-from proved who the user is (a refresh keeps it), for actions that need a recent login.
+is what makes them revocable and single-use; so do the one-time sign-in codes (`code`) that a
+frontend exchanges for the first pair of a login. Access and refresh tokens carry `auth_time`,
+when the login they descend from proved who the user is (a refresh keeps it), for actions that
+need a recent login.
 
 Keys rotate: the header's `kid` names the key that signed (a hash of it, not the key). The
 signing key is `STUDIO_JWT_SECRET`; `STUDIO_JWT_PREVIOUS_SECRETS` still verify, so a new key
@@ -35,7 +37,7 @@ from db.types import utcnow
 HASH_SLOTS = 2
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "jti", "typ"]
-TokenKind = Literal["access", "refresh"]
+TokenKind = Literal["access", "refresh", "code"]
 
 _hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
 _slots = threading.BoundedSemaphore(HASH_SLOTS)

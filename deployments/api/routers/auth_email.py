@@ -46,7 +46,8 @@ class ResetConfirmation(StrictInput):
     new_password: NewPassword
 
 
-def _send_later(background: BackgroundTasks, settings: Settings, message: EmailMessage) -> None:
+def send_later(background: BackgroundTasks, settings: Settings, message: EmailMessage) -> None:
+    """Sends the mail after the answer; a mail the server refuses is logged."""
     background.add_task(_send_quietly, settings, message)
 
 
@@ -66,7 +67,7 @@ def _send_quietly(settings: Settings, message: EmailMessage) -> None:
 def request_verification(
     user: CurrentUser, session: SessionDep, settings: SettingsDep, background: BackgroundTasks
 ) -> Accepted:
-    _send_later(background, settings, accounts.request_email_verification(session, settings, user))
+    send_later(background, settings, accounts.request_email_verification(session, settings, user))
     return Accepted(detail=f"a verification link is on its way to {user.email}")
 
 
@@ -91,7 +92,7 @@ def request_reset(
 ) -> Accepted:
     message = accounts.request_password_reset(session, settings, body.email)
     if message is not None:
-        _send_later(background, settings, message)
+        send_later(background, settings, message)
     return Accepted(detail="if an account has this email, a reset link is on its way")
 
 

@@ -12,14 +12,22 @@ from __future__ import annotations
 
 import uuid
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi.responses import RedirectResponse
 from fastapi.security import HTTPAuthorizationCredentials
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from deployments.api.accounts import TokenPair, issue_tokens
+from deployments.api.accounts import (
+    TokenPair,
+    exchange_sign_in_code,
+    issue_sign_in_code,
+    issue_tokens,
+)
 from deployments.api.deps import CurrentUser, SessionDep, SettingsDep, authenticate, bearer
 from deployments.api.problems import problem_responses
+from pipeline.fields import StrictInput
 from pipeline.jobs import submission as jobs
 from pipeline.publish.google_oauth import (
     SIGNED_IN_PURPOSES,
@@ -41,6 +49,10 @@ GOOGLE_UNAVAILABLE = problem_responses(503)
 
 BINDING_COOKIE = "studio_google_flow"
 CALLBACK_PATH = "/api/auth/google"
+
+
+class SignInCode(StrictInput):
+    code: str = Field(min_length=1, max_length=4096, description="The `code` of the redirect.")
 
 
 class AuthorizationUrl(BaseModel):
@@ -87,7 +99,12 @@ def start(
 
 @router.get(
     "/api/auth/google/callback",
-    responses=problem_responses(400, 409, 422) | GOOGLE_UNAVAILABLE,
+    response_model=TokenPair | ChannelLinked | GoogleConnected,
+    responses={
+        303: {"description": "Signed in, with a frontend configured: to it with `?code=`"},
+        **problem_responses(400, 409, 422),
+        **GOOGLE_UNAVAILABLE,
+    },
 )
 def callback(
     request: Request,
@@ -97,8 +114,9 @@ def callback(
     state: Annotated[str, Query(max_length=200)],
     code: Annotated[str | None, Query(max_length=2000)] = None,
     error: Annotated[str | None, Query(max_length=200)] = None,
-) -> TokenPair | ChannelLinked | GoogleConnected:
-    """Where Google sends the browser back: signs in (the studio's token pair; 409 when an
+) -> TokenPair | ChannelLinked | GoogleConnected | RedirectResponse:
+    """Where Google sends the browser back: signs in (the studio's token pair, or with
+    `STUDIO_FRONTEND_URL` a redirect there with a one-time code for `exchange`; 409 when an
     account with the email exists unverified: sign in with its password and connect Google),
     or finishes linking the channel or connecting Google sign-in."""
     if code is None:
@@ -111,12 +129,29 @@ def callback(
         user, created = sign_in(session, grant)
         if created:
             jobs.on_user_registered(settings, user)
+        if settings.frontend_url:
+            code = issue_sign_in_code(session, settings, user)
+            target = f"{settings.frontend_url}?{urlencode({'code': code})}"
+            redirect = RedirectResponse(target, status_code=status.HTTP_303_SEE_OTHER)
+            redirect.delete_cookie(BINDING_COOKIE, path=CALLBACK_PATH)
+            return redirect
         return issue_tokens(session, settings, user, family_id=uuid.uuid4())
     if grant.purpose is Purpose.connect:
         connected = connect_sign_in(session, grant)
         return GoogleConnected(email=connected.email)
     account = link_channel(session, settings, grant)
     return ChannelLinked(email=account.email, scopes=account.scopes)
+
+
+@router.post(
+    "/api/auth/google/exchange",
+    responses=problem_responses(401, 422),
+    summary="Trade the one-time code of a Google sign-in's redirect for the login's tokens",
+)
+def exchange(body: SignInCode, session: SessionDep, settings: SettingsDep) -> TokenPair:
+    """A frontend's half of Google sign-in (`STUDIO_FRONTEND_URL`): the code works once, for a
+    minute; presented again, the login it started is revoked."""
+    return exchange_sign_in_code(session, settings, body.code)
 
 
 @router.delete(

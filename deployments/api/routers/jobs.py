@@ -125,6 +125,15 @@ async def job_events(
     max_s: Annotated[float, Query(gt=0, le=3600, description="Stop after this long.")] = 3600,
 ) -> AsyncIterator[ServerSentEvent]:
     """Events named after the job's status; the stream ends after a terminal one."""
+    async for event in progress_events(settings, job, max_s):
+        yield event
+
+
+async def progress_events(
+    settings: Settings, job: Job, max_s: float = 3600
+) -> AsyncIterator[ServerSentEvent]:
+    """A job's progress as server-sent events (also the web studio's): one whenever its
+    status, progress or stages change, named after its status, until a terminal one or `max_s`."""
     deadline = asyncio.get_running_loop().time() + max_s
     last: JobProgress | None = None
     current: Job | None = job

@@ -22,9 +22,8 @@ from deployments.api.routers.jobs import SUBMIT_RESPONSES, submitted
 from pipeline.errors import Conflict
 from pipeline.fields import Document, StrictInput
 from pipeline.jobs import submission as jobs
-from pipeline.ledger.actor import ledger_client
-from pipeline.planning.llm import Payer, plan_text
-from pipeline.planning.planner import Plan, PlanStyle
+from pipeline.planning.planner import PlanStyle
+from pipeline.planning.projects import plan_into_project
 from pipeline.planning.text import StoryKind
 from pipeline.render.spec import FilmSpec
 
@@ -147,19 +146,7 @@ def _planned(
     style: PlanStyle | None,
     title: str | None,
 ) -> ProjectPublic:
-    """Plans the story and stores the plan as the spec. Planning with a model is charged to the
-    user (`plan_text`); a story that cannot be planned costs nothing and stores nothing."""
-    style = style or PlanStyle()
-    payer = Payer(ledger_client(settings.resolved_database_url), user.id)
-    plan: Plan = plan_text(settings, story, style, payer)
-    if project is None:
-        project = Project(owner_id=user.id, title=title or plan.spec.title, spec={})
-    project.spec = plan.spec.model_dump(mode="json")
-    project.story = plan.story or story
-    project.plan_style = style.model_dump(mode="json")
-    project.updated_at = utcnow()
-    session.add(project)
-    session.commit()
+    project, plan = plan_into_project(session, settings, user, project, story, style, title)
     report = PlanReport(
         planner=plan.planner, kind=plan.kind, warnings=plan.warnings, credits=plan.credits
     )
