@@ -480,7 +480,7 @@ def build_stable_audio(out: Path) -> None:
     )
 
     text_encoder, tokenizer = _t5()
-    tokenizer.model_max_length = 32
+    tokenizer.model_max_length = 128
     transformer = StableAudioDiTModel(
         sample_size=512,
         in_channels=3,

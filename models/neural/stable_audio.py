@@ -39,11 +39,8 @@ def music_prompt(request: MusicRequest) -> str:
     """The text prompt: a tanpura drone for a sloka bed, else the mood's instrumental score,
     with the tempo in the "<n> BPM" form Stable Audio Open was trained on."""
     if request.style is MusicStyle.sloka:
-        return (
-            "Indian classical tanpura drone, sustained and meditative, instrumental, "
-            f"{request.tempo_bpm} BPM"
-        )
-    return f"{_MOODS[request.mood]}, instrumental film music, {request.tempo_bpm} BPM"
+        return f"Indian classical tanpura drone, {request.tempo_bpm} BPM, meditative, instrumental"
+    return f"{_MOODS[request.mood]}, {request.tempo_bpm} BPM, instrumental film music"
 
 
 class StableAudioMusicEngine:
