@@ -1,7 +1,8 @@
 """A `final` render through the API with Stable Audio Open scoring the film, on CPU: the tiny
 model deployed from the shipped GPU config (GPU fraction zero, two steps) beside the CPU
-engines, chosen for a plan that allows its licence. The film is decoded and its sound measured
-where no one speaks: the score plays there."""
+engines, chosen for a plan that allows its licence (the seeded paid plans do not: they get the
+MIDI score). The film is decoded and its sound measured where no one speaks: the score plays
+there."""
 
 from __future__ import annotations
 
@@ -101,3 +102,19 @@ def test_stable_audio_scores_a_final_render_under_the_narration(
     quiet_scene = samples[round(2.2 * rate) : round((duration_s - 2.2) * rate)]
     windows = np.array_split(quiet_scene, 5)
     assert min(level_db(w) for w in windows) > -45, [level_db(w) for w in windows]
+
+
+def test_a_plan_without_stabilitys_licence_is_scored_by_the_midi_engine(
+    music_api: Api, tmp_path: Path
+) -> None:
+    with music_api.client() as client:
+        account = register(client)
+        put_on_plan(music_api, account.id, "creator")
+        created = client.post(
+            "/api/projects/create", headers=account.auth, json={"title": "Scored", "spec": SPEC}
+        )
+        assert created.status_code == 201, created.text
+        project = str(created.json()["id"])
+        job = render(client, account, project)
+        check_film(client, account, project, job, tmp_path)
+        assert engines_of(job)["music"] == "midi"
