@@ -17,9 +17,11 @@ The text encoders keep their real width (T5/UMT5-XXL 4096, Gemma 3 12B 3840) but
 layers: encoding the prompt once per clip is not what is measured here, and billions of random
 parameters would take minutes to build. Each model's folder is deleted after its run.
 Voices print the real-time factor (synthesis seconds per second of speech) of XTTS v2 and VCTK-
-size VITS; Wav2Lip prints frames/s through the engine (detection, crops, paste) against the raw
-network on batches of the same size. Random weights decide nothing here but speed: XTTS' random
-GPT rarely stops early, so its clips run to the maximum length.
+size VITS; Stable Audio Open 1.0 (its 1.1B DiT and Oobleck autoencoder, T5-base width) prints
+seconds of music per second through `engine.compose` against the raw pipeline on one piece;
+Wav2Lip prints frames/s through the engine (detection, crops, paste) against the raw network
+on batches of the same size. Random weights decide nothing here but speed: XTTS' random GPT
+rarely stops early, so its clips run to the maximum length.
 """
 
 from __future__ import annotations
@@ -92,13 +94,16 @@ class Plan:
     repeats: int
     text: str
     lip_frames: int
+    music_steps: int
+    music_s: float
 
 
 FULL = Plan(
-    40, 50, 40, 40, 5.0, 3, "The river remembers every stone it has ever carried. " * 3, 250
-)
-QUICK = Plan(4, 4, 4, 4, 2.0, 2, "The river remembers every stone it has carried.", 75)
-SMOKE = Plan(2, 2, 2, 2, 1.0, 7, "Hello there.", 6)
+    40, 50, 40, 40, 5.0, 3, "The river remembers every stone it has ever carried. " * 3, 250,
+    100, 47.0,
+)  # fmt: skip
+QUICK = Plan(4, 4, 4, 4, 2.0, 2, "The river remembers every stone it has carried.", 75, 8, 20.0)
+SMOKE = Plan(2, 2, 2, 2, 1.0, 7, "Hello there.", 6, 2, 1.5)
 """Tiny models run in tens of milliseconds, so the smoke run takes the median of 7 runs."""
 # Engine options per video model: steps from the plan; the tiny models' sizes when smoking.
 TINY_SHOTS: dict[str, dict[str, Any]] = {
@@ -290,6 +295,34 @@ def build_ltx2_real(out: Path) -> None:
     pipe.to(dtype=torch.bfloat16).save_pretrained(out)
 
 
+def build_stable_audio_real(out: Path) -> None:
+    """Stable Audio Open 1.0: diffusers' defaults are its DiT (1024 latent frames, 24 layers)
+    and Oobleck autoencoder (44.1 kHz, hop 2048); T5-base width with 2 layers."""
+    from diffusers import (
+        AutoencoderOobleck,
+        CosineDPMSolverMultistepScheduler,
+        StableAudioDiTModel,
+        StableAudioPipeline,
+        StableAudioProjectionModel,
+    )
+    from transformers import T5Config, T5EncoderModel
+
+    tokenizer = t5_tokenizer()
+    tokenizer.model_max_length = 128
+    config = T5Config(
+        vocab_size=len(tokenizer), d_model=768, d_kv=64, d_ff=3072, num_layers=2, num_heads=12
+    )
+    pipe: Any = StableAudioPipeline(
+        vae=AutoencoderOobleck(),
+        text_encoder=T5EncoderModel(config),
+        projection_model=StableAudioProjectionModel(768, 768, 0, 512),
+        tokenizer=tokenizer,
+        transformer=StableAudioDiTModel(),
+        scheduler=CosineDPMSolverMultistepScheduler(),
+    )
+    pipe.to(dtype=torch.bfloat16).save_pretrained(out)
+
+
 def build_xtts_real(out: Path) -> None:
     """XTTS v2: GPT-2 of 30 layers x 1024 with the perceiver resampler, 1026 audio codes."""
     from TTS.tts.configs.xtts_config import XttsArgs
@@ -447,6 +480,35 @@ def bench_wav2lip(folder: Path, plan: Plan) -> None:
     report("engine / raw throughput", direct / through_engine, "x")
 
 
+def bench_music(folder: Path, plan: Plan) -> None:
+    from models.base import Mood, MusicRequest
+    from models.neural.stable_audio import NEGATIVE_PROMPT, StableAudioMusicEngine, music_prompt
+
+    engine = StableAudioMusicEngine(folder, steps=plan.music_steps)
+    seconds_of_music = min(plan.music_s, engine.piece_s)
+    request = MusicRequest(mood=Mood.epic, tempo_bpm=120, duration_s=seconds_of_music, seed=1)
+
+    def raw() -> None:
+        with torch.inference_mode():
+            engine.pipe(
+                prompt=music_prompt(request),
+                negative_prompt=NEGATIVE_PROMPT,
+                audio_end_in_s=seconds_of_music,
+                num_inference_steps=plan.music_steps,
+                guidance_scale=engine.guidance_scale,
+                generator=seeded_generator(1),
+                output_type="np",
+            )
+
+    reset_peak()
+    through_engine, direct = paired_seconds(lambda: engine.compose(request), raw, plan.repeats)
+    print(f"stable-audio: {seconds_of_music:.1f} s of music, {plan.music_steps} steps", flush=True)
+    report("music seconds per second through the engine", seconds_of_music / through_engine, "")
+    report("music seconds per second of the raw pipeline", seconds_of_music / direct, "")
+    report("engine / raw throughput", direct / through_engine, "x")
+    report_peak("stable-audio")
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     mode = parser.add_mutually_exclusive_group()
@@ -454,8 +516,8 @@ def main(argv: list[str]) -> None:
     mode.add_argument("--smoke", action="store_true", help="tiny models: check the harness")
     parser.add_argument(
         "--only",
-        default="wan,ltx-2,ltx,cogvideox,xtts,vits,wav2lip",
-        help="comma-separated subset of wan,ltx-2,ltx,cogvideox,xtts,vits,wav2lip",
+        default="wan,ltx-2,ltx,cogvideox,xtts,vits,wav2lip,stable-audio",
+        help="comma-separated subset of wan,ltx-2,ltx,cogvideox,xtts,vits,wav2lip,stable-audio",
     )
     args = parser.parse_args(argv)
     plan = SMOKE if args.smoke else QUICK if args.quick else FULL
@@ -470,6 +532,7 @@ def main(argv: list[str]) -> None:
         "xtts": BUILDERS["xtts"] if args.smoke else build_xtts_real,
         "vits": BUILDERS["vits"] if args.smoke else build_vits_real,
         "wav2lip": build_wav2lip,
+        "stable-audio": BUILDERS["stable-audio"] if args.smoke else build_stable_audio_real,
     }
     # Random weights are drawn on the GPU: on the CPU the 2B models take minutes to initialise.
     build_on = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -487,6 +550,8 @@ def main(argv: list[str]) -> None:
                 bench_video(name, Path(scratch), plan, args.smoke)
             elif name in ("xtts", "vits"):
                 bench_voice(name, folder, plan)
+            elif name == "stable-audio":
+                bench_music(folder, plan)
             else:
                 bench_wav2lip(folder, plan)
             for built in Path(scratch).iterdir():

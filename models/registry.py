@@ -198,6 +198,10 @@ ENGINES: tuple[EngineInfo, ...] = (
         "wav2lip-noncommercial", True, "wav2lip", realistic=True,
     ),
     EngineInfo(Capability.music, "midi", "models.music:MidiMusicEngine", "MIT", False),
+    EngineInfo(
+        Capability.music, "stable-audio", "models.neural.stable_audio:StableAudioMusicEngine",
+        "stability-community", True, "stable-audio",
+    ),
 )  # fmt: skip
 
 CPU_DEFAULTS: dict[Capability, str] = {

@@ -468,6 +468,59 @@ def build_keyframes(out: Path) -> None:
     pipe.save_pretrained(out)
 
 
+def build_stable_audio(out: Path) -> None:
+    """Stable Audio Open at 2 kHz with a hop of 8 samples and 512 latent frames: pieces of at
+    most 2.048 s, so that a film of a few seconds is generated in several crossfaded pieces."""
+    from diffusers import (
+        AutoencoderOobleck,
+        CosineDPMSolverMultistepScheduler,
+        StableAudioDiTModel,
+        StableAudioPipeline,
+        StableAudioProjectionModel,
+    )
+
+    text_encoder, tokenizer = _t5()
+    tokenizer.model_max_length = 128
+    transformer = StableAudioDiTModel(
+        sample_size=512,
+        in_channels=3,
+        num_layers=2,
+        attention_head_dim=4,
+        num_key_value_attention_heads=2,
+        out_channels=3,
+        cross_attention_dim=4,
+        time_proj_dim=8,
+        global_states_input_dim=8,
+        cross_attention_input_dim=4,
+    )
+    scheduler = CosineDPMSolverMultistepScheduler(
+        solver_order=2, prediction_type="v_prediction", sigma_data=1.0,
+        sigma_schedule="exponential",
+    )  # fmt: skip
+    vae = AutoencoderOobleck(
+        encoder_hidden_size=6,
+        downsampling_ratios=[2, 4],
+        decoder_channels=3,
+        decoder_input_channels=3,
+        audio_channels=2,
+        channel_multiples=[2, 4],
+        sampling_rate=2000,
+    )
+    projection = StableAudioProjectionModel(
+        text_encoder_dim=text_encoder.config.d_model, conditioning_dim=4, min_value=0,
+        max_value=32,
+    )  # fmt: skip
+    pipe: Any = StableAudioPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        projection_model=projection,
+        tokenizer=tokenizer,
+        transformer=transformer,
+        scheduler=scheduler,
+    )
+    pipe.save_pretrained(out)
+
+
 def save_coqui(out: Path, config: Any, model: torch.nn.Module, filename: str) -> None:
     """As Coqui's trainer saves: {"config": dict, "model": state_dict} plus config.json."""
     torch.save({"config": config.to_dict(), "model": model.state_dict()}, out / filename)
@@ -639,6 +692,7 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
     "xtts": build_xtts,
     "wav2lip": build_wav2lip,
     "kokoro": build_kokoro,
+    "stable-audio": build_stable_audio,
 }
 
 

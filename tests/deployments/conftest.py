@@ -28,6 +28,7 @@ TINY_OPTIONS: dict[str, dict[str, Any]] = {
     "video-wan": {"steps": 2, "base_size": [64, 32], "max_frames": 9},
     "video-ltx-2": {"steps": 2, "base_size": [64, 32], "max_frames": 9, "stg_blocks": None},
     "lipsync-wav2lip": {"batch_size": 16},
+    "music-stable-audio": {"steps": 2},
 }
 
 
