@@ -32,6 +32,7 @@ from models.errors import (
     ProviderRejected,
     ProviderTimedOut,
     ProviderUnavailable,
+    UnsupportedRequest,
 )
 from models.neural.frames import cover, requested_frames
 from models.neural.prompts import describe
@@ -369,6 +370,8 @@ class LumaVideoEngine(HostedVideoEngine):
         self.usd_per_second = {**_LUMA_USD_PER_S, **(usd_per_second or {})}
 
     def create(self, request: VideoRequest, seconds: int) -> str:
+        if request.keyframe_png is not None:
+            raise UnsupportedRequest("luma makes text-to-video shots: it takes no scene image")
         body = {
             "prompt": describe(request)[:5000],
             "model": self.model,

@@ -7,11 +7,13 @@ it enters the model: the `image` a diffusers pipeline is called with (captured a
 downscaled to 16x12 and compared with the uploaded image fitted the same way. A fitted copy
 differs from the upload by resampling only (a few levels of 255); a pipeline called with another
 image, or with none, fails. The CPU animatic has no pipeline: its first frame is compared with
-the window of the picture that a static shot starts on.
+the window of the picture that a static shot starts on. A hosted engine is checked where the
+image leaves for its provider: the request its fake received.
 """
 
 from __future__ import annotations
 
+import base64
 import io
 from collections.abc import Callable
 from pathlib import Path
@@ -29,10 +31,12 @@ from models.base import Audio, VideoRequest
 from models.errors import UnsupportedRequest
 from models.mouth import MouthLipSyncEngine
 from models.neural.frames import cover
+from models.neural.hosted_video import LumaVideoEngine, RunwayVideoEngine
 from models.registry import ENGINES, Capability, EngineInfo, build_engine, engine_info
 from pipeline.render.dag import EngineChoice, RenderInputs, plan_scenes, video_request
 from pipeline.render.spec import FilmSpec
 from pipeline.render.thumbnails import fill_frame
+from tests.fakes.hosted_video import LUMA_KEY, RUNWAY_KEY, FakeHostedVideo
 from tests.neural.test_video import shot
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -106,7 +110,11 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> PipelineSpy:
     return PipelineSpy(monkeypatch)
 
 
-def built(info: EngineInfo, tiny: Callable[[str], Path]) -> Any:
+def built(info: EngineInfo, tiny: Callable[[str], Path], fake: FakeHostedVideo) -> Any:
+    if info.name == "runway":
+        return RunwayVideoEngine(RUNWAY_KEY, base_url=fake.url, poll_s=0.01)
+    if info.name == "luma":
+        return LumaVideoEngine(LUMA_KEY, base_url=fake.url, poll_s=0.01)
     if info.model_folder is None:
         return build_engine(info, Path("."), {})
     for folder in (info.model_folder, info.image_folder):
@@ -117,17 +125,22 @@ def built(info: EngineInfo, tiny: Callable[[str], Path]) -> Any:
 
 @pytest.mark.parametrize("info", VIDEO, ids=lambda info: info.name)
 def test_every_video_engine_starts_from_the_scene_image_or_refuses_it(
-    info: EngineInfo, tiny: Callable[[str], Path], spy: PipelineSpy
+    info: EngineInfo, tiny: Callable[[str], Path], spy: PipelineSpy, fake_video: FakeHostedVideo
 ) -> None:
     data, pixels = picture()
     request: VideoRequest = shot(keyframe_png=data)
-    engine = built(info, tiny)
+    engine = built(info, tiny, fake_video)
     spy.watch(engine)
     if not info.takes_image:
         with pytest.raises(UnsupportedRequest):
             engine.generate(request)
+        assert not fake_video.requests, "nothing was sent to a provider"
         return
     frames = engine.generate(request)
+    if fake_video.requests:
+        sent = fake_video.requests[0].body["promptImage"].removeprefix("data:image/png;base64,")
+        assert base64.b64decode(sent) == data, f"{info.name} sent another image, or none"
+        return
     if spy.calls:
         (call,) = spy.calls
         assert "image" in call, f"{info.name} called its pipeline without the scene's image"
@@ -147,7 +160,7 @@ def test_the_comparison_tells_another_image_apart() -> None:
 
 
 def test_a_talking_characters_clip_is_made_from_its_image_and_lip_synced(
-    tiny: Callable[[str], Path], spy: PipelineSpy
+    tiny: Callable[[str], Path], spy: PipelineSpy, fake_video: FakeHostedVideo
 ) -> None:
     """The DAG's request for a character scene carries the character (fitted whole into the
     frame); Wan's image-to-video pipeline is called with it; lip-sync takes the clip Wan made."""
@@ -164,7 +177,7 @@ def test_a_talking_characters_clip_is_made_from_its_image_and_lip_synced(
     )  # fmt: skip
     (plan,) = plan_scenes(inputs, [None])
     request = video_request(inputs, plan)
-    engine = built(engine_info(Capability.video, "wan"), tiny)
+    engine = built(engine_info(Capability.video, "wan"), tiny, fake_video)
     spy.watch(engine)
     frames = engine.generate(request)
 
