@@ -136,23 +136,11 @@ def exchange_sign_in_code(session: Session, settings: Settings, code: str) -> To
         raise Unauthorized("invalid or expired sign-in code") from None
     if row is None or str(row.user_id) != claims["sub"]:
         raise Unauthorized("invalid or expired sign-in code")
-    claimed = session.exec(
-        update(RefreshToken)
-        .where(
-            col(RefreshToken.id) == row.id,
-            col(RefreshToken.used_at).is_(None),
-            col(RefreshToken.revoked_at).is_(None),
-        )
-        .values(used_at=utcnow())
-    )
-    if claimed.rowcount != 1:
-        _revoke_family(session, row.family_id, row.user_id)
-        session.commit()
-        raise Unauthorized("sign-in code already used: sign in again")
-    user = session.get(User, row.user_id)
-    if user is None or not user.is_active:
-        session.commit()
-        raise Unauthorized("the account of this code is deleted or suspended")
+    user = _claim_once(
+        session, row,
+        reused="sign-in code already used: sign in again",
+        gone="the account of this code is deleted or suspended",
+    )  # fmt: skip
     return issue_tokens(session, settings, user, row.family_id, auth_time_of(claims))
 
 
@@ -160,6 +148,18 @@ def refresh(session: Session, settings: Settings, token: str) -> TokenPair:
     row, auth_time = _refresh_row(session, settings, token)
     if row.revoked_at is not None:
         raise Unauthorized("refresh token revoked: log in again")
+    user = _claim_once(
+        session, row,
+        reused="refresh token reused: every session of this login is revoked",
+        gone="the account of this token is deleted or suspended",
+    )  # fmt: skip
+    # A token from before `auth_time` existed: its login's time is unknown, so never recent.
+    return issue_tokens(session, settings, user, row.family_id, auth_time or LONG_AGO)
+
+
+def _claim_once(session: Session, row: RefreshToken, *, reused: str, gone: str) -> User:
+    """Marks `row` used, in one statement that only an unused, unrevoked row passes, and returns
+    its active user. A row already used was copied: its whole login family is revoked."""
     claimed = session.exec(
         update(RefreshToken)
         .where(
@@ -172,13 +172,12 @@ def refresh(session: Session, settings: Settings, token: str) -> TokenPair:
     if claimed.rowcount != 1:
         _revoke_family(session, row.family_id, row.user_id)
         session.commit()
-        raise Unauthorized("refresh token reused: every session of this login is revoked")
+        raise Unauthorized(reused)
     user = session.get(User, row.user_id)
     if user is None or not user.is_active:
         session.commit()
-        raise Unauthorized("the account of this token is deleted or suspended")
-    # A token from before `auth_time` existed: its login's time is unknown, so never recent.
-    return issue_tokens(session, settings, user, row.family_id, auth_time or LONG_AGO)
+        raise Unauthorized(gone)
+    return user
 
 
 def logout(session: Session, settings: Settings, token: str) -> None:
