@@ -86,6 +86,7 @@ def run_job(settings: Settings, job_id: UUID) -> None:
             "cache": {"hits": report.cache_hits, "misses": report.cache_misses},
             "credits_used": used,
             "provider_costs": report.provider_costs,
+            "thumbnails": report.thumbnails,
         }
         job.warnings = report.warnings
         transition(session, job, JobStatus.succeeded)

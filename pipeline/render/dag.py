@@ -25,9 +25,11 @@ retry on worker loss; ObjectRefs carry frames and audio between stages through t
 from __future__ import annotations
 
 import json
+import logging
 import math
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,6 +42,7 @@ import ray
 from pydantic import BaseModel, ConfigDict, Field
 
 from cluster import metrics
+from cluster.errors import StudioError
 from cluster.settings import Settings
 from db.models import Asset
 from db.session import session_scope
@@ -55,6 +58,7 @@ from models.base import (
     VideoRequest,
     VoiceRequest,
 )
+from models.neural import prompts
 from models.registry import (
     CPU_DEFAULTS,
     Capability,
@@ -99,6 +103,8 @@ TAIL_S = 0.5
 StopAt = Literal["plan", "voice", "animatic"]
 Reporter = Callable[[str, str, float], None]
 
+log = logging.getLogger(__name__)
+
 
 class EngineChoice(BaseModel):
     """The engine per capability for one render; recorded with the job. The defaults are the
@@ -120,6 +126,13 @@ class EngineChoice(BaseModel):
 
     def info(self, capability: Capability) -> EngineInfo:
         return engine_info(capability, getattr(self, capability.value))
+
+    def key_art(self) -> EngineInfo | None:
+        """The image engine that draws the film's key art for its thumbnail; None for the CPU
+        cards (a card adds nothing to a frame of the film): the thumbnails are then picked from
+        the film's frames."""
+        info = self.info(Capability.image)
+        return None if info.name == CPU_DEFAULTS[Capability.image] else info
 
     def scene_video(self, scene: Scene) -> EngineInfo:
         """The video engine of one scene."""
@@ -169,6 +182,10 @@ class RenderReport(BaseModel):
     scene; none for clips that came from the cache."""
     stage_seconds: dict[str, float] = Field(default_factory=dict)
     """Wall seconds the driver spent on each step, in order (`_StageClock`)."""
+    thumbnails: str | None = None
+    """What made the thumbnails: the image engine that drew the key art, or `frames` (picked
+    from the film: the CPU default, and the fallback when the image engine fails, with a
+    warning); None when the render made none (`stop_at`)."""
 
 
 def _cache(inputs: RenderInputs) -> StageCache:
@@ -716,21 +733,69 @@ def assemble_stage(
 
 def stills_key(inputs: RenderInputs, plans: list[ScenePlan]) -> str:
     """The thumbnails and the storyboard are made from the clips' samples and the scenes (which
-    the clip keys cover) and the title."""
-    body = {"clips": [p.clip_key for p in plans], "title": inputs.spec.title}
+    the clip keys cover) and the title; with a neural image engine, from its key art too (the
+    engine, its version and the request: prompt, size and seed)."""
+    body: dict[str, Any] = {"clips": [p.clip_key for p in plans], "title": inputs.spec.title}
+    if (info := inputs.engines.key_art()) is not None:
+        body["key_art"] = [info.name, _version(info), key_art_request(inputs)]
     return stage_key("stills", "", ASSEMBLY_VERSION, body, 0)
 
 
-@ray.remote(num_cpus=0.25, max_retries=3)
+def key_art_request(inputs: RenderInputs) -> ImageRequest:
+    """What the image engine is asked for the film's key art: a thumbnail-sized picture of its
+    logline (else its first shot's prompt) and title, in the mood most of its scenes have."""
+    spec = inputs.spec
+    about = spec.logline or next((scene.prompt for scene in spec.scenes if scene.prompt), None)
+    moods = Counter(scene.mood for scene in spec.scenes)
+    width, height = thumbnails.THUMBNAIL_SIZE
+    return ImageRequest(
+        prompt=prompts.key_art(spec.title, about),
+        title=spec.title,
+        mood=moods.most_common(1)[0][0],
+        width=width,
+        height=height,
+        seed=spec.seed,
+    )
+
+
+def _draw_key_art(inputs: RenderInputs) -> tuple[np.ndarray | None, str | None]:
+    """The film's key art from its image engine, or None and a warning saying why the
+    thumbnails are frames of the film instead: an engine that fails (not deployed, failing to
+    start, silent past the watchdog, erring) costs the film its key art, never the render."""
+    info = inputs.engines.key_art()
+    if info is None:
+        return None, None
+    width, height = thumbnails.THUMBNAIL_SIZE
+    limit = watch(inputs.settings, info, "thumbnail", None, Work.frames(width, height, 1))
+    try:
+        pixels: np.ndarray = call_engine(info, "keyframe", key_art_request(inputs), watch=limit)
+    except Exception as error:  # any failure of the engine: the thumbnails fall back to frames
+        log.warning(
+            "%s could not draw the key art; thumbnails are frames", info.name, exc_info=error
+        )
+        reason = error.detail if isinstance(error, StudioError) and not error.internal else None
+        because = f" ({reason})" if reason else ""
+        return None, (
+            f"thumbnails: the {info.name} image engine could not draw them{because}; they are "
+            "frames of the film instead"
+        )
+    return pixels, None
+
+
+@ray.remote(num_cpus=0.25, num_returns=2, max_retries=3)
 def stills_stage(
     inputs: RenderInputs, plans: list[ScenePlan], key: str, *samples: list[bytes]
-) -> dict[str, bytes]:
-    """The thumbnails and the storyboard from each clip's samples (`kept_frames_stage`), made
-    while the clips encode."""
+) -> tuple[dict[str, bytes], str | None]:
+    """The thumbnails and the storyboard from each clip's samples (`kept_frames_stage`) and the
+    image engine's key art (`_draw_key_art`), made while the clips encode; and the warning of a
+    fallback to frames, whose stills are not cached (the next render asks the engine again)."""
     spec = inputs.spec
     files: dict[str, bytes] = {}
     frames = [[array_from_image(sample) for sample in clip] for clip in samples]
-    made = thumbnails.make_thumbnails([frame for clip in frames for frame in clip], spec.title)
+    key_art, fallback = _draw_key_art(inputs)
+    made = thumbnails.make_thumbnails(
+        [frame for clip in frames for frame in clip], spec.title, key_art=key_art
+    )
     for i, candidate in enumerate(made.candidates):
         files[f"thumbnail{i + 1}.jpg"] = candidate.image
     files["thumbnail.jpg"] = made.chosen.image
@@ -743,8 +808,9 @@ def stills_stage(
         for plan, clip in zip(plans, frames, strict=True)
     ]
     files["storyboard.png"] = storyboard.make_storyboard(spec.title, tiles)
-    _cache(inputs).put("stills", key, files)
-    return files
+    if fallback is None:
+        _cache(inputs).put("stills", key, files)
+    return files, fallback
 
 
 def _narration_track(
@@ -845,18 +911,22 @@ def _render(inputs: RenderInputs, report: Reporter) -> tuple[RenderReport, dict[
     clock.done("voice", Capability.voice)
     plans = plan_scenes(inputs, narrations)
     duration = sum(p.frames for p in plans) / spec.fps
+    fallback: str | None = None
+    made_thumbnails: str | None = None
     if inputs.stop_at in ("plan", "voice"):
         files = _preview(inputs, plans, narrations, duration, report)
         warnings, rendered = [w for p in plans for w in p.warnings], 0.0
         costs = []
     else:
-        files, clips = _film(
+        files, clips, fallback = _film(
             inputs, cache, plans, narrations, duration, hits, misses, report, clock
         )
-        warnings = [w for clip in clips for w in clip.warnings]
+        warnings = [w for clip in clips for w in clip.warnings] + ([fallback] if fallback else [])
         costs = [clip.provider_cost for clip in clips if clip.provider_cost is not None]
         ran = sum(p.frames for p, c in zip(plans, clips, strict=True) if not c.cached)
         rendered = ran / spec.fps
+        key_art = inputs.engines.key_art()
+        made_thumbnails = "frames" if fallback or key_art is None else key_art.name
     summary = RenderReport(
         duration_s=duration,
         frame_count=sum(p.frames for p in plans),
@@ -865,8 +935,10 @@ def _render(inputs: RenderInputs, report: Reporter) -> tuple[RenderReport, dict[
         rendered_seconds=rendered,
         warnings=warnings,
         provider_costs=costs,
+        thumbnails=made_thumbnails,
     )
-    cache.put("film", key, {**files, REPORT_FILE: summary.model_dump_json().encode()})
+    if fallback is None:  # a film whose key art fell back asks its image engine again next time
+        cache.put("film", key, {**files, REPORT_FILE: summary.model_dump_json().encode()})
     cache.keep_within_budget()
     clock.lap("film store")
     return summary.model_copy(update={"stage_seconds": clock.seconds}), files
@@ -939,10 +1011,11 @@ def _film(
     misses: list[str],
     report: Reporter,
     clock: _StageClock,
-) -> tuple[dict[str, bytes], list[ClipResult]]:
+) -> tuple[dict[str, bytes], list[ClipResult], str | None]:
     """The film after the voices: the soundtrack (music, mix, AAC, subtitles), a clip per scene
     (from the cache or through video, lip-sync and composition), the assembly and the stills;
-    the files and the clips. Each step is recorded in `hits` or `misses`."""
+    the files, the clips and the warning of thumbnails that fell back to frames
+    (`stills_stage`). Each step is recorded in `hits` or `misses`."""
     missed = len(misses)
     score_s = music_length(duration)
     music = music_key(inputs, score_s)
@@ -961,12 +1034,14 @@ def _film(
             inputs, plans, narrations, music_ref, sound_key, sounds
         )
     stills: dict[str, bytes] | ray.ObjectRef
+    fallback: str | ray.ObjectRef | None = None
     if (stills_hit := cache.get("stills", pictures := stills_key(inputs, plans))) is not None:
         hits.append("stills")
         stills = stills_hit
     else:
         misses.append("stills")
-        stills = stills_stage.remote(inputs, plans, pictures, *samples)
+        refs: Any = stills_stage.remote(inputs, plans, pictures, *samples)
+        stills, fallback = refs  # num_returns=2: two refs
     count = len(plans)
     clips = _gather(clip_refs, lambda done: report("video", "running", 100 * done / count))
     report("video", "cached" if all(c.cached for c in clips) else "succeeded", 100)
@@ -992,7 +1067,7 @@ def _film(
     files |= {name: data for name, data in sound.files().items() if name != "soundtrack.m4a"}
     report("assemble", "succeeded" if len(misses) > missed else "cached", 100)
     clock.done("assemble", Capability.video)
-    return files, clips
+    return files, clips, _value(fallback)
 
 
 def _clips(

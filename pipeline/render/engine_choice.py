@@ -156,18 +156,35 @@ def _named(infos: Iterable[EngineInfo]) -> str:
     return ", ".join(f"{info.name} ({info.licence}: {info.terms.use})" for info in infos)
 
 
-def engine_record(choice: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per stage, the engine that makes it and its licence: what the job shows."""
+def engine_record(
+    choice: Mapping[str, Any], thumbnails: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """Per stage, the engine that makes it and its licence: what the job shows. `thumbnails`
+    says what made a finished render's thumbnails (`RenderReport.thumbnails`); until then the
+    record says what is meant to. Thumbnails picked from the film (`frames`) are under its
+    video engine's terms; those that fell back to frames name the engine they fell back from."""
     made = EngineChoice.model_validate(choice)
     stages = {capability.value: made.info(capability) for capability in Capability}
     if made.image_video is not None:
         stages["video_from_image"] = engine_info(Capability.video, made.image_video)
+    record = {stage: _terms(info) for stage, info in stages.items()}
+    key_art = made.key_art()
+    meant = "frames" if key_art is None else key_art.name
+    drawn_by = thumbnails or meant
+    if drawn_by == "frames":
+        record["thumbnails"] = {**_terms(stages["video"]), "engine": "frames"}
+    else:
+        record["thumbnails"] = _terms(made.info(Capability.image))
+    if drawn_by != meant:
+        record["thumbnails"]["fallback_from"] = meant
+    return record
+
+
+def _terms(info: EngineInfo) -> dict[str, Any]:
+    """The engine's name and its licence's terms."""
     return {
-        stage: {
-            "engine": info.name,
-            "licence": info.licence,
-            "use": info.terms.use.value,
-            "revenue_cap_usd": info.terms.revenue_cap_usd,
-        }
-        for stage, info in stages.items()
+        "engine": info.name,
+        "licence": info.licence,
+        "use": info.terms.use.value,
+        "revenue_cap_usd": info.terms.revenue_cap_usd,
     }

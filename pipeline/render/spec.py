@@ -33,7 +33,7 @@ SpecFormat = Literal["json", "yaml"]
 
 _ASPECTS: dict[str, tuple[int, int]] = {"16:9": (16, 9), "9:16": (9, 16), "1:1": (1, 1)}
 
-ADDED_FIELDS = ("characters", "speaker", "cast", "transliteration")
+ADDED_FIELDS = ("characters", "speaker", "cast", "transliteration", "logline")
 """Optional fields added within spec_version 1: a spec without them reads, and hashes, as before."""
 
 
@@ -219,6 +219,12 @@ class Music(_SpecModel):
 class FilmSpec(_SpecModel):
     spec_version: Literal[1] = 1
     title: Line = Field(min_length=1, max_length=200)
+    logline: Line | None = Field(
+        default=None,
+        max_length=255,
+        description="What the film is about, in a sentence: with a neural image engine, the "
+        "thumbnail is drawn from it and the title.",
+    )
     language: Name = Field(default="en", description="BCP-47 style: en, hi, sa, en-gb.")
     aspect_ratio: AspectRatio = "16:9"
     resolution: int = Field(default=720, description="The short side in pixels (1080 at most).")

@@ -3,7 +3,9 @@ the title in large outlined type.
 
 A frame's score is its sharpness (variance of the Laplacian) times its colourfulness
 (Hasler and Suesstrunk, 2003); the film is cut into equal stretches and each stretch gives
-its best frame, so the candidates show different moments.
+its best frame, so the candidates show different moments. A picture a neural image engine drew
+for the film (its key art) is composed with the title the same way, leads the candidates and is
+chosen.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ class Thumbnail:
     image: bytes
     format: ImageFormat
     score: float
-    frame_index: int
+    frame_index: int | None
+    """The frame it was picked from; None for drawn key art."""
 
 
 @dataclass(frozen=True)
@@ -69,11 +72,13 @@ def make_thumbnails(
     *,
     count: int = 3,
     image_format: ImageFormat = "JPEG",
+    key_art: np.ndarray | None = None,
 ) -> Thumbnails:
     """`count` candidates from `frames` (RGB uint8, in film order), each the best-scoring frame
     of its stretch; `chosen` scores highest. Give frames without burned-in captions (the scenes'
     frames before `compose_clip`): a caption would sit under the title and its sharp text would
-    raise the frame's score."""
+    raise the frame's score. `key_art`, a picture drawn for the film, comes first and is
+    chosen."""
     if not frames:
         raise ValueError("thumbnails need at least one frame")
     scores = [frame_score(frame) for frame in frames]
@@ -84,6 +89,10 @@ def make_thumbnails(
         picture = with_title(fill_frame(frames[best], THUMBNAIL_SIZE), title)
         image = _encode(picture, image_format)
         candidates.append(Thumbnail(image, image_format, scores[best], best))
+    if key_art is not None:
+        picture = with_title(fill_frame(key_art, THUMBNAIL_SIZE), title)
+        drawn = Thumbnail(_encode(picture, image_format), image_format, frame_score(key_art), None)
+        return Thumbnails([drawn, *candidates], drawn)
     return Thumbnails(candidates, max(candidates, key=lambda thumbnail: thumbnail.score))
 
 

@@ -29,6 +29,7 @@ TINY_OPTIONS: dict[str, dict[str, Any]] = {
     "video-ltx-2": {"steps": 2, "base_size": [64, 32], "max_frames": 9, "stg_blocks": None},
     "lipsync-wav2lip": {"batch_size": 16},
     "music-stable-audio": {"steps": 2},
+    "image-diffusers": {"steps": 2, "base_size": [32, 32]},
 }
 
 

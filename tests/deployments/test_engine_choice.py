@@ -147,6 +147,24 @@ def test_the_record_names_each_stage_engine_and_licence() -> None:
     assert "video_from_image" not in record, "LTX-2 animates the image scene itself"
 
 
+def test_the_record_says_what_makes_the_thumbnails() -> None:
+    """The image engine the plan may use draws them; with the CPU cards (here: the only image
+    engine a non-commercial plan may use) they are frames, under the video engine's terms; a
+    render whose engine failed records the fallback."""
+    state = deployed("image-diffusers")
+    choice = choose_engines(settings(), "final", "creator", COMMERCIAL + CPU, TEXT_ONLY, state)
+    assert engine_record(choice.model_dump())["thumbnails"] == {
+        "engine": "diffusers", "licence": "creativeml-openrail-m", "use": "commercial",
+        "revenue_cap_usd": None,
+    }  # fmt: skip
+    frames = {"engine": "frames", "licence": "MIT", "use": "commercial", "revenue_cap_usd": None}
+    failed = engine_record(choice.model_dump(), "frames")["thumbnails"]
+    assert failed == {**frames, "fallback_from": "diffusers"}
+    allowed = NON_COMMERCIAL_ONLY + CPU
+    free = choose_engines(settings(), "final", "free", allowed, TEXT_ONLY, state)
+    assert (free.image, engine_record(free.model_dump())["thumbnails"]) == ("card", frames)
+
+
 def test_picture_scenes_without_a_configured_engine_that_takes_an_image_are_refused() -> None:
     pinned = settings(video_engine="cogvideox-2b")
     with pytest.raises(EngineUnavailable, match="animates a scene's image: considered cogvideox"):

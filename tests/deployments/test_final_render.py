@@ -1,7 +1,8 @@
 """A `final` render through the neural engine deployments, on CPU: the applications of
 serve_config.gpu.yaml (GPU fractions set to zero, tiny models, two inference steps) deployed with
 `cluster.runtime.deploy`, LTX-Video for the pictures, VITS for the voice and Wav2Lip for a
-speaking character; the film is checked by decoding it."""
+speaking character; the film is checked by decoding it. The Stable Diffusion image engine draws
+the thumbnails' key art (its stage called directly: the rest of the render is the same)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,29 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import ray
 from ray import serve
 from ray.serve.schema import ReplicaState
 
 from cluster.runtime import deploy
 from cluster.settings import Settings
+from models.registry import Capability, engine_info
 from pipeline.render.assemble import inspect_film
-from pipeline.render.dag import EngineChoice, RenderInputs, render_film
+from pipeline.render.dag import (
+    EngineChoice,
+    RenderInputs,
+    key_art_request,
+    plan_scenes,
+    render_film,
+    stills_key,
+    stills_stage,
+)
+from pipeline.render.engine_calls import call_engine
 from pipeline.render.spec import FilmSpec
+from pipeline.render.stage_cache import StageCache, array_from_image, array_to_jpeg
+from pipeline.render.thumbnails import THUMBNAIL_SIZE, fill_frame, make_thumbnails, with_title
+from pipeline.render.watchdog import Watch
+from pipeline.storage import open_storage
 from tests.deployments.conftest import EXAMPLES, GPU_CONFIG, derived_config
 
 pytestmark = pytest.mark.ray
@@ -26,6 +42,7 @@ pytestmark = pytest.mark.ray
 ENGINES = EngineChoice(video="ltx", image="card", voice="coqui-vits", lipsync="wav2lip")
 NEURAL = ("video-ltx", "voice-coqui-vits", "lipsync-wav2lip")
 WITH_SOUND = "video-ltx-2"
+KEY_ART = "image-diffusers"
 
 SPEC = FilmSpec.model_validate(
     {
@@ -58,13 +75,13 @@ def neural_settings(
     tmp = tmp_path_factory.mktemp("final")
     settings = Settings(
         data_dir=tmp / "var",
-        models_dir=tiny_models(["ltx-video", "ltx-2", "vits", "wav2lip"]),
+        models_dir=tiny_models(["ltx-video", "ltx-2", "vits", "wav2lip", "keyframes"]),
         serve_config=derived_config(GPU_CONFIG, tmp / "serve_config.yaml"),
         _env_file=None,
     )
-    deploy(settings, {*NEURAL, WITH_SOUND})
+    deploy(settings, {*NEURAL, WITH_SOUND, KEY_ART})
     yield settings
-    for name in (*NEURAL, WITH_SOUND):
+    for name in (*NEURAL, WITH_SOUND, KEY_ART):
         serve.delete(name)
 
 
@@ -124,3 +141,52 @@ def test_ltx2s_own_sound_is_an_ambience_bed_or_dropped_by_setting(
     # ambience volume (0.3: -10.5 dB); it is shorter than the clip, so the film's RMS is lower.
     assert levels["ambience"] > -60, levels
     assert levels["drop"] < -80, levels
+
+
+def test_thumbnails_are_the_image_engines_key_art_titled_or_frames_when_it_fails(
+    neural_settings: Settings,
+) -> None:
+    """The stills stage asks the deployed image engine for key art and composes the title over
+    it like over a picked frame; an engine that gives no answer in time (the watchdog set to a
+    millisecond) leaves the frame-picked thumbnails, a warning and no cache entry."""
+    spec = FilmSpec.model_validate(
+        {"title": "Dawn Lake", "logline": "A lake wakes at dawn.", "resolution": 144,
+         "fps": 12, "scenes": [{"prompt": "a lake at dawn", "duration_s": 1}]}
+    )  # fmt: skip
+    inputs = RenderInputs(
+        settings=neural_settings, spec=spec, engines=EngineChoice(image="diffusers")
+    )
+    plans = plan_scenes(inputs, [None])
+    rng = np.random.default_rng(0)
+    frames = [np.kron(rng.integers(0, 256, (8, 16, 3)), np.ones((18, 16, 1))).astype(np.uint8)
+              for _ in range(3)]  # fmt: skip
+    samples = [array_to_jpeg(frame) for frame in frames]
+    picked = make_thumbnails([array_from_image(s) for s in samples], spec.title)
+    cpu_key = stills_key(inputs.model_copy(update={"engines": EngineChoice()}), plans)
+    assert stills_key(inputs, plans) != cpu_key, "the key art's engine and request are in the key"
+
+    files, fallback = ray.get(
+        stills_stage.remote(inputs, plans, stills_key(inputs, plans), samples)
+    )
+    assert fallback is None
+    thumbnail = array_from_image(files["thumbnail.jpg"])
+    assert thumbnail.shape == (THUMBNAIL_SIZE[1], THUMBNAIL_SIZE[0], 3)
+    info = engine_info(Capability.image, "diffusers")
+    drawn = call_engine(info, "keyframe", key_art_request(inputs), watch=Watch("t", None, 300))
+    titled = np.asarray(with_title(fill_frame(drawn, THUMBNAIL_SIZE), spec.title), dtype=float)
+    untitled = np.asarray(fill_frame(drawn, THUMBNAIL_SIZE), dtype=float)
+    assert np.abs(thumbnail - titled).mean() < 2, "the key art, with the title composed over it"
+    assert np.abs(thumbnail - untitled)[500:].mean() > 10, "the title is there"
+    assert np.abs(thumbnail - array_from_image(picked.chosen.image)).mean() > 20
+    assert files["thumbnail2.jpg"] == picked.candidates[0].image, "frames follow the key art"
+
+    silent = neural_settings.model_copy(update={"watchdog_floor_s": 0.001, "watchdog_factor": 1e-9})
+    failing = inputs.model_copy(
+        update={"settings": silent, "spec": spec.model_copy(update={"seed": 9})}
+    )
+    key = stills_key(failing, plans)
+    files, fallback = ray.get(stills_stage.remote(failing, plans, key, samples))
+    assert fallback is not None and "diffusers image engine" in fallback and "frames" in fallback
+    assert files["thumbnail.jpg"] == picked.chosen.image
+    cache = StageCache(open_storage(neural_settings), "local")
+    assert cache.get("stills", key) is None, "the next render asks the engine again"

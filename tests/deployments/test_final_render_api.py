@@ -155,7 +155,7 @@ def test_a_creator_final_render_uses_commercial_engines_and_falls_back(
         check_film(client, account, project, job, tmp_path)
         assert engines_of(job) == {
             "video": "wan", "image": "card", "voice": "kokoro", "lipsync": "mouth",
-            "music": "midi",
+            "music": "midi", "thumbnails": "frames",
         }  # fmt: skip
         made = {"engine": "wan", "licence": "apache-2.0", "use": "commercial",
                 "revenue_cap_usd": None}  # fmt: skip
@@ -180,7 +180,7 @@ def test_a_non_commercial_plan_uses_the_non_commercial_engines(
         check_film(client, account, project, job, tmp_path)
         assert engines_of(job) == {
             "video": "ltx", "image": "card", "voice": "espeak", "lipsync": "wav2lip",
-            "music": "midi",
+            "music": "midi", "thumbnails": "frames",
         }  # fmt: skip
         assert job["engines"]["lipsync"]["use"] == "non-commercial"
 

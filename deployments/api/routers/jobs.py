@@ -49,9 +49,11 @@ class JobPublic(BaseModel):
     updated_at: datetime
     engines: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
-        description="Per stage (voice, video, video_from_image, lipsync, music, image), the"
-        " engine that makes it and its licence: `licence`, `use` (commercial, revenue-cap,"
-        " non-commercial) and `revenue_cap_usd`.",
+        description="Per stage (voice, video, video_from_image, lipsync, music, image,"
+        " thumbnails), the engine that makes it and its licence: `licence`, `use` (commercial,"
+        " revenue-cap, non-commercial) and `revenue_cap_usd`. Thumbnails are drawn by the image"
+        " engine, or are `frames` of the film (under the video engine's terms); once the render"
+        " is done, `fallback_from` names an image engine that failed to draw them.",
     )
 
     @model_validator(mode="before")
@@ -62,7 +64,8 @@ class JobPublic(BaseModel):
             return data
         fields = {name: getattr(data, name) for name in cls.model_fields if hasattr(data, name)}
         chosen = data.input.get("engines")
-        return {**fields, "engines": engine_record(chosen) if chosen else {}}
+        made = engine_record(chosen, data.output.get("thumbnails")) if chosen else {}
+        return {**fields, "engines": made}
 
 
 class JobProgress(BaseModel):
