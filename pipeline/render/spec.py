@@ -156,6 +156,7 @@ class Podcast(_SpecModel):
     layout: PodcastLayout = PodcastLayout.side_by_side
     background: str | None = Field(
         default=None,
+        max_length=7,
         pattern=r"^#[0-9a-fA-F]{6}$",
         description="A colour (#rrggbb) behind the speakers; null shows the scene's shot (its "
         "prompt's video, or its image).",
