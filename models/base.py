@@ -138,6 +138,26 @@ class Frames:
         return self.pixels[index]
 
 
+class StillFrames(Frames):
+    """One picture held for `count` frames, stored once: `pixels` is a read-only view."""
+
+    def __init__(self, image: np.ndarray, count: int, fps: int) -> None:
+        self.image, self.count, self.fps = image, count, fps
+
+    @property
+    def pixels(self) -> np.ndarray:  # type: ignore[override]
+        return np.broadcast_to(self.image, (self.count, *self.image.shape))
+
+    def __len__(self) -> int:
+        return self.count
+
+    def frame(self, index: int) -> np.ndarray:
+        return self.image
+
+    def __repr__(self) -> str:
+        return f"StillFrames({self.count} frames at {self.fps} fps)"
+
+
 @dataclass
 class SoundFrames(Frames):
     """Frames with the sound the video model made with them (LTX-2 generates both), as long as

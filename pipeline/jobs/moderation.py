@@ -203,6 +203,8 @@ def spec_texts(spec: FilmSpec) -> list[tuple[str, str]]:
             value = getattr(scene, field)
             if value:
                 texts.append((f"scenes.{i}.{field}", value))
+        for j, line in enumerate(scene.podcast.lines if scene.podcast else ()):
+            texts.append((f"scenes.{i}.podcast.lines.{j}.text", line.text))
     return texts
 
 

@@ -78,6 +78,14 @@ def check_spec(settings: Settings, session: Session, user: User, spec: FilmSpec)
                 f"{scene.voice.age} in language {scene.voice.language!r}",
                 field=f"scenes.{number}.voice",
             )
+        for name in scene.podcast.speakers if scene.podcast else ():
+            voice = spec.character(name).voice
+            if not supports(voice):
+                raise SpecInvalid(
+                    f"scenes.{number}.podcast: no voice for {name!r} ({voice.gender} "
+                    f"{voice.age} in language {voice.language!r})",
+                    field=f"scenes.{number}.podcast.speakers",
+                )
     for where, asset in check_spec_images(session, user, spec):
         # The header only: the image is decoded in the render, under the same pixel cap.
         try:

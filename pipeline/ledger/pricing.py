@@ -80,12 +80,13 @@ class RenderShape:
         seconds = []
         for scene in spec.scenes:
             spoken = scene.word_count / NARRATION_WORDS_PER_S + NARRATION_PAD_S
-            seconds.append(max(scene.duration_s or 0.0, spoken if scene.narration else 0.0))
+            seconds.append(max(scene.duration_s or 0.0, spoken if scene.spoken_text else 0.0))
+        talking = [scene.character or scene.podcast for scene in spec.scenes]
         return cls(
             scene_seconds=seconds,
             resolution=spec.resolution,
             has_music=spec.music.style != "none",
-            lipsync_scenes=sum(1 for scene in spec.scenes if scene.character is not None),
+            lipsync_scenes=sum(1 for heads in talking if heads is not None),
         )
 
 

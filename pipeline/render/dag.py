@@ -39,6 +39,7 @@ from uuid import UUID
 import cv2
 import numpy as np
 import ray
+from PIL import ImageColor
 from pydantic import BaseModel, ConfigDict, Field
 
 from cluster import metrics
@@ -55,7 +56,9 @@ from models.base import (
     MusicRequest,
     MusicStyle,
     SoundFrames,
+    StillFrames,
     VideoRequest,
+    Voice,
     VoiceRequest,
 )
 from models.neural import prompts
@@ -69,6 +72,7 @@ from models.registry import (
 from pipeline.errors import EngineUnavailable, NotFound
 from pipeline.render import assemble as film_assembly
 from pipeline.render import audio, storyboard, subtitles, thumbnails
+from pipeline.render import podcast as podcast_picture
 from pipeline.render.compose import (
     FrameSpan,
     SceneEdges,
@@ -79,7 +83,7 @@ from pipeline.render.compose import (
 )
 from pipeline.render.engine_calls import call_engine
 from pipeline.render.images import checked_image
-from pipeline.render.narration import Narration, Segment, narrate, with_transliteration
+from pipeline.render.narration import Narration, Segment, narrate_lines, with_transliteration
 from pipeline.render.spec import FilmSpec, ImageRef, Scene
 from pipeline.render.stage_cache import (
     StageCache,
@@ -199,11 +203,25 @@ def _cache(inputs: RenderInputs) -> StageCache:
 
 def voice_key(inputs: RenderInputs, index: int) -> str | None:
     scene = inputs.spec.scenes[index]
-    if scene.narration is None:
-        return None
     info = inputs.engines.info(Capability.voice)
-    body = {"text": scene.narration, "voice": scene.voice, "language": inputs.spec.language}
+    body: dict[str, Any]
+    if scene.podcast is not None:
+        lines = [{"text": text, "voice": voice} for voice, text in _dialogue(inputs, index)]
+        body = {"lines": lines, "language": inputs.spec.language}
+    elif scene.narration is not None:
+        body = {"text": scene.narration, "voice": scene.voice, "language": inputs.spec.language}
+    else:
+        return None
     return stage_key("voice", info.name, _version(info), body, inputs.spec.seed + index)
+
+
+def _dialogue(inputs: RenderInputs, index: int) -> list[tuple[Voice, str]]:
+    """What a scene says, line by line, with each line's voice: a podcast's lines in their
+    speakers' voices, or the narration in the scene's voice."""
+    scene = inputs.spec.scenes[index]
+    if scene.podcast is None:
+        return [(scene.voice, scene.narration)] if scene.narration else []
+    return [(inputs.spec.character(line.speaker).voice, line.text) for line in scene.podcast.lines]
 
 
 def cached_voice(cache: StageCache, key: str) -> Narration | None:
@@ -215,18 +233,19 @@ def cached_voice(cache: StageCache, key: str) -> Narration | None:
 
 @ray.remote(num_cpus=0.25, max_retries=3)
 def voice_stage(inputs: RenderInputs, index: int, key: str) -> Narration:
-    """The scene's narration, synthesized and stored in the cache under `key`."""
-    scene = inputs.spec.scenes[index]
+    """The scene's narration (a podcast's lines, each in its speaker's voice), synthesized and
+    stored in the cache under `key`."""
     info = inputs.engines.info(Capability.voice)
-    voice = scene.voice.model_copy(update={"language": scene.voice.language})
 
-    def synthesize(sentence: str) -> Audio:
-        request = VoiceRequest(text=sentence, voice=voice, seed=inputs.spec.seed + index)
-        limit = watch(inputs.settings, info, "voice", index, Work(characters=len(sentence)))
-        return call_engine(info, "synthesize", request, watch=limit)  # type: ignore[no-any-return]
+    def speaker(voice: Voice) -> Callable[[str], Audio]:
+        def synthesize(sentence: str) -> Audio:
+            request = VoiceRequest(text=sentence, voice=voice, seed=inputs.spec.seed + index)
+            limit = watch(inputs.settings, info, "voice", index, Work(characters=len(sentence)))
+            return call_engine(info, "synthesize", request, watch=limit)  # type: ignore[no-any-return]
 
-    assert scene.narration is not None
-    narration = narrate(synthesize, scene.narration)
+        return synthesize
+
+    narration = narrate_lines([(speaker(voice), text) for voice, text in _dialogue(inputs, index)])
     rows = [s.__dict__ for s in narration.segments]
     _cache(inputs).put(
         "voice",
@@ -289,21 +308,29 @@ def _clip_key(
     scene = spec.scenes[index]
     video = inputs.engines.scene_video(scene)
     lipsync = inputs.engines.info(Capability.lipsync)
+    talking = scene.character is not None or scene.podcast is not None
     body = {
         "scene": scene.content_hash(),
-        "images": [
-            _image_digest(inputs, ref) for ref in (spec.scene_reference(index), scene.character)
-        ],
+        "images": [_image_digest(inputs, ref) for ref in _scene_images(spec, index)],
         "size": spec.frame_size,
         "fps": spec.fps,
         "frames": frames,
         "captions": spec.captions,
         "edges": edges.__dict__,
         "voice": voice,
-        "lipsync": [lipsync.name, _version(lipsync)] if scene.character else None,
+        "lipsync": [lipsync.name, _version(lipsync)] if talking else None,
     }
     version = f"{_version(video)}+composition{COMPOSITION_VERSION}"
     return stage_key("clip", video.name, version, body, spec.scene_seed(index))
+
+
+def _scene_images(spec: FilmSpec, index: int) -> list[ImageRef | None]:
+    """The images a scene's clip is made from: its shot's, its talking character's, and its
+    podcast speakers' portraits."""
+    scene = spec.scenes[index]
+    speakers = scene.podcast.speakers if scene.podcast else []
+    portraits = [spec.character(name).reference for name in speakers]
+    return [spec.scene_reference(index), scene.character, *portraits]
 
 
 def _image_digest(inputs: RenderInputs, ref: ImageRef | None) -> str | None:
@@ -412,7 +439,14 @@ def video_stage(
     inputs: RenderInputs, plan: ScenePlan
 ) -> tuple[Frames, bytes | None, dict[str, Any] | None]:
     """The scene's frames, the sound the model made with them when it is kept as an ambience
-    bed (`makes_ambience`), and what a hosted engine's provider charged for them."""
+    bed (`makes_ambience`), and what a hosted engine's provider charged for them. A podcast
+    over a colour has that colour for its frames, from no engine."""
+    podcast = inputs.spec.scenes[plan.index].podcast
+    if podcast is not None and podcast.background is not None:
+        width, height = inputs.spec.frame_size
+        colour = ImageColor.getrgb(podcast.background)
+        still = np.full((height, width, 3), colour, np.uint8)
+        return StillFrames(still, plan.frames, inputs.spec.fps), None, None
     request = video_request(inputs, plan)
     engine = inputs.engines.scene_video(inputs.spec.scenes[plan.index])
     work = Work.frames(request.width, request.height, plan.frames)
@@ -454,6 +488,37 @@ def lipsync_stage(
     limit = watch(inputs.settings, lipsync, "lip-sync", plan.index, work)
     synced: LipSyncResult = call_engine(lipsync, "sync", frames, track, watch=limit)
     return synced.frames, [f"scene {plan.index + 1}: {w}" for w in synced.warnings]
+
+
+@ray.remote(num_cpus=0.25, num_returns=2, max_retries=3)
+def podcast_stage(
+    inputs: RenderInputs, plan: ScenePlan, background: Frames, narration: Narration
+) -> tuple[Frames, list[str]]:
+    """A podcast scene's picture (`podcast.PodcastFrames`): each speaker's portrait lip-synced
+    to that speaker's lines alone, in its tile over the background; and the engine's
+    warnings."""
+    spec = inputs.spec
+    podcast = spec.scenes[plan.index].podcast
+    assert podcast is not None
+    duration = plan.frames / spec.fps
+    spans = podcast_picture.line_spans(podcast, narration.segments)
+    boxes = podcast_picture.tile_boxes(spec.frame_size, podcast.layout, len(podcast.speakers))
+    lipsync = inputs.engines.info(Capability.lipsync)
+    heads: list[Frames] = []
+    warnings: list[str] = []
+    for name, box in zip(podcast.speakers, boxes, strict=True):
+        portrait = array_from_image(_image_bytes(inputs, spec.character(name).reference) or b"")
+        still = StillFrames(podcast_picture.head_picture(portrait, box), plan.frames, spec.fps)
+        track = podcast_picture.speaker_track(narration, spans, name, LEAD_S, duration)
+        work = Work.frames(box.width, box.height, plan.frames)
+        limit = watch(inputs.settings, lipsync, "lip-sync", plan.index, work)
+        synced: LipSyncResult = call_engine(lipsync, "sync", still, track, watch=limit)
+        heads.append(synced.frames)
+        warnings += [f"scene {plan.index + 1}, {name}: {w}" for w in synced.warnings]
+    shifted = [span.shifted(LEAD_S) for span in spans]
+    active = podcast_picture.active_speakers(shifted, podcast.speakers, plan.frames, spec.fps)
+    frames = podcast_picture.PodcastFrames(background, heads, boxes, podcast.speakers, active)
+    return frames, warnings
 
 
 def _finished(
@@ -803,7 +868,7 @@ def stills_stage(
         storyboard.StoryboardTile(
             frame=clip[len(clip) // 2],
             duration_s=plan.frames / spec.fps,
-            narration=spec.scenes[plan.index].narration or spec.scenes[plan.index].prompt,
+            narration=spec.scenes[plan.index].spoken_text or spec.scenes[plan.index].prompt,
         )
         for plan, clip in zip(plans, frames, strict=True)
     ]
@@ -840,8 +905,8 @@ def film_key(inputs: RenderInputs) -> str:
     spec = inputs.spec
     images = [
         _image_digest(inputs, ref)
-        for index, scene in enumerate(spec.scenes)
-        for ref in (spec.scene_reference(index), scene.character)
+        for index in range(len(spec.scenes))
+        for ref in _scene_images(spec, index)
     ]
     used = [inputs.engines.info(c) for c in Capability]
     used += [inputs.engines.scene_video(scene) for scene in spec.scenes]
@@ -1123,7 +1188,10 @@ def _clip(
     video: Any = video_stage.remote(inputs, plan)
     frames, sound, provider_cost = video  # num_returns=3: three refs
     sync_warnings: Any = []
-    if inputs.spec.scenes[plan.index].character is not None and narration is not None:
+    if inputs.spec.scenes[plan.index].podcast is not None and narration is not None:
+        composed: Any = podcast_stage.remote(inputs, plan, frames, narration)
+        frames, sync_warnings = composed  # num_returns=2: two refs
+    elif inputs.spec.scenes[plan.index].character is not None and narration is not None:
         lipsynced: Any = lipsync_stage.remote(inputs, plan, frames, narration)
         frames, sync_warnings = lipsynced  # num_returns=2: two refs
     kept: Any = kept_frames_stage.remote(inputs, plan, frames, narration, previous)

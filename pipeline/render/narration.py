@@ -75,18 +75,32 @@ def narrate(
 ) -> Narration:
     """Speak `text` one sentence at a time, each trimmed of the engine's own leading and
     trailing silence and followed by `pause_s` of silence (none after the last)."""
-    pause = np.zeros(round(pause_s * rate), np.float32)
+    return narrate_lines([(synthesize, text)], pause_s=pause_s, rate=rate)
+
+
+def narrate_lines(
+    lines: Sequence[tuple[Callable[[str], Audio], str]],
+    *,
+    pause_s: float = 0.25,
+    turn_pause_s: float = 0.5,
+    rate: int = SAMPLE_RATE,
+) -> Narration:
+    """Speak each line's text with its own `synthesize` (a dialogue's speakers), one after
+    another, as `narrate` speaks one text; a line starts `turn_pause_s` after the one before.
+    The segments are the sentences of all lines, in order."""
     pieces: list[np.ndarray] = []
     segments = []
     position = 0
-    for sentence in split_sentences(text):
-        spoken = trim_silence(resample(synthesize(sentence), rate)).samples.astype(np.float32)
-        if pieces:
-            pieces.append(pause)
-            position += len(pause)
-        segments.append(Segment(sentence, position / rate, (position + len(spoken)) / rate))
-        pieces.append(spoken)
-        position += len(spoken)
+    for number, (synthesize, text) in enumerate(lines):
+        for nth, sentence in enumerate(split_sentences(text)):
+            spoken = trim_silence(resample(synthesize(sentence), rate)).samples.astype(np.float32)
+            if pieces:
+                gap = turn_pause_s if number and nth == 0 else pause_s
+                pieces.append(np.zeros(round(gap * rate), np.float32))
+                position += len(pieces[-1])
+            segments.append(Segment(sentence, position / rate, (position + len(spoken)) / rate))
+            pieces.append(spoken)
+            position += len(spoken)
     samples = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
     return Narration(Audio(samples, rate), segments)
 

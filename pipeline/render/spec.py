@@ -33,7 +33,7 @@ SpecFormat = Literal["json", "yaml"]
 
 _ASPECTS: dict[str, tuple[int, int]] = {"16:9": (16, 9), "9:16": (9, 16), "1:1": (1, 1)}
 
-ADDED_FIELDS = ("characters", "speaker", "cast", "transliteration", "logline")
+ADDED_FIELDS = ("characters", "speaker", "cast", "transliteration", "logline", "podcast")
 """Optional fields added within spec_version 1: a spec without them reads, and hashes, as before."""
 
 
@@ -130,6 +130,53 @@ class Character(_SpecModel):
     seed: int = Field(default=0, ge=0, lt=2**32, description="Seed of every shot it appears in.")
 
 
+class DialogueLine(_SpecModel):
+    """One turn of a podcast: what a speaker says, in the voice of their character sheet."""
+
+    speaker: Name
+    text: Passage = Field(min_length=1, max_length=MAX_SCENE_CHARS)
+
+
+class PodcastLayout(StrEnum):
+    """Where the speakers sit: in tiles side by side over the background, or as small insets in
+    its top corners (picture in picture)."""
+
+    side_by_side = "side_by_side"
+    picture_in_picture = "picture_in_picture"
+
+
+class Podcast(_SpecModel):
+    """A podcast scene: one or two speakers (character sheets with a `reference` portrait), each
+    a talking head with a name lower-third, over the scene's shot or a plain colour; the dialogue
+    lines, spoken one after another, say who speaks when, and the speaker of the line being
+    spoken is highlighted."""
+
+    speakers: list[Name] = Field(min_length=1, max_length=2)
+    lines: list[DialogueLine] = Field(min_length=1, max_length=60)
+    layout: PodcastLayout = PodcastLayout.side_by_side
+    background: str | None = Field(
+        default=None,
+        max_length=7,
+        pattern=r"^#[0-9a-fA-F]{6}$",
+        description="A colour (#rrggbb) behind the speakers; null shows the scene's shot (its "
+        "prompt's video, or its image).",
+    )
+
+    @model_validator(mode="after")
+    def _lines_by_speakers(self) -> Self:
+        if len(set(self.speakers)) < len(self.speakers):
+            raise ValueError("the podcast names a speaker twice")
+        for number, line in enumerate(self.lines):
+            if line.speaker not in self.speakers:
+                raise ValueError(f"lines.{number}: {line.speaker!r} is not one of the speakers")
+        return self
+
+    @property
+    def text(self) -> str:
+        """The lines' words, one line after another."""
+        return "\n\n".join(line.text for line in self.lines)
+
+
 class Scene(_SpecModel):
     narration: Passage | None = Field(
         default=None,
@@ -165,6 +212,9 @@ class Scene(_SpecModel):
     cast: list[Name] = Field(
         default_factory=list, max_length=12, description="Character sheets seen in the shot."
     )
+    podcast: Podcast | None = Field(
+        default=None, description="Speakers and their dialogue over the shot, instead of narration."
+    )
 
     @field_validator("narration")
     @classmethod
@@ -180,6 +230,8 @@ class Scene(_SpecModel):
 
     @model_validator(mode="after")
     def _complete(self) -> Self:
+        if self.podcast is not None:
+            return self._podcast_complete(self.podcast)
         if self.narration is None and self.duration_s is None:
             raise ValueError(
                 "a scene needs narration or duration_s (duration_s: null fits it to narration)"
@@ -198,9 +250,27 @@ class Scene(_SpecModel):
                 )
         return self
 
+    def _podcast_complete(self, podcast: Podcast) -> Self:
+        spoken = ("narration", "transliteration", "character", "speaker")
+        if present := [name for name in spoken if getattr(self, name) is not None]:
+            raise ValueError(f"a podcast scene speaks its lines; it has no {', '.join(present)}")
+        if podcast.background is None and self.prompt is None and self.image is None:
+            raise ValueError("a podcast scene needs a background colour, a prompt or an image")
+        words = len(podcast.text.split())
+        if words > MAX_SCENE_WORDS:
+            raise ValueError(
+                f"the podcast's lines have {words} words; a scene allows at most {MAX_SCENE_WORDS}"
+            )
+        return self
+
+    @property
+    def spoken_text(self) -> str | None:
+        """What the scene says: its narration, or its podcast's lines."""
+        return self.podcast.text if self.podcast is not None else self.narration
+
     @property
     def word_count(self) -> int:
-        return len(self.narration.split()) if self.narration else 0
+        return len(self.spoken_text.split()) if self.spoken_text else 0
 
     @property
     def characters(self) -> list[str]:
@@ -295,6 +365,12 @@ class FilmSpec(_SpecModel):
                 raise ValueError(
                     f"scenes.{number}: the voice differs from {scene.speaker!r}'s character sheet"
                 )
+            for name in scene.podcast.speakers if scene.podcast else ():
+                if name not in sheets or sheets[name].reference is None:
+                    raise ValueError(
+                        f"scenes.{number}.podcast: {name!r} needs a character sheet with a "
+                        "reference portrait"
+                    )
         return self
 
     def character(self, name: str) -> Character:

@@ -103,10 +103,15 @@ def test_clean_spec_passes_the_default_policy() -> None:
 
 
 def test_spec_texts_name_every_screened_field() -> None:
+    podcast = {"speakers": ["A"], "lines": [{"speaker": "A", "text": "L"}], "background": "#000000"}
     spec = FilmSpec.model_validate(
         {
             "title": "T",
-            "scenes": [{"narration": "N", "prompt": "P", "title": "S", "caption": "C"}],
+            "characters": [{"name": "A", "reference": "a.png"}],
+            "scenes": [
+                {"narration": "N", "prompt": "P", "title": "S", "caption": "C"},
+                {"podcast": podcast},
+            ],
         }
     )
     assert spec_texts(spec) == [
@@ -115,6 +120,7 @@ def test_spec_texts_name_every_screened_field() -> None:
         ("scenes.0.prompt", "P"),
         ("scenes.0.title", "S"),
         ("scenes.0.caption", "C"),
+        ("scenes.1.podcast.lines.0.text", "L"),
     ]
 
 

@@ -27,13 +27,23 @@ def minimal(**changes: Any) -> dict[str, Any]:
     return spec
 
 
+def podcast_scene(podcast: dict[str, Any] | None = None, **scene: Any) -> dict[str, Any]:
+    """A podcast scene of one speaker, Al, over black; `podcast` changes the podcast."""
+    fields = {
+        "speakers": ["Al"],
+        "lines": [{"speaker": "Al", "text": "Hi."}],
+        "background": "#000000",
+    }
+    return {"podcast": fields | (podcast or {}), **scene}
+
+
 def problems_of(spec: dict[str, Any]) -> list[str]:
     with pytest.raises(SpecInvalid) as caught:
         FilmSpec.from_text(json.dumps(spec), "json")
     return caught.value.extra["problems"]
 
 
-@pytest.mark.parametrize("name", ["story", "short", "sloka"])
+@pytest.mark.parametrize("name", ["story", "short", "sloka", "podcast"])
 def test_examples_load(name: str) -> None:
     spec = FilmSpec.from_file(EXAMPLES / f"{name}.yaml")
     assert spec.spec_version == 1
@@ -41,6 +51,8 @@ def test_examples_load(name: str) -> None:
         for image in (scene.image, scene.character):
             if image is not None:
                 assert image.resolve(EXAMPLES).is_file()
+    for sheet in spec.characters:
+        assert sheet.reference is None or sheet.reference.resolve(EXAMPLES).is_file()
 
 
 def test_story_example_has_two_voices_a_talking_character_and_a_score() -> None:
@@ -131,7 +143,7 @@ def test_a_transliteration_needs_a_sentence_for_each_narration_sentence(
 
 def test_a_scene_without_transliteration_hashes_as_before_it_was_added() -> None:
     scene = FilmSpec.model_validate(minimal()).scenes[0]
-    unused = ("transliteration", "speaker", "cast")  # added within version 1, left empty here
+    unused = ("transliteration", "speaker", "cast", "podcast")  # added within version 1, unset
     data = {k: v for k, v in scene.model_dump(mode="json").items() if k not in unused}
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert scene.content_hash() == hashlib.sha256(canonical.encode()).hexdigest()
@@ -213,6 +225,26 @@ def many_words(count: int) -> str:
         (minimal(music={"volume": 1.5}), "music.volume", "less than or equal to 1"),
         (minimal(spec_version=2), "spec_version", "1"),
         (minimal(colour="blue"), "colour", "Extra inputs are not permitted"),
+        (
+            minimal(scenes=[podcast_scene({"lines": [{"speaker": "Bo", "text": "Hi."}]})]),
+            "scenes.0.podcast",
+            "'Bo' is not one of the speakers",
+        ),
+        (
+            minimal(scenes=[podcast_scene(narration="Hi.")]),
+            "scenes.0",
+            "it has no narration",
+        ),
+        (
+            minimal(scenes=[podcast_scene({"background": "blue"})]),
+            "scenes.0.podcast.background",
+            "pattern",
+        ),
+        (
+            minimal(characters=[{"name": "Al"}], scenes=[podcast_scene()]),
+            "spec",
+            "'Al' needs a character sheet with a reference portrait",
+        ),
     ],
 )
 def test_a_bad_spec_is_refused_naming_the_field(

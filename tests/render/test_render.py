@@ -14,11 +14,15 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from PIL import Image
 
 from cluster.settings import Settings
 from models.base import MusicStyle
+from models.mouth import detect_face
 from pipeline.render.assemble import frames_at, inspect_film
 from pipeline.render.dag import RenderInputs, RenderReport, render_film
+from pipeline.render.narration import split_sentences
+from pipeline.render.podcast import HIGHLIGHT, head_picture, plate_box, tile_boxes
 from pipeline.render.spec import FilmSpec
 from tests.render.conftest import EXAMPLES, example
 
@@ -202,3 +206,65 @@ def test_stop_at_voice_gives_narration_and_storyboard_without_pictures(
     }  # fmt: skip
     assert not any(m.startswith("clip") for m in report.cache_misses + report.cache_hits)
     assert report.rendered_seconds == 0
+
+
+def test_podcast_mouths_move_only_while_their_speaker_talks(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The podcast example, decoded: each speaker's mouth (found in their tile as the mouth
+    engine finds it) changes from frame to frame during that speaker's lines and keeps still
+    during the other's; each tile has its name lower-third, and the talking speaker's tile is
+    framed in the highlight colour."""
+    spec = example("podcast", resolution=240, fps=12)
+    podcast = spec.scenes[0].podcast
+    assert podcast is not None
+    _, out = render(settings, spec, tmp_path / "podcast")
+    with av.open(str(out / "film.mp4")) as container:
+        decoded = [(f.key_frame, f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
+    frames = [frame.astype(np.int16) for _, frame in decoded]
+    key_frames = np.array([key for key, _ in decoded])  # the codec refreshes every pixel there
+    cues = iter(srt_cues((out / "subtitles.srt").read_text()))
+    spans = []  # per line, its speaker, when its first sentence starts and its last ends
+    for line in podcast.lines:
+        sentences = [next(cues) for _ in split_sentences(line.text)]
+        spans.append((line.speaker, sentences[0][0], sentences[-1][1]))
+    assert next(cues, None) is None
+
+    boxes = tile_boxes(spec.frame_size, podcast.layout, len(podcast.speakers))
+    portrait = np.asarray(Image.open(EXAMPLES / "assets" / "astronaut.png").convert("RGB"))
+    fade = round(0.5 * spec.fps)  # the film fades in and out: every pixel changes there
+    times = np.arange(len(frames)) / spec.fps
+    for name, box in zip(podcast.speakers, boxes, strict=True):
+        face = detect_face(head_picture(portrait, box))
+        assert face is not None
+        mx, my = box.left + face.mouth[0], box.top + face.mouth[1]
+        rows = slice(round(my - 0.1 * face.size), round(my + 0.5 * face.size))
+        columns = slice(round(mx - 0.4 * face.size), round(mx + 0.4 * face.size))
+        change = np.array([0.0] + [
+            float(np.abs(b[rows, columns] - a[rows, columns]).mean())
+            for a, b in itertools.pairwise(frames)
+        ])  # fmt: skip
+        moving = (change > 2.0) & ~key_frames
+        own = [(s, e) for who, s, e in spans if who == name]
+        others = [(s, e) for who, s, e in spans if who != name]
+        for start, end in own:
+            during = (times >= start) & (times <= end)
+            assert moving[during].mean() > 0.3, f"{name}'s mouth moves while {name} talks"
+        for start, end in others:
+            during = (times >= start + 0.5) & (times <= end)  # own mouth closing after a turn
+            assert not moving[during].any(), f"{name}'s mouth is still while the other talks"
+        talking = np.zeros(len(frames), bool)
+        for start, end in own:
+            talking |= (times >= start - 0.1) & (times <= end + 0.5)
+        wrong = (moving & ~talking)[fade + 1 : -fade]  # change i is from frame i - 1 to i
+        assert not wrong.any(), f"{name}'s mouth moves at {times[fade + 1 : -fade][wrong]} s"
+
+    for who, start, end in spans:
+        frame = frames[int((start + end) / 2 * spec.fps)]
+        for name, box in zip(podcast.speakers, boxes, strict=True):
+            plate = frame[plate_box(box, spec.frame_size).slices]
+            assert (plate.max(axis=2) < 60).mean() > 0.5, "a dark lower-third under each tile"
+            assert (plate.min(axis=2) > 200).sum() > 10, f"{name}'s name in white on it"
+            above = frame[box.top - 2, box.left + 10 : box.left + box.width - 10]
+            highlighted = np.abs(above - np.array(HIGHLIGHT)).max(axis=1).mean() < 40
+            assert highlighted == (name == who), f"only the talking speaker is framed: {who}"
