@@ -19,9 +19,11 @@ parameters would take minutes to build. Each model's folder is deleted after its
 Voices print the real-time factor (synthesis seconds per second of speech) of XTTS v2 and VCTK-
 size VITS; Stable Audio Open 1.0 (its 1.1B DiT and Oobleck autoencoder, T5-base width) prints
 seconds of music per second through `engine.compose` against the raw pipeline on one piece;
-Wav2Lip prints frames/s through the engine (detection, crops, paste) against the raw network
-on batches of the same size. Random weights decide nothing here but speed: XTTS' random GPT
-rarely stops early, so its clips run to the maximum length.
+Wav2Lip and MuseTalk print frames/s through the engine (detection, crops, paste; MuseTalk's
+audio features and encoding too) against the raw network on batches of the same size (MuseTalk:
+its UNet and the autoencoder's decoder, what each frame costs once a still face is encoded).
+Random weights decide nothing here but speed: XTTS' random GPT rarely stops early, so its clips
+run to the maximum length.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from tests.tiny_models import (
     build_xtts,
     t5_tokenizer,
     tiny_gemma3_tokenizer,
+    write_musetalk,
 )
 
 LTX_SCHEDULER = {
@@ -336,6 +339,37 @@ def build_xtts_real(out: Path) -> None:
     build_xtts(out, args)
 
 
+# musetalkV15/musetalk.json as TMElyralab/MuseTalk publishes it.
+MUSETALK_UNET = {
+    "_class_name": "UNet2DConditionModel", "_diffusers_version": "0.6.0.dev0", "act_fn": "silu",
+    "attention_head_dim": 8, "block_out_channels": [320, 640, 1280, 1280],
+    "center_input_sample": False, "cross_attention_dim": 384,
+    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D",
+                         "DownBlock2D"],
+    "downsample_padding": 1, "flip_sin_to_cos": True, "freq_shift": 0, "in_channels": 8,
+    "layers_per_block": 2, "mid_block_scale_factor": 1, "norm_eps": 1e-05, "norm_num_groups": 32,
+    "out_channels": 4, "sample_size": 64,
+    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D",
+                       "CrossAttnUpBlock2D"],
+}  # fmt: skip
+
+
+def build_musetalk_real(out: Path) -> None:
+    """MuseTalk 1.5: its UNet (0.85B), sd-vae-ft-mse (the SD autoencoder) and whisper-tiny
+    (transformers' WhisperConfig defaults are that model)."""
+    from diffusers import AutoencoderKL
+    from transformers import WhisperConfig
+
+    vae = AutoencoderKL(
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(128, 256, 512, 512),
+        layers_per_block=2,
+        sample_size=256,
+    )
+    write_musetalk(out, MUSETALK_UNET, vae, WhisperConfig())
+
+
 def build_vits_real(out: Path) -> None:
     """VITS at the size of Coqui's VCTK model (hidden 192, 6 text-encoder layers)."""
     from TTS.tts.configs.vits_config import VitsArgs
@@ -480,6 +514,40 @@ def bench_wav2lip(folder: Path, plan: Plan) -> None:
     report("engine / raw throughput", direct / through_engine, "x")
 
 
+def bench_musetalk(folder: Path, plan: Plan) -> None:
+    from skimage import data
+
+    from models.neural.musetalk import FACE_SIZE, WINDOW, MuseTalkEngine
+
+    engine = MuseTalkEngine(folder, batch_size=32)
+    frames = Frames(np.repeat(data.astronaut()[None], plan.lip_frames, axis=0), fps=25)
+    rate = 16000
+    t = np.arange(int(plan.lip_frames / 25 * rate)) / rate
+    audio = Audio((0.4 * np.sin(2 * np.pi * 180 * t)).astype(np.float32), rate)
+    device, dtype = engine.runtime.device, engine.runtime.dtype
+    batch = min(engine.batch_size, plan.lip_frames)
+    latent = FACE_SIZE // 8
+    latents = torch.randn(batch, 8, latent, latent, device=device, dtype=dtype)
+    width = engine.whisper.config.d_model
+    layers = engine.whisper.config.encoder_layers + 1
+    prompts = torch.randn(batch, WINDOW * layers, width, device=device, dtype=dtype)
+    step = torch.zeros(1, device=device)
+
+    def raw() -> None:
+        with torch.inference_mode():
+            for _ in range(0, plan.lip_frames, batch):
+                made = engine.unet(latents, step, encoder_hidden_states=prompts).sample
+                engine.vae.decode(made / engine.scale)
+
+    reset_peak()
+    through_engine, direct = paired_seconds(lambda: engine.sync(frames, audio), raw, plan.repeats)
+    print(f"musetalk: {plan.lip_frames} frames of 512x512, batches of {batch}", flush=True)
+    report("frames/s through the engine", plan.lip_frames / through_engine, "")
+    report("frames/s of the raw UNet + decoder", plan.lip_frames / direct, "")
+    report("engine / raw throughput", direct / through_engine, "x")
+    report_peak("musetalk")
+
+
 def bench_music(folder: Path, plan: Plan) -> None:
     from models.base import Mood, MusicRequest
     from models.neural.stable_audio import NEGATIVE_PROMPT, StableAudioMusicEngine, music_prompt
@@ -516,8 +584,9 @@ def main(argv: list[str]) -> None:
     mode.add_argument("--smoke", action="store_true", help="tiny models: check the harness")
     parser.add_argument(
         "--only",
-        default="wan,ltx-2,ltx,cogvideox,xtts,vits,wav2lip,stable-audio",
-        help="comma-separated subset of wan,ltx-2,ltx,cogvideox,xtts,vits,wav2lip,stable-audio",
+        default="wan,ltx-2,ltx,cogvideox,xtts,vits,wav2lip,musetalk,stable-audio",
+        help="comma-separated subset of wan,ltx-2,ltx,cogvideox,xtts,vits,wav2lip,musetalk,"
+        "stable-audio",
     )
     args = parser.parse_args(argv)
     plan = SMOKE if args.smoke else QUICK if args.quick else FULL
@@ -532,6 +601,7 @@ def main(argv: list[str]) -> None:
         "xtts": BUILDERS["xtts"] if args.smoke else build_xtts_real,
         "vits": BUILDERS["vits"] if args.smoke else build_vits_real,
         "wav2lip": build_wav2lip,
+        "musetalk": BUILDERS["musetalk"] if args.smoke else build_musetalk_real,
         "stable-audio": BUILDERS["stable-audio"] if args.smoke else build_stable_audio_real,
     }
     # Random weights are drawn on the GPU: on the CPU the 2B models take minutes to initialise.
@@ -552,6 +622,8 @@ def main(argv: list[str]) -> None:
                 bench_voice(name, folder, plan)
             elif name == "stable-audio":
                 bench_music(folder, plan)
+            elif name == "musetalk":
+                bench_musetalk(folder, plan)
             else:
                 bench_wav2lip(folder, plan)
             for built in Path(scratch).iterdir():

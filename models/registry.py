@@ -194,6 +194,10 @@ ENGINES: tuple[EngineInfo, ...] = (
         Capability.lipsync, "mouth", "models.mouth:MouthLipSyncEngine", "BSD-3-Clause", False,
     ),
     EngineInfo(
+        Capability.lipsync, "musetalk", "models.neural.musetalk:MuseTalkEngine", "MIT", True,
+        "musetalk", realistic=True,
+    ),
+    EngineInfo(
         Capability.lipsync, "wav2lip", "models.neural.wav2lip:Wav2LipEngine",
         "wav2lip-noncommercial", True, "wav2lip", realistic=True,
     ),

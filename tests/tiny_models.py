@@ -625,6 +625,60 @@ def build_wav2lip(out: Path) -> None:
     torch.save({"state_dict": state, "global_step": 0, "global_epoch": 0}, out / "wav2lip.pth")
 
 
+def write_musetalk(out: Path, unet_config: dict[str, Any], vae: Any, whisper_config: Any) -> None:
+    """MuseTalk's `models/` folder as its download script lays it out, with random weights:
+    musetalkV15/musetalk.json (the UNet2DConditionModel config) and unet.pth (the UNet's state
+    dict), sd-vae (the AutoencoderKL, diffusion_pytorch_model.bin) and whisper (the Whisper
+    config, the feature extractor's preprocessor_config.json, and pytorch_model.bin holding a
+    WhisperForConditionalGeneration state dict, as openai/whisper-tiny does)."""
+    from diffusers import UNet2DConditionModel
+    from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration
+
+    unet = UNet2DConditionModel.from_config(unet_config)
+    (out / "musetalkV15").mkdir(parents=True)
+    (out / "musetalkV15" / "musetalk.json").write_text(json.dumps(unet_config, indent=2))
+    torch.save(unet.state_dict(), out / "musetalkV15" / "unet.pth")
+    vae.save_pretrained(out / "sd-vae", safe_serialization=False)
+    whisper_config.architectures = ["WhisperForConditionalGeneration"]
+    whisper = WhisperForConditionalGeneration(whisper_config)
+    whisper_config.save_pretrained(out / "whisper")
+    torch.save(whisper.state_dict(), out / "whisper" / "pytorch_model.bin")
+    WhisperFeatureExtractor().save_pretrained(out / "whisper")
+
+
+def build_musetalk(out: Path) -> None:
+    """MuseTalk at tiny widths; the feature extractor and the encoder's 30 s input are Whisper's
+    own, the config keys musetalk.json's."""
+    from diffusers import AutoencoderKL
+    from transformers import WhisperConfig
+
+    width = 16  # Whisper's d_model, the UNet's cross-attention width (384 in whisper-tiny)
+    unet_config = {
+        "_class_name": "UNet2DConditionModel", "_diffusers_version": "0.6.0.dev0",
+        "act_fn": "silu", "attention_head_dim": 2, "block_out_channels": [16, 32],
+        "center_input_sample": False, "cross_attention_dim": width,
+        "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"], "downsample_padding": 1,
+        "flip_sin_to_cos": True, "freq_shift": 0, "in_channels": 8, "layers_per_block": 1,
+        "mid_block_scale_factor": 1, "norm_eps": 1e-05, "norm_num_groups": 8,
+        "out_channels": 4, "sample_size": 32, "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
+    }  # fmt: skip
+    vae = AutoencoderKL(
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 8, 8, 8),  # four blocks: 256 px faces to 32x32 latents
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=256,
+    )
+    whisper = WhisperConfig(
+        vocab_size=64, d_model=width, encoder_layers=1, decoder_layers=1,
+        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
+        decoder_ffn_dim=32, num_mel_bins=80, max_source_positions=1500, max_target_positions=32,
+        pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
+    )  # fmt: skip
+    write_musetalk(out, unet_config, vae, whisper)
+
+
 # Every symbol a Kokoro vocabulary may map, for the tiny model: printable ASCII (Kokoro's
 # diphthong letters, stress and punctuation), the IPA and spacing-modifier blocks espeak-ng
 # writes, and the few IPA letters outside them.
@@ -691,6 +745,7 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
     "vits": build_vits,
     "xtts": build_xtts,
     "wav2lip": build_wav2lip,
+    "musetalk": build_musetalk,
     "kokoro": build_kokoro,
     "stable-audio": build_stable_audio,
 }

@@ -67,13 +67,17 @@ EVERYTHING = deployed(*(info.deployment for info in ENGINES))
 
 def test_a_commercial_plan_gets_the_first_commercial_engines_of_the_config() -> None:
     choice = choose_engines(settings(), "final", "creator", COMMERCIAL + CPU, TEXT_ONLY, EVERYTHING)
-    assert (choice.video, choice.voice, choice.lipsync) == ("wan", "kokoro", "mouth")
+    assert (choice.video, choice.voice, choice.lipsync) == ("wan", "kokoro", "musetalk")
 
 
 def test_a_plan_allowing_only_non_commercial_engines_gets_those() -> None:
     allowed = NON_COMMERCIAL_ONLY + CPU
     choice = choose_engines(settings(), "final", "free", allowed, WITH_IMAGE, EVERYTHING)
-    assert (choice.video, choice.voice, choice.lipsync) == ("ltx", "coqui-xtts", "wav2lip")
+    assert (choice.video, choice.voice, choice.lipsync) == ("ltx", "coqui-xtts", "musetalk")
+    # MuseTalk is MIT, as the CPU engines are; without it the plan gets Wav2Lip.
+    no_musetalk = deployed(*(i.deployment for i in ENGINES if i.name != "musetalk"))
+    choice = choose_engines(settings(), "final", "free", allowed, WITH_IMAGE, no_musetalk)
+    assert choice.lipsync == "wav2lip"
 
 
 def test_an_engine_not_deployed_or_failing_falls_to_the_next() -> None:

@@ -1,8 +1,9 @@
 """`final` renders through the API on the shipped GPU config, on CPU (GPU fractions set to zero,
 tiny models): the engine of each stage is chosen by the user's plan's licences from the config's
-order, and the job shows it. A Creator gets the commercial-use engines (Wan, Kokoro), and LTX-2
-when Wan is gone; a plan of non-commercial engines gets LTX-Video and Wav2Lip; a plan allowing
-none of the deployed engines is refused at submit, naming them. Films are checked by decoding."""
+order, and the job shows it. A Creator gets the commercial-use engines (Wan, Kokoro, MuseTalk),
+and LTX-2 when Wan is gone; a plan of non-commercial engines gets LTX-Video and Wav2Lip; a plan
+allowing none of the deployed engines is refused at submit, naming them. Films are checked by
+decoding."""
 
 from __future__ import annotations
 
@@ -35,8 +36,10 @@ from tests.deployments.conftest import EXAMPLES, GPU_CONFIG, derived_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("cpu_engines")]
 
-NEURAL = ("video-wan", "video-ltx-2", "video-ltx", "voice-kokoro", "lipsync-wav2lip")
-FOLDERS = ("wan", "wan-i2v", "ltx-2", "ltx-video", "kokoro", "wav2lip")
+NEURAL = (
+    "video-wan", "video-ltx-2", "video-ltx", "voice-kokoro", "lipsync-musetalk", "lipsync-wav2lip"
+)  # fmt: skip
+FOLDERS = ("wan", "wan-i2v", "ltx-2", "ltx-video", "kokoro", "musetalk", "wav2lip")
 CPU_LICENCES = ["MIT", "BSD-3-Clause", "GPL-3.0-or-later"]
 NON_COMMERCIAL = [name for name, terms in LICENCES.items() if terms.use is Use.non_commercial]
 
@@ -154,7 +157,7 @@ def test_a_creator_final_render_uses_commercial_engines_and_falls_back(
         job = render(client, account, project)
         check_film(client, account, project, job, tmp_path)
         assert engines_of(job) == {
-            "video": "wan", "image": "card", "voice": "kokoro", "lipsync": "mouth",
+            "video": "wan", "image": "card", "voice": "kokoro", "lipsync": "musetalk",
             "music": "midi", "thumbnails": "frames",
         }  # fmt: skip
         made = {"engine": "wan", "licence": "apache-2.0", "use": "commercial",
@@ -175,6 +178,7 @@ def test_a_non_commercial_plan_uses_the_non_commercial_engines(
         account = register(client)
         put_on_plan(final_api, account.id, "research")
         set_licences(final_api, "research", NON_COMMERCIAL + CPU_LICENCES)
+        serve.delete("lipsync-musetalk")  # MIT, as the CPU engines are: it would come first
         project = project_with_character(client, account)
         job = render(client, account, project)
         check_film(client, account, project, job, tmp_path)
