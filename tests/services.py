@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import psycopg
 import pytest
 
@@ -49,6 +50,23 @@ def require_module(name: str, why: str) -> Any:
 
 def _required() -> bool:
     return os.environ.get("STUDIO_REQUIRE_SERVICES") == "1"
+
+
+def own_processes(title: str) -> list[psutil.Process]:
+    """The processes of this test process's own Ray (its descendants) whose title starts with
+    `title`: never those of another test run on the machine."""
+    return [
+        child
+        for child in psutil.Process().children(recursive=True)
+        if _title(child).startswith(title)
+    ]
+
+
+def _title(process: psutil.Process) -> str:
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:
+        return ""
 
 
 def free_port() -> int:

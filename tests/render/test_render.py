@@ -25,6 +25,7 @@ from pipeline.render.narration import split_sentences
 from pipeline.render.podcast import HIGHLIGHT, head_picture, plate_box, tile_boxes
 from pipeline.render.spec import FilmSpec
 from tests.render.conftest import EXAMPLES, example
+from tests.services import own_processes
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("cpu_engines")]
 
@@ -172,18 +173,13 @@ def test_killing_a_worker_mid_render_still_yields_a_correct_film(
 
     def kill_a_clip_worker() -> None:
         """SIGKILL the first worker seen encoding a part of a clip (Ray titles it
-        `ray::segment_stage`)."""
+        `ray::segment_stage`) of this session's Ray."""
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not killed:
-            for proc in Path("/proc").iterdir():
-                try:
-                    title = (proc / "cmdline").read_bytes()
-                except OSError:
-                    continue
-                if proc.name.isdigit() and title.startswith(b"ray::segment_stage"):
-                    os.kill(int(proc.name), signal.SIGKILL)
-                    killed.append(int(proc.name))
-                    return
+            for worker in own_processes("ray::segment_stage"):
+                os.kill(worker.pid, signal.SIGKILL)
+                killed.append(worker.pid)
+                return
             time.sleep(0.05)
 
     killer = threading.Thread(target=kill_a_clip_worker)

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 from ray import serve
 
@@ -29,6 +28,7 @@ from tests.api.conftest import (
     register,
     set_user,
 )
+from tests.services import own_processes
 
 MB = 1024 * 1024
 
@@ -135,12 +135,7 @@ def png(width: int, height: int, rows: int | None = None) -> bytes:
 def replica_rss(api: Api) -> int:
     """Resident bytes of the Serve replica that serves this API (the process a bomb would fill),
     found by the process title Ray gives it (`ray::ServeReplica:<app>:<deployment>`)."""
-    title = f"ServeReplica:{api.name}:"
-    replicas = [
-        process
-        for process in psutil.process_iter(["cmdline"])
-        if any(title in part for part in process.info["cmdline"] or [])
-    ]
+    replicas = own_processes(f"ray::ServeReplica:{api.name}:")
     assert len(replicas) == 1, replicas
     return int(replicas[0].memory_info().rss)
 
