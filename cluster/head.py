@@ -18,7 +18,9 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from hashlib import sha256
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,8 +65,15 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def temp_dir(settings: Settings) -> Path:
+    """The head's own Ray folder (sessions, sockets, logs, unpacked job packages), apart from
+    other Rays of the machine in /tmp/ray; short, as Unix socket paths must be."""
+    digest = sha256(str(settings.data_dir.resolve()).encode()).hexdigest()[:10]
+    return Path(tempfile.gettempdir()) / f"studio-ray-{digest}"
+
+
 def command(settings: Settings, gcs_port: int, metrics_port: int) -> list[str]:
-    """The `ray start` line of the studio's head."""
+    """The `ray start` line of the studio's head, in its own folder."""
     ray = str(Path(sys.executable).parent / "ray")
     ports = {
         "--port": gcs_port,
@@ -79,6 +88,7 @@ def command(settings: Settings, gcs_port: int, metrics_port: int) -> list[str]:
     }
     return [
         ray, "start", "--head", "--block", "--disable-usage-stats",
+        f"--temp-dir={temp_dir(settings)}",
         f"--dashboard-host={HOST}", "--include-dashboard=true",
         *(f"{flag}={port}" for flag, port in ports.items()),
         f"--num-cpus={max(8, 2 * (os.cpu_count() or 2))}",
