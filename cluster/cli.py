@@ -5,7 +5,7 @@ studio serve                      the API and engines on a local Ray, until Ctrl
 studio render SPEC -o DIR         render a film spec here, with a progress bar
 studio plan STORY -o FILM.yaml    plan a story, screenplay or idea into a film spec to edit
 studio render STORY.txt -o DIR    plan a story, then render it
-studio submit MANIFEST            batch renders on the cluster (Ray Data)
+studio submit MANIFEST --user EMAIL   batch renders on the running studio
 studio storage gc [--dry-run]     remove stored objects nothing names (and evict the cache)
 studio admin create-admin EMAIL   make a user an admin
 """
@@ -25,6 +25,7 @@ from sqlmodel import select
 
 from cluster import running
 from cluster.errors import StudioError
+from cluster.head import token_auth_for_drivers
 from cluster.preflight import check
 from cluster.settings import ConfigError, Settings, get_settings
 from db import addresses, migrate
@@ -66,9 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     render.add_argument("--quality", choices=["animatic", "final"], default="animatic")
     render.add_argument("--stop-at", choices=["plan", "voice", "animatic"], default=None)
 
-    submit = commands.add_parser("submit", help="render a JSONL manifest of specs as a batch")
+    submit = commands.add_parser(
+        "submit", help="render a JSONL manifest of specs as a batch on the running studio"
+    )
     submit.add_argument("manifest", type=Path)
-    submit.add_argument("-o", "--output", type=Path, default=Path("batch-results.jsonl"))
+    submit.add_argument("--user", required=True, help="the email of the account that pays")
 
     storage = commands.add_parser("storage", help="stored objects")
     storage_commands = storage.add_subparsers(dest="action", required=True)
@@ -110,21 +113,29 @@ def cmd_db(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
+    token_auth_for_drivers()
     import ray
-    from ray import serve
 
-    from cluster.runtime import start_studio  # deferred (see the imports)
+    from cluster.runtime import start_studio, stop_studio  # deferred (see the imports)
 
     _prepare(settings)
-    start_studio(settings)
+    head = start_studio(settings)
     api_url = f"http://{settings.host}:{settings.port}"
     running.announce(
         settings,
         running.RunningStudio(
-            ray_address=ray.get_runtime_context().gcs_address, api_url=api_url, pid=os.getpid()
+            ray_address=ray.get_runtime_context().gcs_address,
+            api_url=api_url,
+            dashboard_url=head.dashboard_url if head else None,
+            pid=os.getpid(),
         ),
     )
     print(f"studio: API on {api_url} (docs at /docs); Ctrl-C stops")
+    if head is not None:
+        print(
+            f"studio: Ray dashboard and job server on {head.dashboard_url}, "
+            f"metrics on port {head.metrics_port}"
+        )
     stop = False
 
     def on_signal(*_: object) -> None:
@@ -138,8 +149,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
             time.sleep(0.5)
     finally:
         running.withdraw(settings)
-    serve.shutdown()
-    ray.shutdown()
+        stop_studio(head)
 
 
 def cmd_render(settings: Settings, args: argparse.Namespace) -> int:
@@ -147,11 +157,12 @@ def cmd_render(settings: Settings, args: argparse.Namespace) -> int:
     STUDIO_RAY_ADDRESS, else on a Ray started here: no account, no credits."""
     spec = _read_or_plan(settings, args.spec, args.output)
     check(settings)
-    if studio := running.find(settings):  # before Ray is imported: `join` sets how it connects
+    if studio := running.find(settings):
         print(f"studio: rendering on the studio running at {studio.api_url}")
-        settings = settings.model_copy(update={"ray_address": studio.join()})
+        settings = settings.model_copy(update={"ray_address": studio.ray_address})
     from tqdm import tqdm
 
+    token_auth_for_drivers()
     # deferred (see the imports)
     from cluster.runtime import ensure_deployed, start_ray
     from pipeline.render.dag import EngineChoice, RenderInputs, render_film
@@ -240,11 +251,12 @@ def _read_or_plan(settings: Settings, path: Path, output: Path) -> FilmSpec:
 
 
 def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
-    if studio := running.find(settings):  # before Ray is imported: `join` sets how it connects
-        studio.join()
+    """The batch of `ray job submit ... python -m cluster.batch`, run from here on the studio
+    running on this data folder."""
+    token_auth_for_drivers()
     from cluster import batch  # deferred (see the imports)
 
-    return batch.main([str(args.manifest), "-o", str(args.output)])
+    return batch.main([str(args.manifest), "--user", args.user])
 
 
 def cmd_storage(settings: Settings, args: argparse.Namespace) -> int:

@@ -15,18 +15,9 @@ from cluster.settings import Settings
 
 class RunningStudio(BaseModel):
     ray_address: str  # the GCS address a driver joins (`ray.init(address=...)`)
-    ray_auth_mode: str = "token"
-    """What a joining driver sets RAY_AUTH_MODE to: Ray 2.60 starts a local cluster with token
-    authentication, the token in this user's ~/.ray/auth_token."""
     api_url: str
     dashboard_url: str | None = None
     pid: int
-
-    def join(self) -> str:
-        """The address to give `ray.init`, with this process set to authenticate as the studio's
-        Ray expects: call it before Ray is imported, which reads RAY_AUTH_MODE once."""
-        os.environ.setdefault("RAY_AUTH_MODE", self.ray_auth_mode)
-        return self.ray_address
 
 
 def announcement(settings: Settings) -> Path:

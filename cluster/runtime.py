@@ -16,6 +16,7 @@ from ray import serve
 from ray.serve import Application, RunTarget
 from ray.serve.schema import ServeApplicationSchema, ServeDeploySchema
 
+from cluster.head import Head, start_head
 from cluster.settings import Settings
 from deployments.api.ratelimit import serve_environment
 from pipeline.jobs.scheduler import scheduler
@@ -47,8 +48,12 @@ def start_ray(settings: Settings, *, quiet: bool = False) -> None:
         namespace="studio",
         include_dashboard=False,
         log_to_driver=not quiet,
-        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), **serve_environment(settings)}},
+        runtime_env=_runtime_env(settings),
     )
+
+
+def _runtime_env(settings: Settings) -> dict[str, Any]:
+    return {"env_vars": {"PYTHONPATH": str(ROOT), **serve_environment(settings)}}
 
 
 def serve_config(settings: Settings, applications: set[str] | None = None) -> ServeDeploySchema:
@@ -145,9 +150,30 @@ def ensure_deployed(settings: Settings, names: set[str], timeout_s: float = 300)
     wait_running(names, timeout_s)
 
 
-def start_studio(settings: Settings) -> None:
+def start_studio(settings: Settings) -> Head | None:
     """Ray, every application of the Serve config, and the scheduler (which resumes jobs left
-    queued or running by an earlier run)."""
-    start_ray(settings)
-    deploy(settings)
-    scheduler(settings)
+    queued or running by an earlier run). Ray is `STUDIO_RAY_ADDRESS`'s when set, else a local
+    head with its dashboard, returned for the caller to stop after `serve.shutdown()`."""
+    head = None if settings.ray_address else start_head(settings)
+    try:
+        if head is None:
+            start_ray(settings)
+        else:
+            ray.init(
+                address=head.gcs_address, namespace="studio", runtime_env=_runtime_env(settings)
+            )
+        deploy(settings)
+        scheduler(settings)
+    except BaseException:
+        stop_studio(head)
+        raise
+    return head
+
+
+def stop_studio(head: Head | None) -> None:
+    """Serve's applications, this driver, then the head this process started (if any)."""
+    if ray.is_initialized():
+        serve.shutdown()
+        ray.shutdown()
+    if head is not None:
+        head.stop()

@@ -55,6 +55,15 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    dashboard_port: int = Field(
+        default=8265,
+        description="the Ray dashboard and job server of `studio serve` (on 127.0.0.1)",
+    )
+    metrics_export_port: int | None = Field(
+        default=None,
+        description="where `studio serve`'s Ray node exports metrics for Prometheus "
+        "(unset: a free port, found through the head's service discovery file)",
+    )
     public_url: str = "http://127.0.0.1:8000"
     frontend_url: str | None = Field(
         default=None,

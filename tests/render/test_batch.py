@@ -1,20 +1,37 @@
-"""Batch renders from a JSONL manifest with Ray Data, on the session's Ray with the CPU engines."""
+"""Batch renders through the running studio: `studio serve` in a subprocess (the embedded
+default), a manifest submitted with the real `ray job submit` CLI to its job server, followed with
+`ray job logs`; the projects, jobs, films and credits checked in the studio's own database and
+storage. A second batch stopped with `ray job stop` releases its credits. And `studio render` on
+the same data folder renders on that studio."""
 
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
+from sqlmodel import select
 
-from cluster.batch import main, run_batch
-from cluster.settings import Settings
+from cluster.batch import read_manifest
+from db.models import Asset, Job, Project, User
+from db.session import session_scope
 from pipeline.render.assemble import inspect_film
+from pipeline.storage import open_storage
 from tests.render.conftest import example
+from tests.studio_serve import Studio
 
-pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("cpu_engines")]
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(1500)]
+
+PASSWORD = "correct horse battery staple"
+RAY = str(Path(sys.executable).parent / "ray")
 
 
 def write_manifest(path: Path, entries: list[dict[str, Any] | str]) -> Path:
@@ -23,75 +40,193 @@ def write_manifest(path: Path, entries: list[dict[str, Any] | str]) -> Path:
     return path
 
 
-def test_batch_renders_the_good_specs_and_reports_the_bad_one(
-    settings: Settings, tmp_path: Path
-) -> None:
-    short = example("short", resolution=144)
-    (tmp_path / "short.yaml").write_text(yaml.safe_dump(short.model_dump(mode="json")))
-    one_scene = example("short", resolution=144, scenes=[short.scenes[0].model_dump()])
-    bad = short.model_dump(mode="json") | {"fps": 5}
-    manifest = write_manifest(
-        tmp_path / "manifest.jsonl",
-        [
-            {"spec": "short.yaml", "output": "films/short"},
-            {"spec": one_scene.model_dump(mode="json"), "output": "films/one", "id": "one"},
-            {"spec": bad, "output": "films/bad", "id": "bad"},
-        ],
+def register(studio: Studio) -> tuple[str, dict[str, str]]:
+    """A new account on the studio, through its API: its email and bearer header."""
+    email = f"batch-{uuid.uuid4().hex[:10]}@example.com"
+    with httpx.Client(base_url=studio.api_url, timeout=30) as client:
+        created = client.post("/api/users/register", json={"email": email, "password": PASSWORD})
+        assert created.status_code == 201, created.text
+        login = client.post("/api/users/login", json={"email": email, "password": PASSWORD})
+        assert login.status_code == 200, login.text
+    return email, {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+
+def balance(studio: Studio, auth: dict[str, str]) -> tuple[int, int]:
+    answer = httpx.get(f"{studio.api_url}/api/credits/balance", headers=auth, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["available"], answer.json()["held"]
+
+
+def ray_job(studio: Studio, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """The real `ray job` CLI, from a shell that has only the user's environment and
+    RAY_AUTH_MODE=token, as the README says."""
+    env = {k: v for k, v in studio.env.items() if not k.startswith("STUDIO_")}
+    env["RAY_AUTH_MODE"] = "token"
+    return subprocess.run(
+        [RAY, "job", *args], env=env, capture_output=True, text=True, timeout=timeout
     )
 
-    results = run_batch(settings, manifest, tmp_path / "results.jsonl")
 
-    written = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
-    assert sorted(written, key=lambda r: r["line"]) == results
-    assert [(r["id"], r["status"]) for r in results] == [
-        ("short", "ok"),
-        ("one", "ok"),
-        ("bad", "error"),
-    ]
-    for result, name, frames in zip(results[:2], ("short", "one"), (360, 120), strict=True):
-        assert Path(result["output"]) == (tmp_path / "films" / name).resolve()
-        assert result["frame_count"] == frames
-        assert result["duration_s"] == pytest.approx(frames / 24)
-        film = inspect_film(Path(result["output"]) / "film.mp4")
-        assert (film.frame_count, film.width, film.height) == (frames, 144, 256)
-        assert (Path(result["output"]) / "subtitles.srt").read_text()
-    assert "fps" in results[2]["error"] and "greater than or equal to 12" in results[2]["error"]
-    assert not (tmp_path / "films" / "bad").exists()
+def submit(studio: Studio, folder: Path, email: str) -> str:
+    submission = f"batch-{uuid.uuid4().hex[:8]}"
+    submitted = ray_job(
+        studio, "submit", "--address", studio.dashboard_url, "--working-dir", str(folder),
+        "--submission-id", submission, "--no-wait", "--",
+        "python", "-m", "cluster.batch", "manifest.jsonl", "--user", email,
+    )  # fmt: skip
+    assert submitted.returncode == 0, submitted.stderr + submitted.stdout
+    return submission
 
 
-def test_each_kind_of_bad_entry_is_reported_and_the_exit_code_stays_zero(tmp_path: Path) -> None:
+def user_jobs(studio: Studio, email: str) -> list[Job]:
+    with session_scope(studio.settings.resolved_database_url) as session:
+        user = session.exec(select(User).where(User.email == email)).one()
+        jobs = session.exec(select(Job).where(Job.user_id == user.id)).all()
+        for job in jobs:
+            session.expunge(job)
+        return list(jobs)
+
+
+def test_a_bad_line_of_each_kind_is_rejected_before_anything_is_submitted(tmp_path: Path) -> None:
     spec = example("short", resolution=144).model_dump(mode="json")
-    scenes = [spec["scenes"][0] | {"image": "missing.png"}]
     (tmp_path / "broken.yaml").write_text("title: [unclosed\n")
     (tmp_path / "invalid.json").write_text(json.dumps(spec | {"scenes": []}))
+    (tmp_path / "good.yaml").write_text(yaml.safe_dump(spec))
     manifest = write_manifest(
         tmp_path / "manifest.jsonl",
         [
             "{not json",
-            {"spec": "broken.yaml", "output": "a"},
-            {"spec": "invalid.json", "output": "b"},
-            {"spec": spec | {"scenes": scenes}, "output": "c", "id": "missing-image"},
-            {"spec": "absent.yaml", "output": "d"},
-            {"spec": "broken.yaml", "output": "a"},
+            {"spec": "broken.yaml"},
+            {"spec": "invalid.json"},
+            {"spec": "absent.yaml"},
+            {"spec": spec | {"fps": 5}, "id": "slow"},
+            {"spec": "good.yaml", "output": "films/good"},
+            {"spec": "good.yaml", "quality": "best"},
+            {"spec": "good.yaml", "quality": "animatic", "title": "Good"},
         ],
     )
 
-    assert main([str(manifest), "-o", str(tmp_path / "results.jsonl")]) == 0
+    rows, rejected = read_manifest(manifest)
 
-    lines = (tmp_path / "results.jsonl").read_text().splitlines()
-    errors = {r["line"]: r["error"] for r in map(json.loads, lines)}
-    assert all(r["status"] == "error" for r in map(json.loads, lines))
+    errors = {r.line: r.error or "" for r in rejected}
+    assert [(row.line, row.id, row.title, row.quality) for row in rows] == [
+        (8, "good", "Good", "animatic")
+    ]
+    assert all(r.status == "rejected" for r in rejected)
     assert errors[1].startswith("not an entry: invalid JSON")
     assert "not valid YAML" in errors[2]
     assert "scenes: List should have at least 1 item" in errors[3]
-    assert "scenes.0.image: missing.png not found" in errors[4]
-    assert errors[5] == f"file not found: {(tmp_path / 'absent.yaml').resolve()}"
-    assert "also line 2's" in errors[6]
+    assert errors[4] == "file not found: absent.yaml"
+    assert "fps" in errors[5] and "greater than or equal to 12" in errors[5]
+    assert "output: Extra inputs are not permitted" in errors[6]
+    assert "quality" in errors[7]
+    assert str(tmp_path) not in " ".join(errors.values())
 
 
-def test_an_unreadable_manifest_exits_non_zero(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_ray_job_submit_renders_the_good_lines_through_the_studio(
+    running_studio: Studio, tmp_path: Path
 ) -> None:
-    assert main([str(tmp_path / "nowhere.jsonl"), "-o", str(tmp_path / "r.jsonl")]) == 2
-    assert "cannot read" in capsys.readouterr().err
-    assert not (tmp_path / "r.jsonl").exists()
+    email, auth = register(running_studio)
+    before, _ = balance(running_studio, auth)
+    short = example("short", resolution=144)
+    (tmp_path / "short.yaml").write_text(yaml.safe_dump(short.model_dump(mode="json")))
+    one_scene = example("short", resolution=144, scenes=[short.scenes[0].model_dump()])
+    write_manifest(
+        tmp_path / "manifest.jsonl",
+        [
+            {"spec": "short.yaml"},
+            {"spec": one_scene.model_dump(mode="json"), "id": "one", "title": "One scene"},
+            {"spec": short.model_dump(mode="json") | {"fps": 5}, "id": "bad"},
+        ],
+    )
+
+    submission = submit(running_studio, tmp_path, email)
+    logs = ray_job(running_studio, "logs", "--address", running_studio.dashboard_url,
+                   "--follow", submission)  # fmt: skip
+    status = ray_job(running_studio, "status", "--address", running_studio.dashboard_url,
+                     submission)  # fmt: skip
+
+    assert logs.returncode == 0, logs.stderr
+    assert f"Job '{submission}' succeeded" in status.stdout, logs.stdout
+    assert "line 3 (bad): rejected" in logs.stdout and "fps" in logs.stdout
+    assert "line 1 (short): job" in logs.stdout and "succeeded" in logs.stdout
+    assert "batch: 1 rejected, 2 succeeded; results in storage at batches/" in logs.stdout
+
+    storage = open_storage(running_studio.settings)
+    key = logs.stdout.rsplit("results in storage at ", 1)[1].split()[0]
+    results = [json.loads(line) for line in storage.get_bytes(key).decode().splitlines()]
+    assert [(r["line"], r["id"], r["status"]) for r in results] == [
+        (1, "short", "succeeded"),
+        (2, "one", "succeeded"),
+        (3, "bad", "rejected"),
+    ]
+    url = running_studio.settings.resolved_database_url
+    with session_scope(url) as session:
+        user = session.exec(select(User).where(User.email == email)).one()
+        projects = session.exec(select(Project).where(Project.owner_id == user.id)).all()
+        assert sorted(p.title for p in projects) == sorted([short.title, "One scene"])
+        for project, frames in zip(
+            sorted(projects, key=lambda p: p.title != short.title), (360, 120), strict=True
+        ):
+            result = next(r for r in results if r["project_id"] == str(project.id))
+            assert project.outputs["film.mp4"]["key"] == result["outputs"]["film.mp4"]
+            asset = session.exec(
+                select(Asset).where(Asset.project_id == project.id, Asset.filename == "film.mp4")
+            ).one()
+            film_path = tmp_path / f"{project.id}.mp4"
+            film_path.write_bytes(storage.get_bytes(asset.storage_key))
+            film = inspect_film(film_path)
+            assert (film.frame_count, film.width, film.height) == (frames, 144, 256)
+            assert film.audio_codec == "aac"
+            assert film.audio_duration_s == pytest.approx(frames / 24, abs=0.1)
+    jobs = user_jobs(running_studio, email)
+    charged = sum(r["credits"] for r in results if r["status"] == "succeeded")
+    assert len(jobs) == 2 and charged > 0
+    assert balance(running_studio, auth) == (before - charged, 0)
+
+
+def test_ray_job_stop_cancels_the_batch_and_releases_its_credits(
+    running_studio: Studio, tmp_path: Path
+) -> None:
+    email, auth = register(running_studio)
+    before = balance(running_studio, auth)
+    short = example("short", resolution=144)
+    long = example(
+        "short", resolution=144, scenes=[s.model_dump() | {"duration_s": 60} for s in short.scenes]
+    )
+    write_manifest(
+        tmp_path / "manifest.jsonl", [{"spec": long.model_dump(mode="json"), "id": "long"}]
+    )
+
+    submission = submit(running_studio, tmp_path, email)
+    deadline = time.monotonic() + 600
+    while not user_jobs(running_studio, email):
+        assert time.monotonic() < deadline, "the batch never submitted its render"
+        time.sleep(0.5)
+    assert balance(running_studio, auth)[1] > 0
+    stopped = ray_job(running_studio, "stop", "--address", running_studio.dashboard_url,
+                      submission)  # fmt: skip
+    assert stopped.returncode == 0, stopped.stderr
+    logs = ray_job(running_studio, "logs", "--address", running_studio.dashboard_url, submission)
+
+    assert [job.status for job in user_jobs(running_studio, email)] == ["cancelled"], logs.stdout
+    assert balance(running_studio, auth) == before
+    assert re.search(r"line 1 \(long\): job \S+ cancelled", logs.stdout), logs.stdout
+    assert "batch: 1 cancelled; results in storage at batches/" in logs.stdout
+
+
+def test_studio_render_renders_on_the_running_studio(
+    running_studio: Studio, tmp_path: Path
+) -> None:
+    spec = tmp_path / "film.yaml"
+    spec.write_text(yaml.safe_dump(example("short", resolution=144).model_dump(mode="json")))
+    rendered = subprocess.run(
+        [sys.executable, "-m", "cluster.cli", "render", str(spec), "-o", str(tmp_path / "out")],
+        cwd=running_studio.cwd, env=running_studio.env, capture_output=True, text=True,
+        timeout=900,
+    )  # fmt: skip
+
+    assert rendered.returncode == 0, rendered.stderr[-3000:]
+    assert f"rendering on the studio running at {running_studio.api_url}" in rendered.stdout
+    film = inspect_film(tmp_path / "out" / "film.mp4")
+    assert (film.frame_count, film.width, film.height) == (360, 144, 256)
