@@ -21,7 +21,6 @@ from deployments.api.ratelimit import serve_environment
 from tests.fakes.hosted_video import FakeHostedVideo
 from tests.fakes.stripe import FakeStripe, studio_prices
 from tests.services import S3Server, postgres_schema, seaweedfs
-from tests.studio_serve import Studio, studio_serve
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -156,14 +155,6 @@ def ray_session() -> Iterator[None]:
     )
     yield
     ray.shutdown()
-
-
-@pytest.fixture(scope="session")
-def running_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
-    """`studio serve` in a subprocess on a fresh data folder (the embedded default), with its
-    own Ray head, dashboard and engines, for the session; stopped as Ctrl-C stops it."""
-    with studio_serve(tmp_path_factory.mktemp("studio")) as studio:
-        yield studio
 
 
 @pytest.fixture(scope="session")
