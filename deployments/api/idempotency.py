@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
@@ -44,6 +45,15 @@ _KEY_DOC = (
 )
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """A keyed request's answer: its status and JSON body, and whether it was stored before."""
+
+    status: int
+    body: Any
+    replayed: bool
+
+
 class Idempotency:
     def __init__(self, settings: Settings, user_id: UUID, key: str | None, request_hash: str):
         self.settings = settings
@@ -53,9 +63,16 @@ class Idempotency:
 
     def run(self, call: Callable[[], tuple[int, Any]]) -> JSONResponse:
         """Runs `call` (which returns status and body) once per key; see the module doc."""
+        outcome = self.outcome(call)
+        headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
+        return JSONResponse(outcome.body, status_code=outcome.status, headers=headers)
+
+    def outcome(self, call: Callable[[], tuple[int, Any]]) -> Outcome:
+        """`call`'s status and body (as JSON values), run once per key; a replay gets the
+        stored ones. The web studio's render button answers with a page from these."""
         if self.key is None:
             status, body = call()
-            return JSONResponse(jsonable_encoder(body), status_code=status)
+            return Outcome(status, jsonable_encoder(body), replayed=False)
         replay = self._claim(self.key)
         if replay is not None:
             return replay
@@ -71,7 +88,7 @@ class Idempotency:
                 .where(*self._match())
                 .values(status_code=status, response=content)
             )
-        return JSONResponse(content, status_code=status)
+        return Outcome(status, content, replayed=False)
 
     def _match(self) -> tuple[Any, ...]:
         return (
@@ -79,7 +96,7 @@ class Idempotency:
             col(IdempotencyRecord.key) == self.key,
         )
 
-    def _claim(self, key: str) -> JSONResponse | None:
+    def _claim(self, key: str) -> Outcome | None:
         """None when this request now owns the key, else the stored response to replay."""
         url = self.settings.resolved_database_url
         for _ in range(3):
@@ -106,11 +123,7 @@ class Idempotency:
                         "this Idempotency-Key was used for a different request; use a new key"
                     )
                 if record.status_code is not None:
-                    return JSONResponse(
-                        record.response,
-                        status_code=record.status_code,
-                        headers={"Idempotent-Replayed": "true"},
-                    )
+                    return Outcome(record.status_code, record.response, replayed=True)
                 if self._take_over(session, record.id, now - ABANDONED_AFTER):
                     return None
                 raise IdempotencyInProgress(
@@ -146,8 +159,12 @@ async def _request_hash(request: Request) -> str:
     body = await request.body()
     with contextlib.suppress(ValueError):
         body = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
-    head = f"{request.method} {request.url.path}?{request.url.query}\n".encode()
-    return hashlib.sha256(head + body).hexdigest()
+    return request_hash(request.method, f"{request.url.path}?{request.url.query}", body)
+
+
+def request_hash(method: str, target: str, body: bytes) -> str:
+    """What a key is bound to: the same key with another hash is another request (422)."""
+    return hashlib.sha256(f"{method} {target}\n".encode() + body).hexdigest()
 
 
 async def optional_key(

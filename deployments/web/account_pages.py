@@ -8,13 +8,14 @@ from collections.abc import Mapping
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Form, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from cluster.errors import StudioError
 from deployments.api import accounts
 from deployments.api.deps import SessionDep, SettingsDep, limit_login
 from deployments.api.routers.auth_email import ResetConfirmation, ResetRequest, send_later
+from deployments.api.routers.auth_google import set_flow_cookies
 from deployments.api.routers.users import UserLogin, UserRegister
 from deployments.web.session import (
     CheckedForm,
@@ -27,6 +28,7 @@ from deployments.web.session import (
 )
 from deployments.web.templating import page, redirect
 from pipeline.jobs import submission as jobs
+from pipeline.publish.google_oauth import Purpose, begin_authorization
 
 router = APIRouter(include_in_schema=False, tags=["web"])
 
@@ -103,6 +105,17 @@ def sign_in_page(request: Request, found: OptionalSession, notice: str = "") -> 
     if found is not None:
         return redirect(request, "films_page")
     return form_page(request, found, "sign_in.html", {"notice": notice[:200]})
+
+
+@router.get("/sign-in/google", name="google_sign_in")
+def google_sign_in(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    """To Google's consent screen; the API's callback ends the flow in a cookie session and
+    sends the browser to its films (`auth_google.set_flow_cookies`). A link, not a form: the
+    flow is bound to this browser by its cookie, so a forged start signs no one in."""
+    begun = begin_authorization(session, settings, Purpose.signin)
+    response = RedirectResponse(begun.url, status_code=303)
+    set_flow_cookies(response, request, settings, begun.binding, "films")
+    return response
 
 
 @router.post("/sign-in", dependencies=[CheckedForm])

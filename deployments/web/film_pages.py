@@ -5,6 +5,9 @@ functions the API's routers call."""
 
 from __future__ import annotations
 
+import re
+import secrets
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, get_args
@@ -16,10 +19,13 @@ from pydantic import ValidationError
 from sqlmodel import col, select
 
 from cluster.errors import StudioError
+from cluster.settings import Settings
 from db.models import Job, Project, ProjectStatus
 from db.types import utcnow
 from deployments.api.deps import SessionDep, SettingsDep, StorageDep, released
-from deployments.api.routers.jobs import progress_events
+from deployments.api.idempotency import KEY_PATTERN, Idempotency, Outcome, request_hash
+from deployments.api.problems import IdempotencyInProgress
+from deployments.api.routers.jobs import progress_events, submitted
 from deployments.web.account_pages import FormText, problem_text
 from deployments.web.session import CheckedForm, SignedIn, WebSession
 from deployments.web.templating import page, redirect
@@ -36,6 +42,11 @@ router = APIRouter(include_in_schema=False, tags=["web"])
 RESOLUTIONS = (144, 240, 360, 480, 720, 1080)
 QUALITIES = ("animatic", "final")
 SUBTITLES_MAX_BYTES = 2 * 1024 * 1024
+RENDER_WAIT_S = 5.0
+
+
+class RenderKeyMissing(StudioError):
+    slug, status, title = "render-key-missing", 422, "Render form without its key"
 
 
 def owned_project(project_id: uuid.UUID, web: SignedIn, session: SessionDep) -> Project:
@@ -133,6 +144,7 @@ def _film(
         {
             "session": web,
             "csrf": web.csrf,
+            "render_key": secrets.token_urlsafe(18),
             "film": project,
             "spec": project.spec,
             "cameras": [move.value for move in CameraMove],
@@ -197,21 +209,54 @@ def render_film(
     session: SessionDep,
     settings: SettingsDep,
     quality: FormText = "animatic",
+    idempotency_key: FormText = "",
 ) -> Response:
     """Reserves the credits and queues the render; a film rendered before is rendered again
-    with its unchanged scenes from the cache."""
+    with its unchanged scenes from the cache. The form's key makes a double click (or a
+    resent form) one render, charged once: the API's `Idempotency-Key`, and the ledger's."""
     try:
         body = jobs.RenderRequest.model_validate({"quality": quality})
-        job = jobs.submit_render(
-            settings, web.user, project.id, body, regenerate=bool(project.outputs)
-        )
+        if re.fullmatch(KEY_PATTERN, idempotency_key) is None:
+            raise RenderKeyMissing("this form has no valid render key: reload the page")
+        outcome = _render_once(settings, web, project, body, idempotency_key, request.url.path)
     except ValidationError as error:
         return _film(request, web, project, session, settings, {"error": problem_text(error)}, 422)
     except StudioError as error:
         context = {"error": error.detail}
         return _film(request, web, project, session, settings, context, error.status)
-    assert isinstance(job, Job)  # not a dry run
-    return redirect(request, "job_page", job_id=str(job.id))
+    return redirect(request, "job_page", job_id=str(outcome.body["id"]))
+
+
+def _render_once(
+    settings: Settings,
+    web: WebSession,
+    project: Project,
+    body: jobs.RenderRequest,
+    key: str,
+    path: str,
+) -> Outcome:
+    """The render of `key`: submitted once, its job found again by a later request with the
+    same key. A second click that arrives while the first is still submitting waits for it."""
+    idempotency = Idempotency(
+        settings, web.user.id, key, request_hash("POST", path, body.quality.encode())
+    )
+    regenerate = bool(project.outputs)
+
+    def submit() -> tuple[int, Any]:
+        return submitted(
+            jobs.submit_render(
+                settings, web.user, project.id, body, regenerate=regenerate, idempotency_key=key
+            )
+        )
+
+    deadline = time.monotonic() + RENDER_WAIT_S
+    while True:
+        try:
+            return idempotency.outcome(submit)
+        except IdempotencyInProgress:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 @router.get("/jobs/{job_id}", name="job_page")
@@ -247,16 +292,14 @@ def control_job(
 def watch_page(
     request: Request, web: SignedIn, project: WebProject, settings: SettingsDep, storage: StorageDep
 ) -> HTMLResponse:
-    """The film with its subtitles track, the thumbnails, the storyboard and the downloads,
-    through signed URLs of the last render's outputs."""
+    """The film with its subtitles track, the thumbnails (one is chosen to publish with), the
+    storyboard and the downloads, through signed URLs of the last render's outputs."""
     outputs: dict[str, Any] = project.outputs or {}
     if "film.mp4" not in outputs:
         raise NotFound("this film has not been rendered yet")
     expiry = settings.presign_expiry_s
     links = {name: storage.url(out["key"], expiry, name) for name, out in sorted(outputs.items())}
-    thumbnails = [
-        links[name] for name in links if name.startswith("thumbnail") and name != "thumbnail.jpg"
-    ]
+    thumbnails = [name for name in links if name.startswith("thumbnail")]
     context = {
         "session": web,
         "csrf": web.csrf,

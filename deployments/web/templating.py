@@ -29,12 +29,24 @@ def media_origin(settings: Settings) -> str:
     return " https://*.amazonaws.com"
 
 
-def page_policy(settings: Settings) -> str:
+def payment_origins(settings: Settings) -> str:
+    """Where the purchase forms send the browser on: Stripe's Checkout and Customer Portal, or
+    the origin of the Stripe endpoint the studio is configured with."""
+    base = urlparse(settings.stripe_api_base)
+    if base.netloc == "api.stripe.com":
+        return "https://checkout.stripe.com https://billing.stripe.com"
+    return f"{base.scheme}://{base.netloc}"
+
+
+def page_policy(settings: Settings, form_targets: str = "") -> str:
+    """The page's CSP; `form_targets` are origins beyond the studio that its forms' answers
+    redirect to (a form's redirect is checked against `form-action` too)."""
     media = media_origin(settings)
+    forms = f" {form_targets}" if form_targets else ""
     return (
         "default-src 'none'; script-src 'self'; style-src 'self'; "
         f"img-src 'self'{media}; media-src 'self'{media}; connect-src 'self'; "
-        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        f"form-action 'self'{forms}; frame-ancestors 'none'; base-uri 'none'"
     )
 
 
@@ -43,16 +55,18 @@ def page(
     template: str,
     context: dict[str, Any],
     status_code: int = 200,
+    form_targets: str = "",
 ) -> HTMLResponse:
     """The template rendered for `request`; `context` gives what it shows (`session`, the
-    signed-in user's, and `csrf`, the forms' token, among them)."""
+    signed-in user's, and `csrf`, the forms' token, among them). `form_targets`: see
+    `page_policy`."""
     settings: Settings = request.app.state.settings
     response = TEMPLATES.TemplateResponse(
         request,
         template,
         {"session": None, "csrf": "", **context},
         status_code=status_code,
-        headers={"Content-Security-Policy": page_policy(settings)},
+        headers={"Content-Security-Policy": page_policy(settings, form_targets)},
     )
     return response
 

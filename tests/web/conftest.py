@@ -16,20 +16,43 @@ import pytest
 from ray import serve
 
 from db.migrate import upgrade
+from deployments.api.ingress import DEFAULTS
 from tests.api.conftest import Api, app_settings, deploy
+from tests.fakes.google import FakeGoogle
+from tests.fakes.stripe import FakeStripe, stripe_settings
 from tests.services import require_module, unavailable
+from tests.youtube import studio_settings
 
 CHROMIUM = "/usr/bin/chromium"
 CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
 
 
 @pytest.fixture(scope="session")
-def studio(serve_http: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    """The studio with its pages on SQLite and local storage, as `studio serve` runs it."""
+def google() -> Iterator[FakeGoogle]:
+    """The local Google (sign-in, channel linking, YouTube) for the session's studio."""
+    with FakeGoogle.running() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def studio(
+    serve_http: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    fake_stripe: FakeStripe,
+    google: FakeGoogle,
+) -> Iterator[Api]:
+    """The studio with its pages on SQLite and local storage, as `studio serve` runs it,
+    paying through the local Stripe and signing in with the local Google (whose plain-HTTP
+    token endpoint oauthlib accepts only when told, in the ingress replica)."""
     data_dir = tmp_path_factory.mktemp("web")
     database_url = f"sqlite:///{data_dir / 'studio.db'}"
     upgrade(database_url)
-    yield deploy("web", app_settings(data_dir, database_url), serve_http)
+    settings = studio_settings(
+        app_settings(data_dir, database_url, **stripe_settings(fake_stripe)), google, database_url
+    )
+    insecure = {"env_vars": {"OAUTHLIB_INSECURE_TRANSPORT": "1"}}
+    options = {"ray_actor_options": {**DEFAULTS["ray_actor_options"], "runtime_env": insecure}}
+    yield deploy("web", settings, serve_http, **options)
     serve.delete("web")
 
 
