@@ -72,7 +72,7 @@ class PublishRequest(StrictInput):
     category_id: str = Field(default="22", max_length=3, pattern=r"^\d{1,3}$")
     privacy_status: Privacy = "private"
     made_for_kids: bool = False
-    thumbnail: str | None = Field(default="thumbnail.png", max_length=255)
+    thumbnail: str | None = Field(default="thumbnail.jpg", max_length=255)
     captions: bool = True
     playlist_id: str | None = Field(default=None, max_length=64)
     synthetic_label_off_reason: str | None = Field(

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import io
 import uuid
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from PIL import Image
 from pydantic import SecretStr
 from sqlmodel import select
 
@@ -22,11 +24,14 @@ from deployments.api.security import create_access_token
 from pipeline.storage import open_storage
 from tests.fakes.google import FakeGoogle
 
-PNG = (
-    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00"
-    b"\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\xff\xff?\x00\x05\xfe\x02\xfe\xa7V\xbd\xfa"
-    b"\x00\x00\x00\x00IEND\xaeB`\x82"
-)
+
+def _jpeg() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (16, 9), (200, 40, 40)).save(out, "JPEG")
+    return out.getvalue()
+
+
+JPEG = _jpeg()  # the renderer's thumbnails are JPEG
 SRT = b"1\n00:00:00,000 --> 00:00:02,500\nOnce upon a time.\n"
 VTT = b"WEBVTT\n\n00:00:00.000 --> 00:00:02.500\nOnce upon a time.\n"
 
@@ -96,7 +101,7 @@ def rendered_project(
     """A ready project whose outputs (film, subtitles, thumbnail) are in storage, recorded the
     way pipeline/jobs/submission.py records render outputs."""
     storage = open_storage(settings)
-    files = {"film.mp4": film, "subtitles.srt": SRT, "subtitles.vtt": VTT, "thumbnail.png": PNG}
+    files = {"film.mp4": film, "subtitles.srt": SRT, "subtitles.vtt": VTT, "thumbnail.jpg": JPEG}
     files.update(extra or {})
     outputs = {}
     for name, data in files.items():

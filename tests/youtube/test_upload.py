@@ -27,7 +27,7 @@ from pipeline.publish.publishing import PublishRequest, create_publish_job, publ
 from pipeline.publish.youtube import UPLOAD_GRANULARITY, UploadOptions, next_quota_reset
 from tests.fakes.google import FakeGoogle, UploadSession
 from tests.youtube import (
-    PNG,
+    JPEG,
     VTT,
     add_user,
     auth,
@@ -153,7 +153,7 @@ def test_publish_uploads_the_film_with_its_metadata_and_extras(
     assert uploaded["snippet"]["categoryId"] == "1"
     assert uploaded["status"]["privacyStatus"] == "unlisted"
     assert uploaded["status"]["selfDeclaredMadeForKids"] is False
-    assert google.thumbnails[youtube_id] == PNG
+    assert google.thumbnails[youtube_id] == JPEG
     [caption] = google.captions
     assert caption["snippet"]["videoId"] == youtube_id and caption["snippet"]["language"] == "en"
     assert caption["track"] == VTT
@@ -370,7 +370,7 @@ def test_revoked_channel_fails_the_job_asking_to_relink_and_loses_nothing(
 def test_a_refused_thumbnail_is_a_warning_not_a_failure(
     google: FakeGoogle, studio: Settings, database_url: str, channel: User, film: bytes
 ) -> None:
-    project = rendered_project(studio, channel, film, {"thumbnail.png": b"not an image"})
+    project = rendered_project(studio, channel, film, {"thumbnail.jpg": b"not an image"})
     job_id = new_job(database_url, channel, project)
 
     publish_video(database_url, studio, job_id, FAST)
@@ -384,7 +384,7 @@ def test_a_refused_thumbnail_is_a_warning_not_a_failure(
 def test_extras_not_asked_for_or_not_rendered_are_skipped(
     google: FakeGoogle, studio: Settings, database_url: str, channel: User, project: Project
 ) -> None:
-    job_id = new_job(database_url, channel, project, thumbnail="thumbnail9.png", captions=False)
+    job_id = new_job(database_url, channel, project, thumbnail="thumbnail9.jpg", captions=False)
 
     publish_video(database_url, studio, job_id, FAST)
 
