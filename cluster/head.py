@@ -20,8 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from hashlib import sha256
 from dataclasses import dataclass
+from hashlib import sha256
 from pathlib import Path
 
 import httpx
