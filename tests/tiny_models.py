@@ -682,7 +682,8 @@ def build_musetalk(out: Path) -> None:
 def build_fomm(out: Path) -> None:
     """FOMM's published pair at tiny sizes: a config in the repository's YAML layout
     (config/vox-256.yaml's keys, 64 px frames, five keypoints) and a checkpoint saved as its
-    Logger.save_cpk does (`vox-cpk.pth.tar`: the modules' state dicts by name and the epoch)."""
+    Logger.save_cpk does (`vox-cpk.pth.tar`: the modules' state dicts by name and the epoch,
+    in torch's legacy file format)."""
     import yaml
 
     from models.neural.fomm import KPDetector, OcclusionAwareGenerator
@@ -712,7 +713,8 @@ def build_fomm(out: Path) -> None:
     checkpoint = {
         "kp_detector": kp_detector.state_dict(), "generator": generator.state_dict(), "epoch": 0
     }  # fmt: skip
-    torch.save(checkpoint, out / "vox-cpk.pth.tar")
+    # The published checkpoints predate torch's zip format (torch.save in torch 1.x, 2019-20).
+    torch.save(checkpoint, out / "vox-cpk.pth.tar", _use_new_zipfile_serialization=False)
 
 
 # Every symbol a Kokoro vocabulary may map, for the tiny model: printable ASCII (Kokoro's

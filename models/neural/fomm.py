@@ -414,21 +414,13 @@ def load_fomm(
         side = int(config.get("dataset_params", {}).get("frame_shape", [256])[0])
         checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
         for name, module in (("kp_detector", kp_detector), ("generator", generator)):
-            module.load_state_dict(_with_batch_counts(checkpoint[name], module))
+            module.load_state_dict(checkpoint[name])
     except Exception as error:
         raise ModelUnavailable(
             f"cannot load FOMM from {checkpoint_path} with {config_path.name}:"
             f" {type(error).__name__}: {error}"
         ) from error
     return kp_detector.to(device).eval(), generator.to(device).eval(), side
-
-
-def _with_batch_counts(state: dict[str, torch.Tensor], module: nn.Module) -> dict[str, Any]:
-    """Checkpoints saved by torch before 0.4.1 lack the batch norms' `num_batches_tracked`,
-    which inference never reads: take the module's own."""
-    own = module.state_dict()
-    missing = {k: own[k] for k in own.keys() - state.keys() if k.endswith("num_batches_tracked")}
-    return {**state, **missing}
 
 
 def _model_file(folder: Path, pattern: str, named: str | None) -> Path:
