@@ -15,7 +15,8 @@ call per native shot, each request with its own seeded generator), so Serve batc
 image-to-video pipelines one request per call (they take a single image). Voices are not
 batched: Coqui synthesises one utterance per call and a request's seed drives torch's global
 RNG, which batch-mates would share; Kokoro speaks one sentence per call too. Nor is lip-sync:
-one request is a whole clip whose faces Wav2Lip and MuseTalk already batch (`batch_size`).
+one request is a whole clip whose faces Wav2Lip and MuseTalk, and whose driving frames
+FOMM, already batch (`batch_size`).
 """
 
 from __future__ import annotations

@@ -68,3 +68,10 @@ class ProviderTimedOut(ProviderError):
 
 class GenerationFailed(ProviderError):
     """The provider accepted a generation, then reported it failed (e.g. its moderation)."""
+
+
+class DrivingVideoRefused(StudioError):
+    """A driving video for character animation is too big or cannot be decoded: the user's
+    input is at fault, so the detail is for the client."""
+
+    slug, status, title = "driving-video-refused", 422, "Driving video refused"

@@ -85,6 +85,10 @@ LICENCES: dict[str, LicenceTerms] = {
         Use.non_commercial, "CogVideoX licence: commercial use only after registration"
     ),
     "wav2lip-noncommercial": LicenceTerms(Use.non_commercial, "Wav2Lip: research use only"),
+    "fomm-noncommercial": LicenceTerms(
+        Use.non_commercial,
+        "First Order Motion Model checkpoints: research datasets, non-commercial",
+    ),
     "cpml": LicenceTerms(Use.non_commercial, "Coqui Public Model License: non-commercial"),
 }
 
@@ -200,6 +204,10 @@ ENGINES: tuple[EngineInfo, ...] = (
     EngineInfo(
         Capability.lipsync, "wav2lip", "models.neural.wav2lip:Wav2LipEngine",
         "wav2lip-noncommercial", True, "wav2lip", realistic=True,
+    ),
+    EngineInfo(
+        Capability.lipsync, "fomm", "models.neural.fomm:FommEngine", "fomm-noncommercial", True,
+        "fomm", realistic=True,
     ),
     EngineInfo(Capability.music, "midi", "models.music:MidiMusicEngine", "MIT", False),
     EngineInfo(

@@ -679,6 +679,44 @@ def build_musetalk(out: Path) -> None:
     write_musetalk(out, unet_config, vae, whisper)
 
 
+def build_fomm(out: Path) -> None:
+    """FOMM's published pair at tiny sizes: a config in the repository's YAML layout
+    (config/vox-256.yaml's keys, 64 px frames, five keypoints) and a checkpoint saved as its
+    Logger.save_cpk does (`vox-cpk.pth.tar`: the modules' state dicts by name and the epoch,
+    in torch's legacy file format)."""
+    import yaml
+
+    from models.neural.fomm import KPDetector, OcclusionAwareGenerator
+
+    hourglass = {"block_expansion": 4, "max_features": 16, "num_blocks": 3, "scale_factor": 0.5}
+    model_params: dict[str, Any] = {
+        "common_params": {"num_kp": 5, "num_channels": 3, "estimate_jacobian": True},
+        "kp_detector_params": {"temperature": 0.1, **hourglass},
+        "generator_params": {
+            "block_expansion": 4, "max_features": 16, "num_down_blocks": 2,
+            "num_bottleneck_blocks": 1, "estimate_occlusion_map": True,
+            "dense_motion_params": hourglass,
+        },
+        "discriminator_params": {"scales": [1], "block_expansion": 4, "max_features": 16},
+    }  # fmt: skip
+    config = {"dataset_params": {"frame_shape": [64, 64, 3]}, "model_params": model_params}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "vox-256.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    common = model_params["common_params"]
+    kp_detector = KPDetector(**model_params["kp_detector_params"], **common)
+    generator = OcclusionAwareGenerator(**model_params["generator_params"], **common)
+    # He initialisation keeps the source's picture alive through the random generator (torch's
+    # default shrinks it layer by layer to a flat grey), so that its motion shows in the frames.
+    for module in generator.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    checkpoint = {
+        "kp_detector": kp_detector.state_dict(), "generator": generator.state_dict(), "epoch": 0
+    }  # fmt: skip
+    # The published checkpoints predate torch's zip format (torch.save in torch 1.x, 2019-20).
+    torch.save(checkpoint, out / "vox-cpk.pth.tar", _use_new_zipfile_serialization=False)
+
+
 # Every symbol a Kokoro vocabulary may map, for the tiny model: printable ASCII (Kokoro's
 # diphthong letters, stress and punctuation), the IPA and spacing-modifier blocks espeak-ng
 # writes, and the few IPA letters outside them.
@@ -746,6 +784,7 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
     "xtts": build_xtts,
     "wav2lip": build_wav2lip,
     "musetalk": build_musetalk,
+    "fomm": build_fomm,
     "kokoro": build_kokoro,
     "stable-audio": build_stable_audio,
 }

@@ -50,6 +50,8 @@ def test_plans_are_seeded(database_url: str) -> None:
     assert {"free", "creator", "studio"} <= set(plans), "seeded (tests may add others)"
     assert plans["studio"].priority > plans["creator"].priority > plans["free"].priority
     assert "wav2lip-noncommercial" not in plans["studio"].allowed_licences
+    assert "fomm-noncommercial" in plans["free"].allowed_licences
+    assert "fomm-noncommercial" not in plans["creator"].allowed_licences
 
 
 def test_timestamps_come_back_timezone_aware(database_url: str) -> None:
