@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,18 +19,6 @@ from deployments.api.ratelimit import serve_environment
 from tests.fakes.hosted_video import FakeHostedVideo
 from tests.fakes.stripe import FakeStripe, studio_prices
 from tests.services import S3Server, postgres_schema, seaweedfs
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Ray's token for local clusters (~/.ray/auth_token), made once before any test starts a
-    Ray: two test processes (pytest-xdist) starting their first Ray together would each write
-    one, and a cluster whose token was overwritten refuses its own clients."""
-    if hasattr(config, "workerinput"):  # an xdist worker: the controller has made it
-        return
-    token = Path.home() / ".ray" / "auth_token"
-    if not token.is_file():
-        ray = Path(sys.executable).parent / "ray"
-        subprocess.run([str(ray), "get-auth-token", "--generate"], check=True, capture_output=True)
 
 
 @pytest.fixture(scope="session")

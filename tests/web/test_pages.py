@@ -35,7 +35,7 @@ from tests.youtube import rendered_project
 
 pytestmark = [pytest.mark.ray]
 
-# No film or job has it; fixed, as test processes (pytest-xdist) must collect the same ids.
+# No film or job has it (a fixed id: test ids stay the same from run to run).
 UNKNOWN = "0b3c5d7e-1f2a-4b6c-8d9e-0a1b2c3d4e5f"
 PAGES = (
     "/",
