@@ -118,8 +118,11 @@ class VoiceEngineDeployment(_EngineHost):
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25})
 class LipSyncEngineDeployment(_EngineHost):
-    def sync(self, frames: Frames, audio: Audio) -> LipSyncResult:
-        return self.engine.sync(frames, audio)  # type: ignore[no-any-return]
+    def sync(self, frames: Frames, audio: Audio, driving: bytes | None = None) -> LipSyncResult:
+        """`driving`: a scene's driving video, for the engines that take one (`takes_motion`)."""
+        if driving is None:
+            return self.engine.sync(frames, audio)  # type: ignore[no-any-return]
+        return self.engine.sync(frames, audio, driving)  # type: ignore[no-any-return]
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25})

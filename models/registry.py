@@ -96,7 +96,9 @@ LICENCES: dict[str, LicenceTerms] = {
 @dataclass(frozen=True)
 class EngineInfo:
     """`takes_image`: the engine starts a shot from a scene's image (a video engine that does
-    not is never chosen for a scene with one). `image_folder`: a second model folder holding the
+    not is never chosen for a scene with one). `takes_motion`: a lip-sync engine that moves a
+    talking character by a driving video (character animation), the one chosen for the scenes
+    that give one. `image_folder`: a second model folder holding the
     engine's image-to-video pipeline, when its weights are separate. `makes_sound`: a video
     engine whose clips come with a sound of their own (`SoundFrames`). `realistic`: the engine
     makes realistic synthetic media (neural video, lip-sync on a face; a cloned voice, though no
@@ -110,6 +112,7 @@ class EngineInfo:
     gpu: bool
     model_folder: str | None = None
     takes_image: bool = False
+    takes_motion: bool = False
     image_folder: str | None = None
     makes_sound: bool = False
     realistic: bool = False
@@ -207,7 +210,7 @@ ENGINES: tuple[EngineInfo, ...] = (
     ),
     EngineInfo(
         Capability.lipsync, "fomm", "models.neural.fomm:FommEngine", "fomm-noncommercial", True,
-        "fomm", realistic=True,
+        "fomm", takes_motion=True, realistic=True,
     ),
     EngineInfo(Capability.music, "midi", "models.music:MidiMusicEngine", "MIT", False),
     EngineInfo(
@@ -231,6 +234,15 @@ def engine_info(capability: Capability | str, name: str) -> EngineInfo:
         if info.capability == capability and info.name == name:
             return info
     raise KeyError(f"no {capability} engine named {name!r}")
+
+
+def choice_capability(field: str) -> Capability:
+    """The capability of a field of a render's engine choice (`pipeline.render.dag.EngineChoice`):
+    its own, or the one its alternate for some scenes stands in for (`image_video`: the video of
+    scenes from a picture; `motion_lipsync`: the character animation of scenes with a driving
+    video)."""
+    alternates = {"image_video": Capability.video, "motion_lipsync": Capability.lipsync}
+    return alternates.get(field) or Capability(field)
 
 
 def engine_names(capability: Capability) -> list[str]:

@@ -187,7 +187,7 @@ def edit_scene(
             "camera": camera,
         }
         checked = FilmSpec.model_validate({**spec, "scenes": scenes})
-        jobs.check_spec_images(session, web.user, checked)
+        jobs.check_spec_assets(session, web.user, checked)
     except ValidationError as error:
         context = {"error": problem_text(error), "error_scene": number}
         return _film(request, web, project, session, settings, context, 422)

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import av
 import cv2
 import numpy as np
+from av.container import InputContainer
 
 from models.base import Frames
 from models.errors import DrivingVideoRefused
@@ -37,9 +40,38 @@ class DrivingLimits:
 def read_driving_video(data: bytes, limits: DrivingLimits = DrivingLimits()) -> Frames:
     """A driving video's frames, each centre-cropped to a square and scaled to DRIVING_SIDE;
     refused (DrivingVideoRefused) past the limits, without a video stream or undecodable."""
+    frames: list[np.ndarray] = []
+    with _opened(data, limits) as (container, stream):
+        fps = round(float(stream.average_rate or 25))
+        for frame in container.decode(stream):
+            if len(frames) == limits.max_frames:
+                raise DrivingVideoRefused(
+                    f"the driving video is longer than {limits.max_frames} frames"
+                )
+            frames.append(_square(frame.to_ndarray(format="rgb24")))
+    if not frames:
+        raise DrivingVideoRefused("the driving video has no frames")
+    return Frames(np.stack(frames), max(1, fps))
+
+
+def probe_driving_video(data: bytes, limits: DrivingLimits = DrivingLimits()) -> None:
+    """`read_driving_video`'s checks that its header can answer (size, stream, frame size, the
+    frame count it declares), without decoding a frame: for a render's submission."""
+    with _opened(data, limits) as (container, stream):
+        seconds = (container.duration or 0) / av.time_base
+        declared = stream.frames or round(seconds * float(stream.average_rate or 25))
+        if declared > limits.max_frames:
+            raise DrivingVideoRefused(
+                f"the driving video is longer than {limits.max_frames} frames"
+            )
+
+
+@contextmanager
+def _opened(data: bytes, limits: DrivingLimits) -> Iterator[tuple[InputContainer, av.VideoStream]]:
+    """The video and its first video stream, once the file and frame sizes are within the limits;
+    any decoding error inside the block is the video's fault."""
     if len(data) > limits.max_bytes:
         raise DrivingVideoRefused(f"the driving video is larger than {limits.max_bytes} bytes")
-    frames: list[np.ndarray] = []
     try:
         with av.open(io.BytesIO(data), "r") as container:
             if not container.streams.video:
@@ -50,18 +82,9 @@ def read_driving_video(data: bytes, limits: DrivingLimits = DrivingLimits()) -> 
                     f"the driving video's frames ({stream.width}x{stream.height}) exceed"
                     f" {limits.max_pixels} pixels"
                 )
-            fps = round(float(stream.average_rate or 25))
-            for frame in container.decode(stream):
-                if len(frames) == limits.max_frames:
-                    raise DrivingVideoRefused(
-                        f"the driving video is longer than {limits.max_frames} frames"
-                    )
-                frames.append(_square(frame.to_ndarray(format="rgb24")))
+            yield container, stream
     except av.FFmpegError as error:
         raise DrivingVideoRefused(f"the driving video does not decode: {error}") from None
-    if not frames:
-        raise DrivingVideoRefused("the driving video has no frames")
-    return Frames(np.stack(frames), max(1, fps))
 
 
 def _square(rgb: np.ndarray) -> np.ndarray:

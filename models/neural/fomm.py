@@ -439,9 +439,10 @@ def _model_file(folder: Path, pattern: str, named: str | None) -> Path:
 
 class FommEngine:
     """Animates the portrait in a clip's first frame: the square around its largest face is
-    moved by the driving motion (the studio's head-motion template, or a driving video the
-    Serve config names), looped to the clip's length, and blended back into the frame. Frames
-    without a face pass through. The mouth follows the driving motion, not the audio."""
+    moved by the driving motion (the scene's driving video, else one the Serve config names,
+    else the studio's head-motion template), looped to the clip's length, and blended back into
+    the frame. Frames without a face pass through. The mouth follows the driving motion, not the
+    audio."""
 
     name: ClassVar[str] = "fomm"
     version: ClassVar[str] = "1"
@@ -476,7 +477,8 @@ class FommEngine:
         self.detector = FaceDetector()
         self.batch_size = batch_size
 
-    def sync(self, frames: Frames, audio: Audio) -> LipSyncResult:
+    def sync(self, frames: Frames, audio: Audio, driving: bytes | None = None) -> LipSyncResult:
+        """`driving`: a driving video (the scene's) in place of the configured motion."""
         source = frames.frame(0)
         if not self.detector.available:
             return LipSyncResult(frames, ["no face detector available: frames left unchanged"])
@@ -485,12 +487,13 @@ class FommEngine:
             return LipSyncResult(frames, ["no face found: frames left unchanged"])
         box = head_crop(face, *source.shape[:2])
         portrait = source[box.y : box.y + box.h, box.x : box.x + box.w]
-        if self.driving is None:
-            driving = head_motion(portrait, len(frames), frames.fps)
+        video = read_driving_video(driving) if driving is not None else self.driving
+        if video is None:
+            motion = head_motion(portrait, len(frames), frames.fps)
         else:
-            driving = loop(self.driving.pixels, len(frames))
+            motion = loop(video.pixels, len(frames))
         out = np.repeat(source[None], len(frames), axis=0)
-        for i, head in enumerate(self.animate(portrait, driving)):
+        for i, head in enumerate(self.animate(portrait, motion)):
             _paste(out[i], head, box)
         return LipSyncResult(Frames(out, frames.fps))
 

@@ -23,7 +23,9 @@ from cluster.settings import Settings
 from db.models import Asset, Job, JobStatus, Plan, Project, ProjectStatus, User, YoutubeVideo
 from db.session import session_scope
 from db.types import utcnow
+from models.errors import DrivingVideoRefused
 from models.espeak import supports
+from models.neural.driving import probe_driving_video
 from models.registry import Capability
 from pipeline.errors import (
     Conflict,
@@ -43,7 +45,7 @@ from pipeline.publish.publishing import PublishRequest, create_publish_job
 from pipeline.render import engine_choice
 from pipeline.render.dag import EngineChoice, StopAt
 from pipeline.render.images import ImageInvalid, image_header
-from pipeline.render.spec import FilmSpec
+from pipeline.render.spec import FileRef, FilmSpec
 from pipeline.storage import open_storage
 
 log = logging.getLogger(__name__)
@@ -69,8 +71,9 @@ def choose_engines(settings: Settings, quality: str, plan: Plan, spec: FilmSpec)
 
 def check_spec(settings: Settings, session: Session, user: User, spec: FilmSpec) -> None:
     """Everything about a spec that would otherwise fail later, refused now with a 4xx: a
-    voice espeak-ng lacks, an image asset that is not the user's, not an image, or larger than
-    the pixel cap (read from its header, never decoded here)."""
+    voice espeak-ng lacks, an asset that is not the user's or not of its kind, an image larger
+    than the pixel cap, a driving video past its limits (read from headers, never decoded
+    here)."""
     for number, scene in enumerate(spec.scenes):
         if scene.narration and not supports(scene.voice):
             raise SpecInvalid(
@@ -86,48 +89,55 @@ def check_spec(settings: Settings, session: Session, user: User, spec: FilmSpec)
                     f"{voice.age} in language {voice.language!r})",
                     field=f"scenes.{number}.podcast.speakers",
                 )
-    for where, asset in check_spec_images(session, user, spec):
-        # The header only: the image is decoded in the render, under the same pixel cap.
+    for where, asset in check_spec_assets(session, user, spec):
+        # Headers only: images and driving videos are decoded in the render, under the same caps.
         try:
             data = open_storage(settings).get_bytes(asset.storage_key)
         except (OSError, KeyError):
             raise SpecInvalid(f"{where}: asset {asset.id} is not readable", field=where) from None
         try:
-            image_header(data, f"{where}: asset {asset.id}")
+            if asset.content_type.startswith("video/"):
+                probe_driving_video(data)
+            else:
+                image_header(data, f"{where}: asset {asset.id}")
         except ImageInvalid as error:
             raise SpecInvalid(error.detail, field=where) from None
+        except DrivingVideoRefused as error:
+            raise SpecInvalid(f"{where}: asset {asset.id}: {error.detail}", field=where) from None
 
 
-def check_spec_images(session: Session, user: User, spec: FilmSpec) -> list[tuple[str, Asset]]:
-    """The image assets a spec names (scene images, talking characters, character sheets'
-    references), each with where (`scenes.0.image`): SpecInvalid naming the place when one is
-    missing, another user's or not an image. A spec that comes through the API names images by
-    asset only: a file path (for specs read by the CLI) is refused here."""
-    refs = [
+def check_spec_assets(session: Session, user: User, spec: FilmSpec) -> list[tuple[str, Asset]]:
+    """The assets a spec names (scene images, talking characters, character sheets' references,
+    driving videos), each with where (`scenes.0.image`): SpecInvalid naming the place when one
+    is missing, another user's or not of its kind. A spec that comes through the API names files
+    by asset only: a file path (for specs read by the CLI) is refused here."""
+    refs: list[tuple[str, FileRef | None]] = [
         (f"characters.{n}.reference", sheet.reference) for n, sheet in enumerate(spec.characters)
     ]
     for number, scene in enumerate(spec.scenes):
         refs += [
-            (f"scenes.{number}.{name}", getattr(scene, name)) for name in ("image", "character")
+            (f"scenes.{number}.{name}", getattr(scene, name))
+            for name in ("image", "character", "driving_video")
         ]
-    images = []
+    assets = []
     for where, ref in refs:
         if ref is None:
             continue
         if ref.asset_id is None:
             raise SpecInvalid(
-                f"{where}: name an uploaded image by its asset id; file paths are not accepted",
+                f"{where}: name an uploaded {ref.kind} by its asset id; file paths are not "
+                "accepted",
                 field=where,
             )
-        refused = SpecInvalid(f"{where}: no image asset {ref.asset_id}", field=where)
+        refused = SpecInvalid(f"{where}: no {ref.kind} asset {ref.asset_id}", field=where)
         try:
             asset = owned_asset(session, user, ref.asset_id)
         except NotFound:
             raise refused from None
-        if not asset.content_type.startswith("image/"):
+        if not asset.content_type.startswith(f"{ref.kind}/"):
             raise refused
-        images.append((where, asset))
-    return images
+        assets.append((where, asset))
+    return assets
 
 
 def _plan(session: Session, user: User) -> Plan:

@@ -13,7 +13,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from db.models import AuditLog, Job, JobStatus, Project
-from models.registry import Capability, engine_info
+from models.registry import choice_capability, engine_info
 
 LABEL_OFF = "youtube.synthetic_label_off"
 
@@ -41,8 +41,7 @@ def realistic_engines(engines: Mapping[str, Any]) -> list[str]:
     for stage, name in engines.items():
         if name is None:
             continue
-        capability = Capability.video if stage == "image_video" else Capability(stage)
-        if engine_info(capability, name).realistic:
+        if engine_info(choice_capability(stage), name).realistic:
             found.append(f"{stage}: {name}")
     return found
 

@@ -84,7 +84,7 @@ from pipeline.render.compose import (
 from pipeline.render.engine_calls import call_engine
 from pipeline.render.images import checked_image
 from pipeline.render.narration import Narration, Segment, narrate_lines, with_transliteration
-from pipeline.render.spec import FilmSpec, ImageRef, Scene
+from pipeline.render.spec import FileRef, FilmSpec, ImageRef, Scene
 from pipeline.render.stage_cache import (
     StageCache,
     array_from_image,
@@ -112,9 +112,11 @@ log = logging.getLogger(__name__)
 
 class EngineChoice(BaseModel):
     """The engine per capability for one render; recorded with the job. The defaults are the
-    registry's CPU engines. `image_video` makes
-    the scenes that start from a picture (an image or a talking character), when it is not
-    `video` itself: an engine that takes an image (`EngineInfo.takes_image`)."""
+    registry's CPU engines. Two stages may take another engine than their capability's:
+    `image_video` makes the scenes that start from a picture (an image or a talking character),
+    when it is not `video` itself: an engine that takes an image (`EngineInfo.takes_image`);
+    `motion_lipsync` moves the talking characters of the scenes with a driving video, when it is
+    not `lipsync` itself: an engine that takes one (`EngineInfo.takes_motion`)."""
 
     video: str = CPU_DEFAULTS[Capability.video]
     image: str = CPU_DEFAULTS[Capability.image]
@@ -122,6 +124,7 @@ class EngineChoice(BaseModel):
     lipsync: str = CPU_DEFAULTS[Capability.lipsync]
     music: str = CPU_DEFAULTS[Capability.music]
     image_video: str | None = None
+    motion_lipsync: str | None = None
 
     @classmethod
     def configured(cls, settings: Settings) -> EngineChoice:
@@ -143,6 +146,12 @@ class EngineChoice(BaseModel):
         if scene.image is not None or scene.character is not None:
             return engine_info(Capability.video, self.image_video or self.video)
         return self.info(Capability.video)
+
+    def scene_lipsync(self, scene: Scene) -> EngineInfo:
+        """The lip-sync engine of one scene's talking character."""
+        if scene.driving_video is not None:
+            return engine_info(Capability.lipsync, self.motion_lipsync or self.lipsync)
+        return self.info(Capability.lipsync)
 
 
 class RenderInputs(BaseModel):
@@ -307,7 +316,7 @@ def _clip_key(
     spec = inputs.spec
     scene = spec.scenes[index]
     video = inputs.engines.scene_video(scene)
-    lipsync = inputs.engines.info(Capability.lipsync)
+    lipsync = inputs.engines.scene_lipsync(scene)
     talking = scene.character is not None or scene.podcast is not None
     body = {
         "scene": scene.content_hash(),
@@ -320,6 +329,8 @@ def _clip_key(
         "voice": voice,
         "lipsync": [lipsync.name, _version(lipsync)] if talking else None,
     }
+    if scene.driving_video is not None:
+        body["driving_video"] = _file_digest(inputs, scene.driving_video)
     version = f"{_version(video)}+composition{COMPOSITION_VERSION}"
     return stage_key("clip", video.name, version, body, spec.scene_seed(index))
 
@@ -338,24 +349,34 @@ def _image_digest(inputs: RenderInputs, ref: ImageRef | None) -> str | None:
     return None if data is None else stage_key("image", "", "", data, 0)
 
 
+def _file_digest(inputs: RenderInputs, ref: FileRef) -> str:
+    return stage_key(ref.kind, "", "", _file_bytes(inputs, ref), 0)
+
+
 def _image_bytes(inputs: RenderInputs, ref: ImageRef | None) -> bytes | None:
-    """The bytes of an uploaded asset or of a file in the spec's folder (a spec read from a
-    file), once their header shows an image within the pixel cap (`pipeline.render.images`)."""
+    """The bytes of an image (`_file_bytes`), once their header shows an image within the pixel
+    cap (`pipeline.render.images`)."""
     if ref is None:
         return None
+    where = f"image {ref.path!r}" if ref.path is not None else f"asset {ref.asset_id}"
+    return checked_image(_file_bytes(inputs, ref), where)
+
+
+def _file_bytes(inputs: RenderInputs, ref: FileRef) -> bytes:
+    """The bytes of an uploaded asset or of a file in the spec's folder (a spec read from a
+    file). Uploads were bounded when they came in; each kind is bounded again where decoded."""
     if ref.path is not None:
         base = Path(inputs.spec_dir) if inputs.spec_dir else None
-        return checked_image(ref.resolve(base).read_bytes(), f"image {ref.path!r}")
+        return ref.resolve(base).read_bytes()
     with session_scope(inputs.settings.resolved_database_url) as session:
         asset = session.get(Asset, ref.asset_id)
         if asset is None:
             raise NotFound(f"asset {ref.asset_id} not found")
         key = asset.storage_key
     try:
-        data = open_storage(inputs.settings).get_bytes(key)
+        return open_storage(inputs.settings).get_bytes(key)
     except KeyError:
         raise NotFound(f"asset {ref.asset_id} has no stored file") from None
-    return checked_image(data, f"asset {ref.asset_id}")
 
 
 # -- video and clip --------------------------------------------------------------------------
@@ -482,11 +503,16 @@ def lipsync_stage(
 ) -> tuple[Frames, list[str]]:
     """The speaking character's frames moved with the narration, and the engine's warnings."""
     track = audio.place([(LEAD_S, narration.audio)], plan.frames / inputs.spec.fps)
-    lipsync = inputs.engines.info(Capability.lipsync)
+    scene = inputs.spec.scenes[plan.index]
+    lipsync = inputs.engines.scene_lipsync(scene)
     height, width = frames.pixels.shape[1:3]
     work = Work.frames(width, height, len(frames))
     limit = watch(inputs.settings, lipsync, "lip-sync", plan.index, work)
-    synced: LipSyncResult = call_engine(lipsync, "sync", frames, track, watch=limit)
+    if scene.driving_video is None:
+        synced: LipSyncResult = call_engine(lipsync, "sync", frames, track, watch=limit)
+    else:
+        driving = _file_bytes(inputs, scene.driving_video)
+        synced = call_engine(lipsync, "sync", frames, track, driving, watch=limit)
     return synced.frames, [f"scene {plan.index + 1}: {w}" for w in synced.warnings]
 
 
@@ -910,13 +936,17 @@ def film_key(inputs: RenderInputs) -> str:
     ]
     used = [inputs.engines.info(c) for c in Capability]
     used += [inputs.engines.scene_video(scene) for scene in spec.scenes]
-    body = {
+    driving = [scene.driving_video for scene in spec.scenes if scene.driving_video is not None]
+    used += [inputs.engines.scene_lipsync(s) for s in spec.scenes if s.driving_video is not None]
+    body: dict[str, Any] = {
         "spec": spec,
         "images": images,
         "engines": [[info.capability, info.name, _version(info)] for info in used],
         "stop_at": inputs.stop_at,
         "sound": [inputs.settings.video_sound, inputs.settings.ambience_volume],
     }
+    if driving:  # a spec without driving videos keeps the key it had
+        body["driving_videos"] = [_file_digest(inputs, ref) for ref in driving]
     version = f"composition{COMPOSITION_VERSION}+assembly{ASSEMBLY_VERSION}"
     return stage_key("film", "", version, body, spec.seed)
 

@@ -5,9 +5,11 @@ is the order of preference of a `final` render. A final render takes, per capabi
 engine whose licence the user's plan allows and that is deployed and healthy (else the first
 allowed one that is deployed: a replica still starting, or one whose failure the render will
 report). Scenes that start from a picture (an image, a talking character) take the first such
-engine that takes an image, so that no scene's picture is dropped. A plan that allows none of
-the candidates is refused with the capability and the engines considered; an `animatic` uses
-the CPU engines. Setting `STUDIO_<CAPABILITY>_ENGINE` pins that capability to one engine.
+video engine that takes an image, so that no scene's picture is dropped; scenes with a driving
+video take the first such lip-sync engine that takes one (character animation). A plan that
+allows none of the candidates is refused with the capability and the engines considered; an
+`animatic` uses the CPU engines. Setting `STUDIO_<CAPABILITY>_ENGINE` pins that capability to
+one engine.
 """
 
 from __future__ import annotations
@@ -102,20 +104,44 @@ def choose_engines(
            for capability, infos in allowed.items()}
     )  # fmt: skip
     if any(scene.image is not None or scene.character is not None for scene in spec.scenes):
-        takes_image = [info for info in allowed[Capability.video] if info.takes_image]
-        if not takes_image:
-            video = [engine_info(Capability.video, n) for n in candidates[Capability.video]]
-            refusal = LicenceRefused if any(i.takes_image for i in video) else EngineUnavailable
-            raise refusal(
-                f"no video engine the {plan_code} plan may use animates a scene's image:"
-                f" considered {_named(video)}",
-                capability="video",
-                engines=[info.name for info in video],
-            )
-        engine = _first(Capability.video, takes_image, plan_code, state)
+        engine = _able(
+            Capability.video, "animates a scene's image", lambda info: info.takes_image,
+            allowed, candidates, plan_code, state,
+        )  # fmt: skip
         if engine.name != choice.video:
             choice.image_video = engine.name
+    if any(scene.driving_video is not None for scene in spec.scenes):
+        engine = _able(
+            Capability.lipsync, "moves a character by a driving video",
+            lambda info: info.takes_motion, allowed, candidates, plan_code, state,
+        )  # fmt: skip
+        if engine.name != choice.lipsync:
+            choice.motion_lipsync = engine.name
     return choice
+
+
+def _able(
+    capability: Capability,
+    does: str,
+    able: Callable[[EngineInfo], bool],
+    allowed: Mapping[Capability, list[EngineInfo]],
+    candidates: Mapping[Capability, list[str]],
+    plan_code: str,
+    state: StateOf,
+) -> EngineInfo:
+    """The first allowed engine of `capability` that is `able` to do what some scenes ask; none
+    refuses the render: LicenceRefused when a candidate could, else EngineUnavailable."""
+    able_allowed = [info for info in allowed[capability] if able(info)]
+    if not able_allowed:
+        considered = [engine_info(capability, name) for name in candidates[capability]]
+        refusal = LicenceRefused if any(able(info) for info in considered) else EngineUnavailable
+        raise refusal(
+            f"no {capability} engine the {plan_code} plan may use {does}:"
+            f" considered {_named(considered)}",
+            capability=capability.value,
+            engines=[info.name for info in considered],
+        )
+    return _first(capability, able_allowed, plan_code, state)
 
 
 def _allowed(
@@ -167,6 +193,8 @@ def engine_record(
     stages = {capability.value: made.info(capability) for capability in Capability}
     if made.image_video is not None:
         stages["video_from_image"] = engine_info(Capability.video, made.image_video)
+    if made.motion_lipsync is not None:
+        stages["lipsync_from_driving_video"] = engine_info(Capability.lipsync, made.motion_lipsync)
     record = {stage: _terms(info) for stage, info in stages.items()}
     key_art = made.key_art()
     meant = "frames" if key_art is None else key_art.name

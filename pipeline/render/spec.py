@@ -11,7 +11,7 @@ import json
 import re
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 from uuid import UUID
 
 import yaml
@@ -33,7 +33,9 @@ SpecFormat = Literal["json", "yaml"]
 
 _ASPECTS: dict[str, tuple[int, int]] = {"16:9": (16, 9), "9:16": (9, 16), "1:1": (1, 1)}
 
-ADDED_FIELDS = ("characters", "speaker", "cast", "transliteration", "logline", "podcast")
+ADDED_FIELDS = (
+    "characters", "speaker", "cast", "transliteration", "logline", "podcast", "driving_video"
+)  # fmt: skip
 """Optional fields added within spec_version 1: a spec without them reads, and hashes, as before."""
 
 
@@ -59,11 +61,13 @@ class _SpecModel(StrictInput):
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-class ImageRef(_SpecModel):
-    """An image: an uploaded asset, or (for CLI use) a file path relative to the spec's folder.
+class FileRef(_SpecModel):
+    """A file: an uploaded asset, or (for CLI use) a path relative to the spec's folder.
 
     A bare string is accepted: a UUID becomes `asset_id`, anything else `path`.
     """
+
+    kind: ClassVar[str] = "file"
 
     asset_id: UUID | None = None
     path: Line | None = None
@@ -85,13 +89,13 @@ class ImageRef(_SpecModel):
             return None
         pure = PurePosixPath(path)
         if not path or pure.is_absolute() or ".." in pure.parts or "\\" in path:
-            raise ValueError(f"image path {path!r} must be relative, inside the spec's folder")
+            raise ValueError(f"{cls.kind} path {path!r} must be relative, inside the spec's folder")
         return path
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:
         if (self.asset_id is None) == (self.path is None):
-            raise ValueError("an image needs exactly one of asset_id or path")
+            raise ValueError(f"a {self.kind} reference needs exactly one of asset_id or path")
         return self
 
     def resolve(self, base_dir: Path | None) -> Path:
@@ -101,16 +105,24 @@ class ImageRef(_SpecModel):
         if self.path is None:
             raise ValueError(f"asset {self.asset_id} is stored, not a local file")
         if base_dir is None:
-            raise SpecInvalid(f"image {self.path!r}: only uploaded assets can be used here")
+            raise SpecInvalid(f"{self.kind} {self.path!r}: only uploaded assets can be used here")
         base = base_dir.resolve()
         path = base
         for part in PurePosixPath(self.path).parts:
             path = path / part
             if path.is_symlink():
-                raise SpecInvalid(f"image {self.path!r}: symbolic links are not followed")
+                raise SpecInvalid(f"{self.kind} {self.path!r}: symbolic links are not followed")
         if not path.resolve().is_relative_to(base):
-            raise SpecInvalid(f"image {self.path!r} is outside the spec's folder")
+            raise SpecInvalid(f"{self.kind} {self.path!r} is outside the spec's folder")
         return path
+
+
+class ImageRef(FileRef):
+    kind: ClassVar[str] = "image"
+
+
+class VideoRef(FileRef):
+    kind: ClassVar[str] = "video"
 
 
 class Character(_SpecModel):
@@ -195,6 +207,11 @@ class Scene(_SpecModel):
     character: ImageRef | None = Field(
         default=None, description="On-screen speaking character; lip-synced to the narration."
     )
+    driving_video: VideoRef | None = Field(
+        default=None,
+        description="A video of a face whose head motion moves the talking `character`: the "
+        "scene takes a character animation engine (FOMM) instead of lip-sync.",
+    )
     camera: CameraMove = CameraMove.static
     transition: Transition = Field(
         default=Transition.cut,
@@ -240,6 +257,8 @@ class Scene(_SpecModel):
             raise ValueError("a scene needs a visual prompt or an image")
         if self.character is not None and self.narration is None:
             raise ValueError("a talking character needs narration to lip-sync to")
+        if self.driving_video is not None and self.character is None:
+            raise ValueError("a driving video moves a talking character: the scene has none")
         if self.transliteration is not None:
             spoken = len(split_sentences(self.narration or ""))
             written = len(split_sentences(self.transliteration))
@@ -251,7 +270,7 @@ class Scene(_SpecModel):
         return self
 
     def _podcast_complete(self, podcast: Podcast) -> Self:
-        spoken = ("narration", "transliteration", "character", "speaker")
+        spoken = ("narration", "transliteration", "character", "speaker", "driving_video")
         if present := [name for name in spoken if getattr(self, name) is not None]:
             raise ValueError(f"a podcast scene speaks its lines; it has no {', '.join(present)}")
         if podcast.background is None and self.prompt is None and self.image is None:

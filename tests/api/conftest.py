@@ -7,6 +7,7 @@ to arrange what the API cannot make on its own (another user's job, a suspended 
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import time
 import uuid
@@ -19,15 +20,18 @@ from typing import Any
 
 import httpx
 import pytest
+import ray
 from ray import serve
 from sqlmodel import SQLModel, select
 
 from cluster.settings import Settings
 from db.migrate import upgrade
 from db.models import Job, JobStatus, Plan, User
-from db.session import session_scope
+from db.session import database_tag, session_scope
 from db.types import utcnow
 from deployments.api.ingress import build_api
+from pipeline.jobs.scheduler import scheduler_name
+from pipeline.ledger.actor import LEDGER_NAME, LEDGER_NAMESPACE
 from tests.fakes.stripe import FakeStripe, stripe_settings
 from tests.services import free_port
 
@@ -75,6 +79,22 @@ def deploy(name: str, settings: Settings, serve_http: str, **options: Any) -> Ap
         if time.monotonic() > deadline:
             raise TimeoutError(f"the API {name} did not answer at {url}")
         time.sleep(0.2)
+
+
+def undeploy(*apps: Api) -> None:
+    """Deletes the apps, then the scheduler and ledger actors of their database: for apps alone
+    on a database of their own, whose detached actors would otherwise keep polling it (and a
+    share of the two cores) for the rest of the session."""
+    for api in apps:
+        serve.delete(api.name)
+    for database_url in {api.database_url for api in apps}:
+        actors = [
+            (scheduler_name(database_url), "studio"),
+            (f"{LEDGER_NAME}-{database_tag(database_url)}", LEDGER_NAMESPACE),
+        ]
+        for name, namespace in actors:
+            with contextlib.suppress(ValueError):  # never made
+                ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
 
 
 def app_settings(data_dir: Path, database_url: str, **fields: Any) -> Settings:

@@ -173,3 +173,43 @@ def test_picture_scenes_without_a_configured_engine_that_takes_an_image_are_refu
     pinned = settings(video_engine="cogvideox-2b")
     with pytest.raises(EngineUnavailable, match="animates a scene's image: considered cogvideox"):
         choose_engines(pinned, "final", "creator", COMMERCIAL, WITH_IMAGE, EVERYTHING)
+
+
+WITH_DRIVING_VIDEO = FilmSpec.model_validate(
+    {
+        "title": "t",
+        "scenes": [
+            {"prompt": "a lake", "duration_s": 1, "narration": "Hello.",
+             "character": "assets/astronaut.png"},
+            {"prompt": "a lake", "duration_s": 1, "narration": "Hello.",
+             "character": "assets/astronaut.png", "driving_video": "assets/nod.mp4"},
+        ],
+    }
+)  # fmt: skip
+
+
+def test_a_scene_with_a_driving_video_goes_to_a_character_animation_engine() -> None:
+    """The other talking scenes keep the lip-sync engine; the record names both."""
+    choice = choose_engines(settings(), "final", "free", NON_COMMERCIAL_ONLY + CPU,
+                            WITH_DRIVING_VIDEO, EVERYTHING)  # fmt: skip
+    assert (choice.lipsync, choice.motion_lipsync) == ("musetalk", "fomm")
+    scenes = WITH_DRIVING_VIDEO.scenes
+    assert [choice.scene_lipsync(scene).name for scene in scenes] == ["musetalk", "fomm"]
+    record = engine_record(choice.model_dump())
+    assert record["lipsync_from_driving_video"] == {
+        "engine": "fomm", "licence": "fomm-noncommercial", "use": "non-commercial",
+        "revenue_cap_usd": None,
+    }  # fmt: skip
+
+
+def test_a_driving_video_the_plan_may_not_animate_is_refused_at_submit() -> None:
+    with pytest.raises(LicenceRefused) as refused:
+        choose_engines(settings(), "final", "creator", COMMERCIAL + CPU, WITH_DRIVING_VIDEO,
+                       EVERYTHING)  # fmt: skip
+    assert refused.value.extra == {"capability": "lipsync", "engines": ["musetalk", "wav2lip",
+                                   "fomm", "mouth"]}  # fmt: skip
+    assert "moves a character by a driving video: considered musetalk (MIT" in str(refused.value)
+    not_deployed = deployed(*(i.deployment for i in ENGINES if i.name != "fomm"))
+    with pytest.raises(EngineUnavailable, match="no lipsync engine the free plan may use is"):
+        choose_engines(settings(), "final", "free", NON_COMMERCIAL_ONLY + CPU,
+                       WITH_DRIVING_VIDEO, not_deployed)  # fmt: skip

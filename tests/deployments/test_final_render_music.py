@@ -17,7 +17,7 @@ from ray import serve
 
 from cluster.runtime import deploy as deploy_engines
 from db.migrate import upgrade
-from tests.api.conftest import Api, app_settings, deploy, put_on_plan, register
+from tests.api.conftest import Api, app_settings, deploy, put_on_plan, register, undeploy
 from tests.deployments.conftest import GPU_CONFIG, derived_config
 from tests.deployments.test_final_render_api import (
     CPU_LICENCES,
@@ -63,8 +63,8 @@ def music_api(
     deploy_engines(settings, {MUSIC})
     api = deploy("api-music", settings, serve_http)
     yield api
-    for name in ("api-music", MUSIC):
-        serve.delete(name)
+    undeploy(api)
+    serve.delete(MUSIC)
 
 
 def level_db(samples: np.ndarray) -> float:

@@ -24,7 +24,7 @@ from db.models import Project
 from db.session import session_scope
 from deployments.engines import build_engine_app
 from pipeline.publish.disclosure import synthetic_engines
-from tests.api.conftest import Account, Api, app_settings, deploy, register
+from tests.api.conftest import Account, Api, app_settings, deploy, register, undeploy
 from tests.deployments.test_final_render_api import check_film, engines_of, render
 from tests.fakes.hosted_video import LUMA_KEY, RUNWAY_KEY, FakeHostedVideo
 
@@ -63,8 +63,8 @@ def hosted_apis(
         serve.run(app, name=f"video-{provider}", route_prefix=None)
         apis[provider] = deploy(f"api-{provider}", settings, serve_http)
     yield apis
+    undeploy(*apis.values())
     for provider in PROVIDERS:
-        serve.delete(f"api-{provider}")
         serve.delete(f"video-{provider}")
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from tests.deployments.conftest import CLUSTER_CONFIG, ROOT, derived_config
 
-pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.ray, pytest.mark.own_cluster, pytest.mark.timeout(600)]
 
 # Serve pushes autoscaling metrics every 10 s by default; the test wants decisions in seconds.
 FAST_METRICS = {

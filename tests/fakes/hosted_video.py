@@ -15,7 +15,6 @@ answers 429 with Retry-After), `cut_downloads` (that many clip downloads stop ha
 from __future__ import annotations
 
 import base64
-import io
 import json
 import re
 import threading
@@ -25,8 +24,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlparse
 
-import av
 import numpy as np
+
+from tests.media import encode_mp4
 
 RUNWAY_KEY = "key_runway_test"
 LUMA_KEY = "luma-test-key"
@@ -105,17 +105,10 @@ def clip_colour(index: int) -> tuple[int, int, int]:
 
 
 def encode_clip(width: int, height: int, seconds: int) -> bytes:
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=CLIP_FPS)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for index in range(seconds * CLIP_FPS):
-            pixels = np.empty((height, width, 3), np.uint8)
-            pixels[:] = clip_colour(index)
-            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-    return buffer.getvalue()
+    frames = np.empty((seconds * CLIP_FPS, height, width, 3), np.uint8)
+    for index, pixels in enumerate(frames):
+        pixels[:] = clip_colour(index)
+    return encode_mp4(frames, CLIP_FPS)
 
 
 def _ratio_size(ratio: str) -> tuple[int, int]:

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-import io
 import itertools
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 from skimage import data
 
 from models.base import Audio, Frames, StillFrames
 from models.errors import DrivingVideoRefused, ModelUnavailable
-from models.neural.driving import DRIVING_SIDE, DrivingLimits, head_motion, read_driving_video
+from models.neural.driving import (
+    DRIVING_SIDE,
+    DrivingLimits,
+    head_motion,
+    probe_driving_video,
+    read_driving_video,
+)
 from models.neural.fomm import FommEngine
+from tests.media import encode_mp4
 
 SILENCE = Audio(np.zeros(1600, np.float32), 16000)
 
@@ -30,17 +35,6 @@ def engine(tiny: Callable[[str], Path]) -> FommEngine:
 def portrait() -> np.ndarray:
     """The astronaut's head and shoulders, as a 160 px square."""
     return np.ascontiguousarray(data.astronaut()[20:180, 150:310])
-
-
-def clip(frames: np.ndarray, fps: int = 25) -> bytes:
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        for pixels in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
-        container.mux(stream.encode())
-    return buffer.getvalue()
 
 
 def test_the_portrait_moves_with_the_template_and_stays_with_a_still_drive(
@@ -84,7 +78,7 @@ def test_a_still_driving_video_from_the_config_holds_the_portrait_still(
     tiny: Callable[[str], Path], tmp_path: Path
 ) -> None:
     video = tmp_path / "still.mp4"
-    video.write_bytes(clip(np.full((3, 64, 64, 3), 128, np.uint8)))
+    video.write_bytes(encode_mp4(np.full((3, 64, 64, 3), 128, np.uint8)))
     engine = FommEngine(tiny("fomm"), driving_video=video)
     assert engine.driving is not None and engine.driving.pixels.shape[1:] == (
         DRIVING_SIDE, DRIVING_SIDE, 3,
@@ -94,9 +88,25 @@ def test_a_still_driving_video_from_the_config_holds_the_portrait_still(
     assert all(np.array_equal(frame, result.frames.pixels[0]) for frame in result.frames.pixels)
 
 
-def test_a_driving_video_past_its_bounds_is_refused() -> None:
-    video = clip(np.zeros((5, 64, 48, 3), np.uint8))
-    assert len(read_driving_video(video, DrivingLimits(max_frames=5))) == 5
+def test_a_scene_driving_video_takes_the_place_of_the_configured_motion(
+    engine: FommEngine,
+) -> None:
+    photo = StillFrames(data.astronaut(), 5, fps=25)
+    moving = engine.sync(photo, SILENCE).frames.pixels
+    held = engine.sync(photo, SILENCE, encode_mp4(np.full((3, 64, 64, 3), 128, np.uint8)))
+    assert not all(np.array_equal(frame, moving[0]) for frame in moving), "the template moves"
+    assert all(np.array_equal(frame, held.frames.pixels[0]) for frame in held.frames.pixels)
+    with pytest.raises(DrivingVideoRefused, match="does not decode"):
+        engine.sync(photo, SILENCE, b"not a video")
+
+
+@pytest.mark.parametrize("check", [read_driving_video, probe_driving_video])
+def test_a_driving_video_past_its_bounds_is_refused(
+    check: Callable[[bytes, DrivingLimits], object],
+) -> None:
+    """Reading it decodes it; probing it (at submit) reads only its header."""
+    video = encode_mp4(np.zeros((5, 64, 48, 3), np.uint8))
+    check(video, DrivingLimits(max_frames=5))
     too_big = [
         (DrivingLimits(max_bytes=len(video) - 1), "larger than"),
         (DrivingLimits(max_pixels=64 * 48 - 1), "exceed"),
@@ -104,10 +114,10 @@ def test_a_driving_video_past_its_bounds_is_refused() -> None:
     ]
     for limits, reason in too_big:
         with pytest.raises(DrivingVideoRefused, match=reason) as refused:
-            read_driving_video(video, limits)
+            check(video, limits)
         assert refused.value.status == 422 and not refused.value.internal
     with pytest.raises(DrivingVideoRefused, match="does not decode"):
-        read_driving_video(b"not a video")
+        check(b"not a video", DrivingLimits())
 
 
 def test_a_missing_or_corrupt_checkpoint_is_unavailable(

@@ -34,7 +34,7 @@ from pipeline.storage import open_storage
 from tests.render.conftest import example, write_manifest
 from tests.studio_serve import Studio, studio_serve, token_header
 
-pytestmark = [pytest.mark.ray, pytest.mark.timeout(1500)]
+pytestmark = [pytest.mark.ray, pytest.mark.own_cluster, pytest.mark.timeout(1500)]
 
 
 @pytest.fixture(scope="module")

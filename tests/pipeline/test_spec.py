@@ -143,7 +143,8 @@ def test_a_transliteration_needs_a_sentence_for_each_narration_sentence(
 
 def test_a_scene_without_transliteration_hashes_as_before_it_was_added() -> None:
     scene = FilmSpec.model_validate(minimal()).scenes[0]
-    unused = ("transliteration", "speaker", "cast", "podcast")  # added within version 1, unset
+    # added within version 1, unset
+    unused = ("transliteration", "speaker", "cast", "podcast", "driving_video")
     data = {k: v for k, v in scene.model_dump(mode="json").items() if k not in unused}
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert scene.content_hash() == hashlib.sha256(canonical.encode()).hexdigest()
@@ -208,6 +209,25 @@ def many_words(count: int) -> str:
             minimal(scenes=[{"duration_s": 3, "prompt": "p", "character": "a.png"}]),
             "scenes.0",
             "needs narration to lip-sync",
+        ),
+        (
+            minimal(scenes=[{"narration": "Hi.", "prompt": "p", "driving_video": "nod.mp4"}]),
+            "scenes.0",
+            "a driving video moves a talking character",
+        ),
+        (
+            minimal(
+                scenes=[
+                    {
+                        "narration": "Hi.",
+                        "prompt": "p",
+                        "character": "a.png",
+                        "driving_video": "../nod.mp4",
+                    }
+                ]
+            ),
+            "scenes.0.driving_video.path",
+            "video path '../nod.mp4' must be relative",
         ),
         (
             minimal(scenes=[{"duration_s": 90, "prompt": "p"}]),

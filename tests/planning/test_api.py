@@ -8,12 +8,19 @@ from typing import Any
 
 import httpx
 import pytest
-from ray import serve
 
 from db.migrate import upgrade
 from pipeline.ledger.pricing import planning_estimate
 from pipeline.planning.text import word_count
-from tests.api.conftest import Account, Api, app_settings, assert_problem, deploy, register
+from tests.api.conftest import (
+    Account,
+    Api,
+    app_settings,
+    assert_problem,
+    deploy,
+    register,
+    undeploy,
+)
 from tests.fakes.chat_completions import API_KEY, FakeChat
 from tests.planning.conftest import story
 from tests.planning.test_llm import model_spec
@@ -26,8 +33,9 @@ def api(serve_http: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[A
     data_dir = tmp_path_factory.mktemp("api-planning")
     database_url = f"sqlite:///{data_dir / 'studio.db'}"
     upgrade(database_url)
-    yield deploy("api-planning", app_settings(data_dir, database_url), serve_http)
-    serve.delete("api-planning")
+    api = deploy("api-planning", app_settings(data_dir, database_url), serve_http)
+    yield api
+    undeploy(api)
 
 
 @pytest.fixture
@@ -140,8 +148,9 @@ def model_api(
     upgrade(database_url)
     model = {"llm_base_url": model_chat.url, "llm_model": "gpt-4o-mini", "llm_api_key": API_KEY}
     settings = app_settings(data_dir, database_url, **model)
-    yield deploy("api-planning-llm", settings, serve_http)
-    serve.delete("api-planning-llm")
+    api = deploy("api-planning-llm", settings, serve_http)
+    yield api
+    undeploy(api)
 
 
 def test_planning_with_a_model_is_charged_and_a_fallback_is_not(

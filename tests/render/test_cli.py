@@ -15,7 +15,7 @@ from pipeline.render.assemble import inspect_film
 from pipeline.render.spec import FilmSpec
 from tests.render.conftest import EXAMPLES
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.own_cluster]
 
 
 def test_studio_render_makes_the_sample_story(tmp_path: Path) -> None:

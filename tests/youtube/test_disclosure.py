@@ -106,8 +106,9 @@ def audit(studio: Settings, user: User) -> list[AuditLog]:
         {**ANIMATIC, "video": "runway"},
         {**ANIMATIC, "video": "wan", "voice": "kokoro"},
         {**ANIMATIC, "lipsync": "wav2lip"},
+        {**ANIMATIC, "motion_lipsync": "fomm"},
     ],
-    ids=["hosted-video", "local-video", "lip-sync"],
+    ids=["hosted-video", "local-video", "lip-sync", "character-animation"],
 )
 def test_a_film_a_realistic_engine_made_part_of_is_labelled_synthetic(
     api: TestClient, studio: Settings, google: FakeGoogle, channel: User, engines: dict[str, Any]

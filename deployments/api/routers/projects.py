@@ -106,7 +106,7 @@ def create_project(
     if body.story is not None:
         return _planned(session, user, settings, None, body.story, body.style, body.title)
     assert body.spec is not None and body.title is not None
-    jobs.check_spec_images(session, user, body.spec)
+    jobs.check_spec_assets(session, user, body.spec)
     project = Project(owner_id=user.id, title=body.title, spec=body.spec.model_dump(mode="json"))
     session.add(project)
     session.commit()
@@ -178,7 +178,7 @@ def update_project(
     if body.title is not None:
         project.title = body.title
     if body.spec is not None:
-        jobs.check_spec_images(session, user, body.spec)
+        jobs.check_spec_assets(session, user, body.spec)
         project.spec = body.spec.model_dump(mode="json")
     project.updated_at = utcnow()
     session.add(project)
