@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-import shutil
+import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import boto3
@@ -49,7 +50,10 @@ def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def sqlite_url(tmp_path: Path, migrated_sqlite: Path) -> str:
     """A fresh SQLite database of this test, with the migrations applied."""
     path = tmp_path / "studio.db"
-    shutil.copyfile(migrated_sqlite, path)
+    # SQLite's backup, not a file copy: the migrations' pages may still be in the WAL file.
+    source, copy = sqlite3.connect(migrated_sqlite), sqlite3.connect(path)
+    with closing(source), closing(copy):
+        source.backup(copy)
     return f"sqlite:///{path}"
 
 

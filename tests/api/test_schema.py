@@ -29,8 +29,6 @@ CHECKS = (
 def test_no_server_errors_and_no_schema_violations(
     api: Api, client: httpx.Client, account: Account, tmp_path: Path
 ) -> None:
-    if api.name == "api-sqlite":
-        pytest.skip("run once, on PostgreSQL: the stricter store (NUL, JSONB) fails more inputs")
     put_on_plan(api, account.id, "fuzz", rate_limit_per_minute=100_000, upload_limit_mb=1)
     command = [
         str(Path(sys.executable).with_name("schemathesis")),

@@ -14,7 +14,6 @@ from ray import serve
 from sqlmodel import select
 
 from cluster.settings import Settings
-from db.migrate import upgrade
 from db.models import Plan, Role, User
 from db.session import session_scope
 from pipeline.ledger import store
@@ -56,22 +55,18 @@ def monthly_credits(url: str, code: str) -> int:
         return session.exec(select(Plan.monthly_credits).where(Plan.code == code)).one()
 
 
-@pytest.fixture(
-    scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="session")
 def billing_api(
-    request: pytest.FixtureRequest,
     serve_http: str,
+    postgres_url: str,
     tmp_path_factory: pytest.TempPathFactory,
     fake_stripe: FakeStripe,
 ) -> Iterator[Api]:
-    data_dir = tmp_path_factory.mktemp(f"billing-{request.param}")
-    if request.param == "postgres":
-        database_url = str(request.getfixturevalue("postgres_url"))
-    else:
-        database_url = f"sqlite:///{data_dir / 'studio.db'}"
-        upgrade(database_url)
-    name = f"billing-{request.param}"
+    """The studio API on PostgreSQL (as `tests.api.conftest.api`), paying through the fake
+    Stripe."""
+    data_dir = tmp_path_factory.mktemp("billing")
+    database_url = postgres_url
+    name = "billing-postgres"
     settings = app_settings(data_dir, database_url, **stripe_settings(fake_stripe))
     yield deploy(name, settings, serve_http)
     serve.delete(name)

@@ -43,8 +43,6 @@ def test_the_billing_routes_are_published_with_their_problems(client: httpx.Clie
 def test_no_server_errors_on_the_billing_routes(
     billing_api: Api, client: httpx.Client, account: Account, tmp_path: Path
 ) -> None:
-    if billing_api.name == "billing-sqlite":
-        pytest.skip("run once, on PostgreSQL: the stricter store fails more inputs")
     put_on_plan(billing_api, account.id, "fuzz", rate_limit_per_minute=100_000)
     set_user(billing_api, account.id, role=Role.admin)
     command = [

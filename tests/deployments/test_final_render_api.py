@@ -47,6 +47,7 @@ NEURAL = (
     "video-wan", "video-ltx-2", "video-ltx", "image-diffusers", "voice-kokoro",
     "lipsync-musetalk", "lipsync-wav2lip", "lipsync-fomm",
 )  # fmt: skip
+LIGHT = {name: {"ray_actor_options": {"num_cpus": 0.25}} for name in NEURAL}
 FOLDERS = (
     "wan", "wan-i2v", "ltx-2", "ltx-video", "keyframes", "kokoro", "musetalk", "wav2lip", "fomm"
 )  # fmt: skip
@@ -72,7 +73,9 @@ def final_api(
         tmp / "var",
         database_url,
         models_dir=tiny_models(FOLDERS),
-        serve_config=derived_config(GPU_CONFIG, tmp / "serve_config.yaml"),
+        # A quarter of a logical CPU each (the config asks up to 1): the session's Ray has 8,
+        # which the other apps share, and the render's own tasks need some of them.
+        serve_config=derived_config(GPU_CONFIG, tmp / "serve_config.yaml", deployment=LIGHT),
         port=int(serve_http.rsplit(":", 1)[1]),
     )
     deploy_engines(settings, set(NEURAL))

@@ -16,7 +16,6 @@ import httpx
 import pytest
 from ray import serve
 
-from db.migrate import upgrade
 from db.models import Role
 from tests.api.conftest import (
     Account,
@@ -33,19 +32,14 @@ from tests.services import own_processes
 MB = 1024 * 1024
 
 
-@pytest.fixture(
-    scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="session")
 def api(
-    request: pytest.FixtureRequest, serve_http: str, tmp_path_factory: pytest.TempPathFactory
+    serve_http: str, postgres_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Api]:
-    data_dir = tmp_path_factory.mktemp(f"security-{request.param}")
-    if request.param == "postgres":
-        database_url = str(request.getfixturevalue("postgres_url"))
-    else:
-        database_url = f"sqlite:///{data_dir / 'studio.db'}"
-        upgrade(database_url)
-    name = f"security-{request.param}"
+    """The studio API on PostgreSQL (as `tests.api.conftest.api`)."""
+    data_dir = tmp_path_factory.mktemp("security")
+    database_url = postgres_url
+    name = "security-postgres"
     yield deploy(name, app_settings(data_dir, database_url), serve_http)
     serve.delete(name)
 

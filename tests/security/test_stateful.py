@@ -26,8 +26,6 @@ def test_chained_calls_cause_no_server_error(
     cpu_engines: None, api: Api, account: Account, tmp_path: Path
 ) -> None:
     """With the CPU engines deployed, as the studio runs: a render may be submitted."""
-    if api.name == "security-sqlite":
-        pytest.skip("run once, on PostgreSQL: the stricter store")
     command = [
         str(Path(sys.executable).with_name("schemathesis")),
         "run",
