@@ -22,7 +22,6 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from cluster.settings import Settings
-from db.migrate import upgrade
 from db.session import session_scope
 from deployments.api import accounts
 from deployments.api.app import create_app
@@ -119,16 +118,10 @@ def mailbox(smtp: tuple[str, Mailbox]) -> Mailbox:
     return smtp[1]
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
-def accounts_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """One database per module and backend (the ledger actor of a database is made once)."""
-    if request.param == "postgres":
-        return str(request.getfixturevalue("postgres_url"))
-    url = f"sqlite:///{tmp_path_factory.mktemp('accounts') / 'studio.db'}"
-    upgrade(url)
-    return url
+@pytest.fixture(scope="module")
+def accounts_db(postgres_url: str) -> str:
+    """The accounts' behaviour on PostgreSQL only, as the API's (`tests.api.conftest.api`)."""
+    return postgres_url
 
 
 @pytest.fixture

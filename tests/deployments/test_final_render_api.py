@@ -47,7 +47,10 @@ NEURAL = (
     "video-wan", "video-ltx-2", "video-ltx", "image-diffusers", "voice-kokoro",
     "lipsync-musetalk", "lipsync-wav2lip", "lipsync-fomm",
 )  # fmt: skip
-LIGHT = {name: {"ray_actor_options": {"num_cpus": 0.25}} for name in NEURAL}
+LIGHT = {
+    name: {"ray_actor_options": {"num_cpus": 0.25}, "graceful_shutdown_timeout_s": 1}
+    for name in NEURAL
+}
 FOLDERS = (
     "wan", "wan-i2v", "ltx-2", "ltx-video", "keyframes", "kokoro", "musetalk", "wav2lip", "fomm"
 )  # fmt: skip
