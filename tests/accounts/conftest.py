@@ -1,7 +1,7 @@
-"""The whole API app in process (FastAPI's TestClient) on a database per module (SQLite, then
-PostgreSQL), with the local fake Google and a local SMTP server (aiosmtpd) that keeps every
-message it receives. Password accounts are made by the function the register route calls,
-without its credit grant, so that only the tests about credits need Ray (the ledger actor)."""
+"""The whole API app in process (FastAPI's TestClient) on PostgreSQL, with the local fake
+Google and a local SMTP server (aiosmtpd) that keeps every message it receives. Password
+accounts are made by the function the register route calls, without its credit grant, so that
+only the tests about credits need Ray (the ledger actor)."""
 
 from __future__ import annotations
 
@@ -118,12 +118,6 @@ def mailbox(smtp: tuple[str, Mailbox]) -> Mailbox:
     return smtp[1]
 
 
-@pytest.fixture(scope="module")
-def accounts_db(postgres_url: str) -> str:
-    """The accounts' behaviour on PostgreSQL only, as the API's (`tests.api.conftest.api`)."""
-    return postgres_url
-
-
 @pytest.fixture
 def google(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGoogle]:
     """oauthlib refuses plain-HTTP token endpoints unless told otherwise; Google's are HTTPS."""
@@ -136,11 +130,11 @@ def google(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGoogle]:
 def studio(
     tmp_path: Path,
     google: FakeGoogle,
-    accounts_db: str,
+    postgres_url: str,
     smtp: tuple[str, Mailbox],
 ) -> Settings:
     settings = Settings(data_dir=tmp_path / "var", _env_file=None, smtp_url=SecretStr(smtp[0]))
-    return studio_settings(settings, google, accounts_db)
+    return studio_settings(settings, google, postgres_url)
 
 
 def client_for(settings: Settings) -> TestClient:

@@ -1,5 +1,5 @@
-"""The API under test: the real ingress on Ray Serve (the `ray_session` Ray), one app per
-database for the whole session (SQLite and PostgreSQL), reached over real HTTP with httpx.
+"""The API under test: the real ingress on Ray Serve (the `ray_session` Ray), one app on
+PostgreSQL for the whole session, reached over real HTTP with httpx.
 
 Tests share an app, so each makes its own users (`account`), and reaches into the database only
 to arrange what the API cannot make on its own (another user's job, a suspended user, a plan).
@@ -120,9 +120,8 @@ def api(
     embedded default, serves the database layer's tests, the renders through the API and the
     browser journey."""
     data_dir = tmp_path_factory.mktemp("api")
-    database_url = postgres_url
     name = "api-postgres"
-    settings = app_settings(data_dir, database_url, **stripe_settings(fake_stripe))
+    settings = app_settings(data_dir, postgres_url, **stripe_settings(fake_stripe))
     yield deploy(name, settings, serve_http)
     serve.delete(name)
 

@@ -1,6 +1,6 @@
 """Billing against the local fake Stripe (tests/fakes/stripe.py): the domain on SQLite and
 PostgreSQL (`billing_settings`), and the real ingress on Ray Serve (`billing_api`), its own app
-per database, configured with the fake's keys and prices."""
+on PostgreSQL, configured with the fake's keys and prices."""
 
 from __future__ import annotations
 
@@ -65,9 +65,8 @@ def billing_api(
     """The studio API on PostgreSQL (as `tests.api.conftest.api`), paying through the fake
     Stripe."""
     data_dir = tmp_path_factory.mktemp("billing")
-    database_url = postgres_url
     name = "billing-postgres"
-    settings = app_settings(data_dir, database_url, **stripe_settings(fake_stripe))
+    settings = app_settings(data_dir, postgres_url, **stripe_settings(fake_stripe))
     yield deploy(name, settings, serve_http)
     serve.delete(name)
 

@@ -1,8 +1,8 @@
-"""The standing adversarial suite: the studio's API on SQLite and on PostgreSQL, probed as a
+"""The standing adversarial suite: the studio's API on PostgreSQL, probed as a
 hostile user would, with the routes and fields taken from its own `/openapi.json`, so that a new
 route or field is probed without a new test.
 
-Its own Serve apps (`security-sqlite`, `security-postgres`), beside those of tests/api.
+Its own Serve app (`security-postgres`), beside that of tests/api.
 """
 
 from __future__ import annotations
@@ -38,9 +38,8 @@ def api(
 ) -> Iterator[Api]:
     """The studio API on PostgreSQL (as `tests.api.conftest.api`)."""
     data_dir = tmp_path_factory.mktemp("security")
-    database_url = postgres_url
     name = "security-postgres"
-    yield deploy(name, app_settings(data_dir, database_url), serve_http)
+    yield deploy(name, app_settings(data_dir, postgres_url), serve_http)
     serve.delete(name)
 
 
